@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the interop tests and the demo drive (real peers), only when missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have kamailio || need+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+have baresip || need+=(baresip-core)
+have espeak-ng || need+=(espeak-ng)
+have sox || need+=(sox)
+have tshark || need+=(tshark)
+((${#need[@]})) || exit 0
+echo "installing Debian packages: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if have sudo; then SUDO="sudo -n"; else echo "need root or sudo to install: ${need[*]}" >&2; exit 1; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections || true
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,291 @@
+"""The Phone: one object that runs the sans-I/O user agent on asyncio and serves every interface.
+
+The CLI, the web pages, the JSON API and library users all drive this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from securephone.aio.transport import TransportLayer
+from securephone.sip.events import Event
+from securephone.sip.message import Request, Response
+from securephone.sip.registration import RegState, RetryPolicy
+from securephone.sip.transport import Peer
+from securephone.sip.uri import SipUri
+from securephone.sip.useragent import (
+    AccountSpec,
+    RegistrationChanged,
+    RequestCompleted,
+    RequestFailed,
+    UserAgent,
+)
+from securephone.store.config import AccountConfig, Config
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[Event], None]
+
+
+class PhoneError(Exception):
+    """A phone operation failed; the message is meant for the user."""
+
+
+def account_spec(account: AccountConfig) -> AccountSpec:
+    """Turn a validated account config into what the SIP core needs."""
+    scheme = "sips" if account.transport == "tls" else "sip"
+    aor = SipUri(scheme, account.domain, account.user)
+    registrar = (
+        SipUri.parse(account.registrar) if account.registrar else SipUri(scheme, account.domain)
+    )
+    proxy = SipUri.parse(account.outbound_proxy) if account.outbound_proxy else None
+    return AccountSpec(
+        name=account.name,
+        aor=aor,
+        registrar=registrar,
+        auth_user=account.auth_user or account.user,
+        password=account.password.get_secret_value(),
+        transport=account.transport,
+        outbound_proxy=proxy,
+        register=account.register_,
+        expires=account.expires,
+        display_name=account.display_name,
+        retry=RetryPolicy(account.retry_base, account.retry_max),
+    )
+
+
+class SipTrace:
+    """Writes every SIP message in and out to a file, with time, direction and peer."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: TextIO = path.open("a", encoding="utf-8")
+
+    def __call__(self, direction: str, peer: Peer, data: bytes) -> None:
+        stamp = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            + f".{int(time.time() * 1000) % 1000:03d}Z"
+        )
+        arrow = "<<" if direction == "in" else ">>"
+        text = data.decode("utf-8", errors="replace")
+        self._file.write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Phone:
+    """A running SIP phone: listeners, accounts, registrations, requests."""
+
+    def __init__(self, config: Config, *, trace_file: Path | None = None) -> None:
+        self.config = config
+        self.ua: UserAgent | None = None
+        self._trace_path = trace_file or (
+            Path(config.sip.trace_file) if config.sip.trace_file else None
+        )
+        self._trace: SipTrace | None = None
+        self._transports = TransportLayer(self._on_message, self._on_transport_error)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._listeners: list[EventCallback] = []
+        self._waiters: dict[str, asyncio.Future[Response]] = {}
+        self._changed = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the listeners, add the accounts and start registering."""
+        if self._trace_path is not None:
+            self._trace = SipTrace(self._trace_path)
+            self._transports.trace = self._trace
+            log.info("writing a SIP trace to %s", self._trace_path)
+        listen = await self._open_listeners()
+        self.ua = UserAgent(listen, user_agent=self.config.sip.user_agent)
+        for account in self.config.accounts:
+            self.ua.add_account(account_spec(account))
+        now = self._now()
+        for account in self.config.accounts:
+            if account.register_:
+                self.ua.register(account.name, now)
+        self._pump()
+
+    async def _open_listeners(self) -> dict[str, tuple[str, int]]:
+        sip = self.config.sip
+        listen: dict[str, tuple[str, int]] = {}
+        for name in sip.transports:
+            if name == "udp":
+                listen[name] = await self._transports.listen_udp(sip.listen_address, sip.udp_port)
+            elif name == "tcp":
+                port = sip.tcp_port
+                if port == 0 and "udp" in listen:
+                    port = listen["udp"][1]  # same number for UDP and TCP when we can
+                listen[name] = await self._listen_tcp(sip.listen_address, port)
+            else:
+                raise PhoneError("TLS listeners are not available in this version")
+            log.info("listening for SIP on %s:%s:%d", name, *listen[name])
+        return listen
+
+    async def _listen_tcp(self, host: str, port: int) -> tuple[str, int]:
+        try:
+            return await self._transports.listen_stream("tcp", host, port)
+        except OSError:
+            return await self._transports.listen_stream("tcp", host, 0)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Unregister every account (waiting up to ``timeout``), then close the sockets."""
+        ua = self.ua
+        if ua is not None:
+            now = self._now()
+            waiting = [name for name in ua.registrations if ua.unregister(name, now)]
+            self._pump()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._until_unregistered(waiting), timeout)
+        if self._timer is not None:
+            self._timer.cancel()
+        await self._transports.close()
+        if self._trace is not None:
+            self._trace.close()
+
+    async def _until_unregistered(self, names: list[str]) -> None:
+        ua = self.ua
+        assert ua is not None
+        while any(ua.registration_state(n) is RegState.UNREGISTERING for n in names):
+            await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    # -- the pump: socket/timer input -> core -> socket output and events ----------------------------
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_message(self, message: bytes | Request | Response, peer: Peer) -> None:
+        ua = self._core()
+        if isinstance(message, bytes):
+            ua.receive_datagram(message, peer, self._now())
+        else:
+            ua.receive_message(message, peer, self._now())
+        self._pump()
+
+    def _on_transport_error(self, peer: Peer, reason: str) -> None:
+        log.warning("%s", reason)
+        self._core().transport_failed(peer, reason, self._now())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._core().handle_timer(self._now())
+        self._pump()
+
+    def _pump(self) -> None:
+        ua = self._core()
+        for out in ua.outgoing():
+            self._transports.send(out)
+        while (event := ua.next_event()) is not None:
+            self._dispatch(event)
+        self._arm_timer(ua.get_timer())
+        self._changed.set()
+
+    def _arm_timer(self, deadline: float | None) -> None:
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        loop = asyncio.get_running_loop()
+        self._timer = None if deadline is None else loop.call_at(deadline, self._on_timer)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, RegistrationChanged):
+            change = event.change
+            log.info(
+                "account %s: %s -> %s: %s",
+                event.account,
+                change.old.value,
+                change.new.value,
+                change.reason,
+            )
+        elif isinstance(event, RequestCompleted | RequestFailed):
+            self._resolve(event)
+        for listener in list(self._listeners):
+            listener(event)
+
+    def _resolve(self, event: RequestCompleted | RequestFailed) -> None:
+        future = self._waiters.pop(event.handle, None)
+        if future is None or future.done():
+            return
+        if isinstance(event, RequestCompleted):
+            future.set_result(event.response)
+        else:
+            future.set_exception(PhoneError(event.reason))
+
+    def _core(self) -> UserAgent:
+        if self.ua is None:
+            raise PhoneError("the phone is not started")
+        return self.ua
+
+    # -- API ---------------------------------------------------------------------------------------
+    def add_listener(self, callback: EventCallback) -> None:
+        """Call ``callback`` with every event of the SIP core."""
+        self._listeners.append(callback)
+
+    async def request(self, method: str, target: str, *, account: str | None = None) -> Response:
+        """Send an out-of-dialog request (OPTIONS, ...) and return its final response."""
+        ua = self._core()
+        try:
+            uri = SipUri.parse(target)
+        except Exception as exc:
+            raise PhoneError(f"bad URI {target!r}: {exc}") from None
+        if account is not None and account not in ua.accounts:
+            raise PhoneError(f"no account named {account!r}")
+        handle = ua.request(method, uri, self._now(), account=account)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiters[handle] = future
+        self._pump()
+        return await future
+
+    async def options(self, target: str, *, account: str | None = None) -> Response:
+        """RFC 3261 §11: ask what ``target`` supports (and whether it is there)."""
+        return await self.request("OPTIONS", target, account=account)
+
+    async def wait_registration(
+        self, name: str, states: tuple[RegState, ...], timeout: float
+    ) -> RegState:
+        """Wait until account ``name`` reaches one of ``states``."""
+        ua = self._core()
+
+        async def until() -> RegState:
+            while (state := ua.registration_state(name)) not in states:
+                await self._wait_change()
+            return state
+
+        return await asyncio.wait_for(until(), timeout)
+
+    def status(self) -> dict[str, Any]:
+        """What a user cares about, for the CLI's --json, the API and the web pages alike."""
+        ua = self._core()
+        accounts = []
+        for name, reg in ua.registrations.items():
+            spec = ua.accounts[name]
+            accounts.append(
+                {
+                    "name": name,
+                    "aor": str(spec.aor),
+                    "transport": spec.transport,
+                    "registration": reg.state.value,
+                    "reason": reg.reason,
+                    "status": reg.status,
+                    "expires_in": None
+                    if reg.expires_at is None
+                    else max(0, round(reg.expires_at - self._now())),
+                }
+            )
+        listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}
+        return {"listen": listen, "accounts": accounts}

@@ -1,0 +1,268 @@
+"""SIP transports on asyncio: UDP with small reads, TCP with framing and connection reuse (RFC 3261 §18).
+
+This is shell code: it moves bytes between sockets and the sans-I/O user agent and does nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from securephone.sip.errors import ProtocolError
+from securephone.sip.message import Request, Response, StreamParser
+from securephone.sip.transport import Outgoing, Peer
+
+log = logging.getLogger(__name__)
+
+UDP_READ_SIZE = 2048  # RFC 3261 §18.1.1: UDP requests stay well under the path MTU
+UDP_BATCH = 64  # datagrams read per readiness callback
+
+MessageHandler = Callable[[bytes | Request | Response, Peer], None]
+ErrorHandler = Callable[[Peer, str], None]
+TraceHandler = Callable[[str, Peer, bytes], None]
+
+
+def is_ip(host: str) -> bool:
+    """True for an IPv4/IPv6 literal (no DNS needed)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One TCP/TLS connection: frames messages with StreamParser, answers CRLF pings (RFC 5626 §4.4.1)."""
+
+    def __init__(self, layer: TransportLayer, transport_name: str, conn_id: int) -> None:
+        self.layer = layer
+        self.name = transport_name
+        self.conn_id = conn_id
+        self.parser = StreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Peer(self.name, host, port, self.conn_id)
+        self.layer._register_connection(self)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None
+        try:
+            messages = self.parser.feed(data)
+        except ProtocolError as exc:
+            log.warning("closing %s: %s", self.peer, exc)
+            self.close()
+            return
+        if self.parser.take_pings() and self.transport is not None:
+            self.transport.write(b"\r\n")
+        for message in messages:
+            self.layer._deliver(message, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.layer._forget_connection(self)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class _Connecting:
+    """Bytes waiting for a connection that is being opened."""
+
+    queue: list[bytes] = field(default_factory=list)
+
+
+class TransportLayer:
+    """Every SIP socket of one phone."""
+
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        on_error: ErrorHandler,
+        trace: TraceHandler | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.on_error = on_error
+        self.trace = trace
+        self.client_ssl = client_ssl
+        self.listening: dict[str, tuple[str, int]] = {}
+        self._udp: socket.socket | None = None
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[int, _StreamConnection] = {}
+        self._by_addr: dict[tuple[str, str, int], int] = {}
+        self._connecting: dict[tuple[str, str, int], _Connecting] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- listening -----------------------------------------------------------------------------
+    async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
+        """Bind the UDP socket and read it with small, batched reads."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind((host, port))
+        self._udp = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._udp_ready)
+        bound = sock.getsockname()[:2]
+        self.listening["udp"] = (bound[0], bound[1])
+        return self.listening["udp"]
+
+    async def listen_stream(
+        self, name: str, host: str, port: int, server_ssl: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Accept TCP (or TLS with ``server_ssl``) connections."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _StreamConnection(self, name, next(self._ids)),
+            host,
+            port,
+            ssl=server_ssl,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        bound = server.sockets[0].getsockname()[:2]
+        self.listening[name] = (bound[0], bound[1])
+        return self.listening[name]
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _udp_ready(self) -> None:
+        assert self._udp is not None
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = self._udp.recvfrom(UDP_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("udp receive error: %s", exc)
+                return
+            if data.strip(b"\r\n") == b"":
+                continue  # keep-alive
+            self._deliver(data, Peer("udp", addr[0], addr[1]))
+
+    def _deliver(self, message: bytes | Request | Response, peer: Peer) -> None:
+        if self.trace is not None:
+            self.trace("in", peer, message if isinstance(message, bytes) else bytes(message))
+        self.on_message(message, peer)
+
+    def _register_connection(self, conn: _StreamConnection) -> None:
+        assert conn.peer is not None
+        self._conns[conn.conn_id] = conn
+        self._by_addr[(conn.name, conn.peer.host, conn.peer.port)] = conn.conn_id
+
+    def _forget_connection(self, conn: _StreamConnection) -> None:
+        self._conns.pop(conn.conn_id, None)
+        if conn.peer is not None:
+            key = (conn.name, conn.peer.host, conn.peer.port)
+            if self._by_addr.get(key) == conn.conn_id:
+                del self._by_addr[key]
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, out: Outgoing) -> None:
+        """Send now, or as soon as the connection or the name resolution is ready."""
+        if self.trace is not None:
+            self.trace("out", out.peer, out.data)
+        if out.peer.transport == "udp":
+            self._send_udp(out)
+        else:
+            self._send_stream(out)
+
+    def _send_udp(self, out: Outgoing) -> None:
+        if self._udp is None:
+            self.on_error(out.peer, "no UDP listener")
+            return
+        if not is_ip(out.peer.host):
+            self._spawn(self._resolve_and_send(out))
+            return
+        try:
+            self._udp.sendto(out.data, (out.peer.host.strip("[]"), out.peer.port))
+        except OSError as exc:
+            self.on_error(out.peer, f"cannot send to {out.peer}: {exc.strerror or exc}")
+
+    async def _resolve_and_send(self, out: Outgoing) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(out.peer.host, out.peer.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            self.on_error(out.peer, f"cannot resolve {out.peer.host}: {exc}")
+            return
+        host = str(infos[0][4][0])
+        self._send_udp(Outgoing(out.data, Peer("udp", host, out.peer.port)))
+
+    def _send_stream(self, out: Outgoing) -> None:
+        peer = out.peer
+        conn = self._conns.get(peer.conn) if peer.conn is not None else None
+        if conn is None:
+            conn_id = self._by_addr.get((peer.transport, peer.host, peer.port))
+            conn = self._conns.get(conn_id) if conn_id is not None else None
+        if conn is not None:
+            conn.write(out.data)
+            return
+        key = (peer.transport, peer.host, peer.port)
+        if key in self._connecting:
+            self._connecting[key].queue.append(out.data)
+            return
+        self._connecting[key] = _Connecting([out.data])
+        self._spawn(self._connect(peer, key))
+
+    async def _connect(self, peer: Peer, key: tuple[str, str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        conn_id = next(self._ids)
+        ctx = self.client_ssl if peer.transport == "tls" else None
+        if peer.transport == "tls" and ctx is None:
+            self._connecting.pop(key, None)
+            self.on_error(peer, "TLS is not configured on this phone")
+            return
+        try:
+            _, proto = await loop.create_connection(
+                lambda: _StreamConnection(self, peer.transport, conn_id),
+                peer.host,
+                peer.port,
+                ssl=ctx,
+                server_hostname=peer.host if ctx is not None else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            self._connecting.pop(key, None)
+            self.on_error(peer, f"cannot connect to {peer}: {exc}")
+            return
+        pending = self._connecting.pop(key, _Connecting())
+        self._by_addr[key] = conn_id  # also reachable under the name we dialled
+        for data in pending.queue:
+            proto.write(data)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- shutdown ------------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close every socket and wait for pending work."""
+        if self._udp is not None:
+            asyncio.get_running_loop().remove_reader(self._udp.fileno())
+            self._udp.close()
+            self._udp = None
+        for conn in list(self._conns.values()):
+            conn.close()
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        self._servers.clear()

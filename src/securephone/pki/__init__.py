@@ -1,0 +1,41 @@
+"""Certificate creation (CA, server, device, self-signed) and inspection; see ``certs``."""
+
+from securephone.pki.certs import (
+    CertError,
+    CertInfo,
+    CertKind,
+    Issued,
+    KeyInfo,
+    KeyType,
+    PrivateKey,
+    create_ca,
+    create_self_signed,
+    inspect_keys,
+    inspect_pem,
+    issue_certificate,
+    load_ca_bundle,
+    load_cert_and_key,
+    warnings_for,
+    write_public_file,
+    write_secret_file,
+)
+
+__all__ = [
+    "CertError",
+    "CertInfo",
+    "CertKind",
+    "Issued",
+    "KeyInfo",
+    "KeyType",
+    "PrivateKey",
+    "create_ca",
+    "create_self_signed",
+    "inspect_keys",
+    "inspect_pem",
+    "issue_certificate",
+    "load_ca_bundle",
+    "load_cert_and_key",
+    "warnings_for",
+    "write_public_file",
+    "write_secret_file",
+]

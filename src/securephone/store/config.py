@@ -1,0 +1,179 @@
+"""The phone's TOML configuration: pydantic models, clear errors naming the key, atomic 0600 writes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from securephone.sip.errors import ProtocolError
+from securephone.sip.uri import SipUri
+
+Transport = Literal["udp", "tcp", "tls"]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+def _check_sip_uri(value: str, what: str) -> str:
+    try:
+        SipUri.parse(value)
+    except ProtocolError as exc:
+        raise ValueError(f"not a valid {what} URI: {exc}") from None
+    return value
+
+
+class SipSettings(_Model):
+    """Where the phone listens for SIP. Port 0 picks a free port."""
+
+    listen_address: str = "127.0.0.1"
+    transports: list[Transport] = ["udp", "tcp"]
+    udp_port: Port = 5060
+    tcp_port: Port = 5060
+    tls_port: Port = 5061
+    user_agent: str = "securephone/0.1"
+    trace_file: str | None = None
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @field_validator("transports")
+    @classmethod
+    def _unique(cls, value: list[Transport]) -> list[Transport]:
+        if not value:
+            raise ValueError("at least one transport is needed")
+        if len(set(value)) != len(value):
+            raise ValueError("a transport is listed twice")
+        return value
+
+
+class AccountConfig(_Model):
+    """One SIP account: who we are, where we register, how we authenticate."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    user: str = Field(min_length=1, max_length=128)
+    domain: str = Field(min_length=1, max_length=253)
+    display_name: str | None = None
+    auth_user: str | None = None
+    password: SecretStr = SecretStr("")
+    registrar: str | None = None
+    outbound_proxy: str | None = None
+    transport: Transport = "udp"
+    register_: bool = Field(default=True, alias="register")
+    expires: int = Field(default=600, ge=60, le=86400)
+    retry_base: float = Field(default=30.0, gt=0, le=3600)
+    retry_max: float = Field(default=1800.0, gt=0, le=86400)
+
+    @field_validator("registrar", "outbound_proxy")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_sip_uri(str(value), "SIP")
+
+    @field_validator("user", "domain")
+    @classmethod
+    def _no_space(cls, value: str) -> str:
+        if any(c.isspace() or c in '<>@"' for c in value):
+            raise ValueError("must not contain spaces, quotes, '<', '>' or '@'")
+        return value
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    sip: SipSettings = SipSettings()
+    accounts: list[AccountConfig] = []
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_names(cls, value: list[AccountConfig]) -> list[AccountConfig]:
+        names = [a.name for a in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two accounts have the same name")
+        return value
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the key: ``accounts[0].expires: ...``."""
+    lines = []
+    for err in exc.errors():
+        where = _location(tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "configuration") -> Config:
+    """Validate a dict (from TOML or the API) into a Config."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def config_to_dict(config: Config, *, include_secrets: bool) -> dict[str, Any]:
+    """A TOML-ready dict; secrets as plain text only when asked (for the file itself)."""
+    data = config.model_dump(mode="python", exclude_none=True, by_alias=True)
+    for account, model in zip(data.get("accounts", []), config.accounts, strict=True):
+        secret = model.password.get_secret_value()
+        account["password"] = secret if include_secrets else ("********" if secret else "")
+    return data
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write atomically (temporary file, fsync, rename) with mode 0600: nothing half-written."""
+    text = tomli_w.dumps(config_to_dict(config, include_secrets=True))
+    atomic_write(path, text.encode("utf-8"), mode=0o600)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
+    """Replace ``path`` with ``data`` in one step; the old file stays if anything fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
