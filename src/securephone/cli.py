@@ -14,6 +14,9 @@ from typing import Annotated
 import typer
 
 from securephone.aio.phone import Phone, PhoneError
+from securephone.aio.runner import CallOptions, answer_calls, place_call
+from securephone.audio.sources import AudioError, open_source
+from securephone.pki.cli import app as cert_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 
 app = typer.Typer(
@@ -25,6 +28,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and show configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(
+    cert_app, name="cert", help="Create and inspect certificates (CA, server, device, web)."
+)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
@@ -90,6 +96,132 @@ async def _run(cfg: Config, trace: Path | None) -> dict[str, object]:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
     return summary
+
+
+# -- calls ------------------------------------------------------------------------------------------
+PlayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--play", help="Audio to send: a WAV file, 'tone:440', 'tone:350+440' or 'silence'."
+    ),
+]
+RecordOption = Annotated[
+    Path | None, typer.Option("--record", help="Write the audio the far end sent to this WAV file.")
+]
+DurationOption = Annotated[
+    float | None,
+    typer.Option(
+        "--duration", help="Hang up this many seconds after answer (default: wait for the far end)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary at the end.")]
+ListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--listen", help="SIP listen address and port, HOST:PORT (UDP and TCP); port 0 = any."
+    ),
+]
+OptConfig = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
+]
+
+
+def _call_config(config: Path | None, listen: str | None) -> Config:
+    cfg = (
+        _load(config)
+        if config is not None
+        else Config.model_validate({"sip": {"udp_port": 0, "tcp_port": 0}})
+    )
+    if listen is not None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise fail(f"--listen wants HOST:PORT, not {listen!r}", 2)
+        try:
+            cfg.sip.listen_address = host.strip("[]")
+            cfg.sip.udp_port = cfg.sip.tcp_port = int(port)
+        except ValueError as exc:
+            raise fail(f"--listen: {exc}", 2) from None
+    return cfg
+
+
+def _check_audio_options(play: str | None) -> None:
+    if play is None:
+        return
+    try:
+        open_source(play).close()
+    except (AudioError, OSError) as exc:
+        raise fail(f"--play: {exc}", 2) from None
+
+
+@app.command()
+def call(
+    uri: Annotated[str, typer.Argument(help="Who to call, e.g. sip:bob@127.0.0.1:5080.")],
+    config: OptConfig = None,
+    account: Annotated[
+        str | None, typer.Option(help="Account to call from (default: the first one, or none).")
+    ] = None,
+    direct: Annotated[
+        bool, typer.Option(help="Call the URI directly, without any account.")
+    ] = False,
+    play: PlayOption = None,
+    record: RecordOption = None,
+    duration: DurationOption = None,
+    dtmf: Annotated[str | None, typer.Option(help="DTMF digits to send after answer.")] = None,
+    ring_timeout: Annotated[
+        float, typer.Option(help="Give up when not answered within this time.")
+    ] = 60.0,
+    listen: ListenOption = None,
+    json_summary: JsonOption = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Place one call; exit 0 only if it was answered and ended cleanly."""
+    cfg = _call_config(config, listen)
+    _check_audio_options(play)
+    _setup_logging(log_level)
+    if direct:
+        chosen = None
+    elif account is not None:
+        chosen = account
+    else:
+        chosen = cfg.accounts[0].name if cfg.accounts else None
+    options = CallOptions(play, record, duration, dtmf)
+    summary = asyncio.run(place_call(cfg, uri, chosen, options, ring_timeout))
+    _finish([summary], json_summary)
+
+
+@app.command()
+def answer(
+    config: OptConfig = None,
+    calls: Annotated[
+        int, typer.Option(help="Answer this many calls, then exit (0 = until stopped).")
+    ] = 1,
+    play: PlayOption = None,
+    record: RecordOption = None,
+    duration: DurationOption = None,
+    dtmf: Annotated[str | None, typer.Option(help="DTMF digits to send after answer.")] = None,
+    listen: ListenOption = None,
+    json_summary: JsonOption = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
+    cfg = _call_config(config, listen)
+    _check_audio_options(play)
+    _setup_logging(log_level)
+    options = CallOptions(play, record, duration, dtmf)
+    summaries = asyncio.run(answer_calls(cfg, calls, options))
+    _finish(summaries, json_summary)
+
+
+def _finish(summaries: list[dict[str, object]], json_summary: bool) -> None:
+    if json_summary:
+        typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2))
+    failed = [s for s in summaries if not s.get("ok")]
+    for summary in failed:
+        typer.echo(
+            f"securephone: call failed: {summary.get('error') or summary.get('reason')}", err=True
+        )
+    if failed or not summaries:
+        raise typer.Exit(1)
 
 
 @config_app.command("check")

@@ -60,6 +60,14 @@ def test_prefetch_until_depth_then_play_in_order() -> None:
     assert jb.stats.delay_total == pytest.approx(0.05 - 0.02 - 0.04 - 0.06)
 
 
+def test_a_short_tail_plays_after_waiting_depth_frames() -> None:
+    jb = JitterBuffer(depth_frames=3)
+    assert drain(jb, 2) == [None, None]  # nothing queued: waiting does not count
+    jb.put(pkt(1), 0.0)
+    jb.put(pkt(2), 0.0)  # the sender stops after two frames
+    assert drain(jb, 5) == [None, None, 1, 2, "C"]
+
+
 def test_reordered_packets_play_in_sequence() -> None:
     jb = JitterBuffer(depth_frames=3)
     for seq in (1, 3, 2, 5, 4):
@@ -153,20 +161,18 @@ def test_timestamp_jump_without_marker_is_a_talkspurt_too() -> None:
     assert jb.stats.concealed == 0 and jb.stats.underruns == 0
 
 
-def test_talkspurt_start_discards_stale_frames_while_prefetching() -> None:
+def test_straggler_after_an_underrun_still_plays() -> None:
     jb = JitterBuffer(depth_frames=3)
     for seq in (1, 2, 3):
         jb.put(pkt(seq), 0.0)
     assert drain(jb, 2) == [1, 2]
     jb.put(pkt(4), 0.0)
-    assert drain(jb, 3) == [3, 4, "C"]  # underrun: prefetching from 5 on
-    jb.put(pkt(6), 0.0)  # a straggler of the old talkspurt, queued while prefetching
-    jb.put(pkt(8, marker=True), 0.0)  # new talkspurt: 6 would now play too late
-    jb.put(pkt(7), 0.0)  # before the marker packet: late
-    jb.put(pkt(9), 0.0)
-    jb.put(pkt(10), 0.0)
-    assert drain(jb, 3) == [8, 9, 10]
-    assert jb.stats.late == 2
+    assert drain(jb, 3) == [3, 4, "C"]  # underrun at slot 5: prefetching from 5 on
+    jb.put(pkt(6), 0.0)  # 5 is lost, 6 arrives during the prefetch
+    jb.put(pkt(8, marker=True), 0.0)  # a marker while frames are queued changes nothing
+    jb.put(pkt(7), 0.0)
+    assert drain(jb, 3) == [6, 7, 8]
+    assert jb.stats.late == 0 and jb.stats.concealed == 1
 
 
 def test_marker_while_frames_are_queued_just_continues() -> None:
@@ -255,26 +261,21 @@ def test_accounting_and_order_invariants(
     arrivals: list[int], gets_after: list[int], base: int
 ) -> None:
     jb = JitterBuffer(depth_frames=3, max_frames=20)
-    played_seqs: list[int] = []
+    played_seqs: list[tuple[int, int]] = []  # (restarts so far, offset played)
     for i, offset in enumerate(arrivals):
         jb.put(pkt(base + offset), float(i))
         for _ in range(gets_after[i]):
             seq = played(jb.get(float(i)))
             if seq is not None:
-                played_seqs.append((seq - base) & 0xFFFF)
+                played_seqs.append((jb.stats.resets, (seq - base) & 0xFFFF))
     s = jb.stats
     assert s.received == len(arrivals)
     assert s.received == (
-        s.played
-        + s.late
-        + s.duplicates
-        + s.overflow_drops
-        + s.out_of_window
-        + s.flushed
-        + len(jb)
+        s.played + s.late + s.duplicates + s.overflow_drops + s.out_of_window + s.flushed + len(jb)
     )
     assert len(played_seqs) == s.played
-    assert played_seqs == sorted(set(played_seqs))  # each once, in sequence order
+    # Each frame once and in sequence order, within each epoch between confirmed restarts.
+    assert played_seqs == sorted(set(played_seqs))
 
 
 # --- concealment on the PCM level ------------------------------------------------------------
@@ -324,9 +325,7 @@ def test_bounded_network_delay_loses_nothing_beyond_the_network(
 
     With a depth of 4 frames every delivered packet is played exactly once and in order.
     """
-    arrivals = sorted(
-        (i + delay / 20, i) for i, (lost, delay) in enumerate(packets) if not lost
-    )
+    arrivals = sorted((i + delay / 20, i) for i, (lost, delay) in enumerate(packets) if not lost)
     jb = JitterBuffer(depth_frames=4)
     out: list[int] = []
     pending = list(arrivals)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import contextlib
 import random
 
 import pytest
@@ -286,10 +287,8 @@ def test_mutated_compounds_only_raise_media_parse_error(
     raw[index] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     for candidate in (bytes(raw), bytes(raw[:cut])):
-        try:
+        with contextlib.suppress(MediaParseError):
             parse_compound(candidate)
-        except MediaParseError:
-            pass
 
 
 # --- NTP time (RFC 3550 §4, §6.4.1) ----------------------------------------------------------
@@ -360,7 +359,7 @@ def test_randomised_interval_with_injected_rng() -> None:
     assert rtcp_interval(2, 1, 400.0, True, 100.0, False, rng=lambda: 0.0) == (
         td * 0.5 / COMPENSATION
     )
-    assert COMPENSATION == pytest.approx(1.21828)
+    assert abs(COMPENSATION - 1.21828) < 1e-12
     rng = random.Random(1)
     for _ in range(100):
         t = rtcp_interval(2, 1, 400.0, False, 100.0, True, rng=rng.random)

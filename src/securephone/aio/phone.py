@@ -13,7 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from securephone.aio.call import Call
+from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
+from securephone.audio.sinks import AudioSink, NullSink
+from securephone.audio.sources import AudioSource, SilenceSource
+from securephone.media.codecs.dtmf import DtmfDigit
+from securephone.media.negotiation import SdpMedia
+from securephone.media.session import MediaStream
+from securephone.sdp.offer_answer import MediaCapabilities
+from securephone.sip.call import (
+    CallMediaUpdated,
+    CallState,
+    CallStateChanged,
+    HoldChanged,
+    IncomingCall,
+)
+from securephone.sip.calls import CallError
+from securephone.sip.errors import ProtocolError
 from securephone.sip.events import Event
 from securephone.sip.message import Request, Response
 from securephone.sip.registration import RegState, RetryPolicy
@@ -31,6 +48,8 @@ from securephone.store.config import AccountConfig, Config
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], None]
+SourceFactory = Callable[[Call], AudioSource]
+SinkFactory = Callable[[Call], AudioSink]
 
 
 class PhoneError(Exception):
@@ -96,6 +115,10 @@ class Phone:
         self._listeners: list[EventCallback] = []
         self._waiters: dict[str, asyncio.Future[Response]] = {}
         self._changed = asyncio.Event()
+        self.calls: dict[str, Call] = {}
+        self.source_factory: SourceFactory = lambda call: SilenceSource()
+        self.sink_factory: SinkFactory = lambda call: NullSink()
+        self.on_incoming: Callable[[Call], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,7 +128,9 @@ class Phone:
             self._transports.trace = self._trace
             log.info("writing a SIP trace to %s", self._trace_path)
         listen = await self._open_listeners()
-        self.ua = UserAgent(listen, user_agent=self.config.sip.user_agent)
+        self.ua = UserAgent(
+            listen, user_agent=self.config.sip.user_agent, max_calls=self.config.calls.max_calls
+        )
         for account in self.config.accounts:
             self.ua.add_account(account_spec(account))
         now = self._now()
@@ -140,6 +165,7 @@ class Phone:
         """Unregister every account (waiting up to ``timeout``), then close the sockets."""
         ua = self.ua
         if ua is not None:
+            await self._hang_up_all(timeout)
             now = self._now()
             waiting = [name for name in ua.registrations if ua.unregister(name, now)]
             self._pump()
@@ -150,6 +176,16 @@ class Phone:
         await self._transports.close()
         if self._trace is not None:
             self._trace.close()
+
+    async def _hang_up_all(self, timeout: float) -> None:
+        active = [call for call in self.calls.values() if not call.ended]
+        for call in active:
+            call.hangup()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.wait_ended() for c in active)), timeout)
+        for call in active:
+            if call.channel is not None:
+                call.channel.close()
 
     async def _until_unregistered(self, names: list[str]) -> None:
         ua = self.ua
@@ -165,6 +201,10 @@ class Phone:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
+    def now(self) -> float:
+        """The phone's monotonic clock (the event loop's)."""
+        return self._now()
+
     def _on_message(self, message: bytes | Request | Response, peer: Peer) -> None:
         ua = self._core()
         if isinstance(message, bytes):
@@ -174,7 +214,7 @@ class Phone:
         self._pump()
 
     def _on_transport_error(self, peer: Peer, reason: str) -> None:
-        log.warning("%s", reason)
+        log.info("%s", reason)
         self._core().transport_failed(peer, reason, self._now())
         self._pump()
 
@@ -214,8 +254,111 @@ class Phone:
             )
         elif isinstance(event, RequestCompleted | RequestFailed):
             self._resolve(event)
+        elif isinstance(event, IncomingCall | CallStateChanged | CallMediaUpdated | HoldChanged):
+            self._call_event(event)
         for listener in list(self._listeners):
             listener(event)
+
+    # -- calls -------------------------------------------------------------------------------------
+    def _call_event(
+        self, event: IncomingCall | CallStateChanged | CallMediaUpdated | HoldChanged
+    ) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+            return
+        call = self.calls.get(event.call_id)
+        if call is None:
+            return
+        if isinstance(event, CallStateChanged):
+            call._update(event.new, event.reason, event.status)
+        elif isinstance(event, CallMediaUpdated):
+            self._media_updated(call)
+        else:
+            call.local_hold, call.remote_hold = event.local_hold, event.remote_hold
+            call._notify()
+
+    def _incoming(self, event: IncomingCall) -> None:
+        request = event.request
+        account = self._core().calls.get(event.call_id).account
+        call = Call(self, event.call_id, False, str(request.from_.uri), account)
+        self.calls[call.key] = call
+        log.info("incoming call from %s", call.remote)
+        if self.on_incoming is not None:
+            self.on_incoming(call)
+        if self.config.calls.auto_answer and not call.ended and call.channel is None:
+            self.answer_call(call)
+
+    def _media_updated(self, call: Call) -> None:
+        sdp, channel = call.sdp, call.channel
+        if sdp is None or channel is None or sdp.negotiated is None:
+            return
+        media = sdp.negotiated
+        channel.stream.configure(media)
+        channel.set_remote(media.remote_address, media.remote_port, media.remote_rtcp_port)
+        channel.start()
+
+    def _caps(self) -> MediaCapabilities:
+        media = self.config.media
+        return MediaCapabilities(
+            local_address=self.config.media_address,
+            codecs=tuple(media.codecs),
+            telephone_event_pt=media.dtmf_payload_type,
+        )
+
+    def _new_media(self, call: Call) -> SdpMedia:
+        media = self.config.media
+        sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
+        stream = MediaStream(
+            f"{call.key[:8]}@{self.config.media_address}", jitter_depth=media.jitter_buffer_frames
+        )
+
+        def digit(d: DtmfDigit) -> None:
+            call._digit(d.digit)
+
+        channel = MediaChannel(stream, sockets, on_digit=digit)
+        channel.source = self.source_factory(call)
+        channel.sink = self.sink_factory(call)
+        call.channel = channel
+        call.sdp = SdpMedia(self._caps(), channel.local_port)
+        return call.sdp
+
+    def dial(self, target: str, *, account: str | None = None) -> Call:
+        """Place a call to ``target`` (a SIP URI), with an account or directly."""
+        ua = self._core()
+        try:
+            uri = SipUri.parse(target)
+        except ProtocolError as exc:
+            raise PhoneError(f"bad URI {target!r}: {exc}") from None
+        if account is not None and account not in ua.accounts:
+            raise PhoneError(f"no account named {account!r}")
+        call = Call(self, "", True, str(uri), account)
+        sdp = self._new_media(call)
+        try:
+            call.key = ua.dial(uri, sdp, self._now(), account=account)
+        except (CallError, ValueError) as exc:
+            if call.channel is not None:
+                call.channel.close()
+            raise PhoneError(str(exc)) from None
+        self.calls[call.key] = call
+        self._pump()
+        return call
+
+    def answer_call(self, call: Call) -> None:
+        """Answer an incoming call (media from the phone's source and sink factories)."""
+        if call.state is not CallState.INCOMING:
+            raise PhoneError(f"the call is {call.state.value}, not ringing")
+        sdp = self._new_media(call)
+        self.core_call("answer", call.key, sdp)
+
+    def core_call(self, name: str, *args: object) -> None:
+        """Run one call command of the core (answer, reject, hangup, hold) and pump."""
+        ua = self._core()
+        method = getattr(ua, name)
+        try:
+            method(*args, self._now())
+        except CallError as exc:
+            raise PhoneError(str(exc)) from None
+        self._pump()
 
     def _resolve(self, event: RequestCompleted | RequestFailed) -> None:
         future = self._waiters.pop(event.handle, None)
@@ -288,4 +431,5 @@ class Phone:
                 }
             )
         listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}
-        return {"listen": listen, "accounts": accounts}
+        calls = [call.summary() for call in self.calls.values()]
+        return {"listen": listen, "accounts": accounts, "calls": calls}

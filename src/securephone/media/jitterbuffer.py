@@ -10,8 +10,9 @@ period by the audio pump and returns the next ``Frame``; the playout clock is th
 Playout rules:
 
 * Prefetch: after start, an underrun, a new talkspurt or a restart, ``get`` returns silence
-  (``payload=None, concealed=False``) until ``depth_frames`` frames are queued, then plays
-  from the lowest queued sequence number.
+  (``payload=None, concealed=False``) until ``depth_frames`` frames are queued, or until
+  the first queued frame has waited ``depth_frames`` calls of ``get`` (so a short tail
+  still plays), then plays from the lowest queued sequence number.
 * Loss: when the frame for the next slot is missing, ``get`` returns a *concealed* frame
   (``payload=None, concealed=True``) and moves on; a packet arriving for a slot already
   played or skipped is counted ``late`` and dropped. If the buffer is empty at that point
@@ -20,11 +21,12 @@ Playout rules:
 * Concealment is done on the decoded PCM level by ``Concealer``: the first concealed frame
   after audio repeats the last decoded frame attenuated by 6 dB, later ones are silence.
 * Duplicates (already queued or recently played) are counted and dropped.
-* New talkspurt: a packet with the marker bit, or whose timestamp does not follow the
-  previous packet by ``samples_per_frame`` per sequence step (a timestamp jump), restarts
-  prefetch at that packet when nothing older is queued, so every talkspurt starts with the
-  full ``depth_frames`` of protection (RFC 3550 §5.1: the marker lets the receiver adjust
-  its playout delay).
+* New talkspurt: a packet with the marker bit, or whose timestamp advanced further than
+  ``samples_per_frame`` per sequence step since the previous packet (a timestamp jump, the
+  silence of a suppressed pause), restarts prefetch when nothing is queued, so the
+  talkspurt starts with the full ``depth_frames`` of protection (RFC 3550 §5.1: the marker
+  lets the receiver adjust its playout delay). Playout follows sequence numbers, so the
+  pause itself is not played out.
 * Sequence jumps of more than ``max_frames`` away from the highest sequence number are
   dropped as ``out_of_window`` unless the next packet follows in sequence, which confirms a
   sender restart (the probation idea of RFC 3550 App. A.1); the buffer then restarts.
@@ -125,6 +127,7 @@ class JitterBuffer:
         self._max_ext: int | None = None
         self._last: tuple[int, int] | None = None
         self._bad_seq: int | None = None
+        self._waited = 0
 
     def __len__(self) -> int:
         """Number of frames queued."""
@@ -148,7 +151,7 @@ class JitterBuffer:
         if self._is_duplicate_or_late(ext):
             return
         if self._is_talkspurt_start(packet, ext):
-            self._anchor(ext)
+            self._talkspurt_starts()
         self._last = (ext, packet.timestamp)
         self._max_ext = ext if self._max_ext is None else max(self._max_ext, ext)
         self._entries[ext] = _Entry(packet, now)
@@ -184,24 +187,18 @@ class JitterBuffer:
         return False
 
     def _is_talkspurt_start(self, packet: RtpPacket, ext: int) -> bool:
-        """Marker bit set, or the timestamp jumped relative to the last accepted packet."""
+        """Marker bit set, or the timestamp advanced further than the sequence number did."""
         if packet.marker:
             return True
         if self._last is None:
             return False
         last_ext, last_ts = self._last
-        return ts_diff(packet.timestamp, last_ts) != (ext - last_ext) * self.samples_per_frame
+        return ts_diff(packet.timestamp, last_ts) > (ext - last_ext) * self.samples_per_frame
 
-    def _anchor(self, ext: int) -> None:
-        """Start a new talkspurt's prefetch at ``ext`` unless older frames are still queued."""
-        if self._state is _State.PLAYING and self._entries:
-            return
-        stale = [key for key in self._entries if key < ext]
-        for key in stale:
-            del self._entries[key]
-        self.stats.late += len(stale)
-        self._state = _State.PREFETCH
-        self._next = ext
+    def _talkspurt_starts(self) -> None:
+        """A talkspurt beginning while nothing is queued gets a fresh prefetch."""
+        if not self._entries:
+            self._enter_prefetch()
 
     def _trim(self) -> None:
         """Drop the oldest frames while more than ``max_frames`` are queued."""
@@ -219,7 +216,7 @@ class JitterBuffer:
         self._ssrc = ssrc
         self._entries.clear()
         self._played.clear()
-        self._state = _State.PREFETCH
+        self._enter_prefetch()
         self._next = anchor
         self._max_ext = anchor
         self._last = None
@@ -233,9 +230,14 @@ class JitterBuffer:
             return Frame(None)
         return self._play_slot(now)
 
+    def _enter_prefetch(self) -> None:
+        self._state = _State.PREFETCH
+        self._waited = 0
+
     def _prefetched(self) -> bool:
-        """Switch to playing once ``depth_frames`` frames are queued."""
-        if len(self._entries) < self.depth_frames:
+        """Switch to playing once ``depth_frames`` frames are queued or the first waited long."""
+        self._waited += 1 if self._entries else 0
+        if len(self._entries) < self.depth_frames and self._waited < self.depth_frames:
             return False
         self._state = _State.PLAYING
         self._next = min(self._entries)
@@ -269,7 +271,7 @@ class JitterBuffer:
             self._next = ext + 1
         else:
             self.stats.underruns += 1
-            self._state = _State.PREFETCH
+            self._enter_prefetch()
         return Frame(None, concealed=True, sequence_number=ext & 0xFFFF)
 
 

@@ -32,6 +32,7 @@ from securephone.pki.certs import (
     inspect_keys,
     inspect_pem,
     issue_certificate,
+    load_cert_and_key,
     warnings_for,
     write_public_file,
     write_secret_file,
@@ -67,12 +68,16 @@ IpOption = Annotated[list[str] | None, typer.Option("--ip", help="IP subjectAltN
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn expected failures into one line on stderr and exit code 1 (no traceback)."""
+def _errors(about: str = "") -> Iterator[None]:
+    """Turn expected failures into one line on stderr and exit code 1 (no traceback).
+
+    ``about`` (a file name) prefixes certificate errors so the user knows which file is bad.
+    """
     try:
         yield
     except CertError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        prefix = f"{about}: " if about else ""
+        typer.echo(f"error: {prefix}{exc}", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -120,12 +125,16 @@ def ca_command(
 
 
 def _load_ca_dir(ca_dir: Path) -> Issued:
+    """Read DIR/ca.pem and DIR/ca.key; a broken pair is reported against those files."""
     hint = f"(create one with: securephone cert ca --out {ca_dir})"
     cert_path, key_path = ca_dir / "ca.pem", ca_dir / "ca.key"
     for path in (cert_path, key_path):
         if not path.is_file():
             raise CertError(f"{path} not found {hint}")
-    return Issued(cert_pem=_read(cert_path), key_pem=_read(key_path))
+    ca = Issued(cert_pem=_read(cert_path), key_pem=_read(key_path))
+    with _errors(f"{cert_path} + {key_path}"):
+        load_cert_and_key(ca.cert_pem, ca.key_pem)
+    return ca
 
 
 @app.command("issue")
@@ -189,7 +198,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show each certificate in FILE, then warnings; private keys are never printed."""
-    with _errors():
+    with _errors(str(file)):
         data = _read(file)
         infos = inspect_pem(data)
         keys = inspect_keys(data)

@@ -305,7 +305,8 @@ class Message:
         return NameAddr.parse(self._required("To"))
 
     def _address_list(self, name: str) -> list[NameAddr]:
-        return [addr for line in self.headers.get_lines(name) for addr in _addresses(line)]
+        lines = self.headers.get_lines(name)
+        return [addr for line in lines for addr in parse_name_addr_list(line)]
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -368,10 +369,6 @@ class Message:
         return type(self) is type(other) and bytes(self) == bytes(other)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _addresses(line: str) -> list[NameAddr]:
-    return parse_name_addr_list(line)
 
 
 class Request(Message):
@@ -797,7 +794,8 @@ def make_response(
     """A response to ``request`` (RFC 3261 §8.2.6.2).
 
     Copies every Via (in order), From, To, Call-ID and CSeq, and Timestamp into a 100
-    (§8.2.6.1). ``to_tag`` is added to To when To has no tag yet.
+    (§8.2.6.1). ``to_tag`` is added to To when To has no tag yet (the To value otherwise keeps
+    its original text); that needs a readable To, else RemoteProtocolError (400).
     """
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"bad status code {status}")

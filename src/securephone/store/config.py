@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
@@ -35,6 +43,14 @@ def _check_sip_uri(value: str, what: str) -> str:
     return value
 
 
+def _check_ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
 class SipSettings(_Model):
     """Where the phone listens for SIP. Port 0 picks a free port."""
 
@@ -49,11 +65,7 @@ class SipSettings(_Model):
     @field_validator("listen_address")
     @classmethod
     def _ip(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address") from None
-        return value
+        return _check_ip(value)
 
     @field_validator("transports")
     @classmethod
@@ -63,6 +75,42 @@ class SipSettings(_Model):
         if len(set(value)) != len(value):
             raise ValueError("a transport is listed twice")
         return value
+
+
+class MediaSettings(_Model):
+    """RTP: where media sockets bind, which ports, which codecs (RFC 3551 names) in preference order."""
+
+    address: str | None = None  # defaults to sip.listen_address
+    port_min: int = Field(default=20000, ge=1024, le=65534)
+    port_max: int = Field(default=20999, ge=1025, le=65535)
+    codecs: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]
+    dtmf_payload_type: int = Field(default=101, ge=96, le=127)
+    jitter_buffer_frames: int = Field(default=3, ge=1, le=25)
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        return None if value is None else _check_ip(value)
+
+    @field_validator("codecs")
+    @classmethod
+    def _codecs(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each codec once, at least one")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaSettings:
+        if self.port_max - self.port_min < 1:
+            raise ValueError("port_max must be above port_min (RTP and RTCP need two ports)")
+        return self
+
+
+class CallSettings(_Model):
+    """How the phone handles calls."""
+
+    max_calls: int = Field(default=4, ge=1, le=1000)
+    auto_answer: bool = False
 
 
 class AccountConfig(_Model):
@@ -99,7 +147,14 @@ class Config(_Model):
     """The whole configuration file."""
 
     sip: SipSettings = SipSettings()
+    media: MediaSettings = MediaSettings()
+    calls: CallSettings = CallSettings()
     accounts: list[AccountConfig] = []
+
+    @property
+    def media_address(self) -> str:
+        """The address RTP binds to and SDP announces."""
+        return self.media.address or self.sip.listen_address
 
     @field_validator("accounts")
     @classmethod

@@ -1,0 +1,136 @@
+"""How many simultaneous G.711 calls one phone process carries on one core.
+
+A caller phone (this process, pinned to one core) places N calls to an answering phone (a
+second process, another core) on 127.0.0.1; both send 20 ms PCMU frames. For each N the table
+shows the caller's CPU per call-second, packets lost, and how late packets left against their
+schedule (p50/p99). Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from securephone.audio.sources import ToneSource
+
+from securephone.aio.phone import Phone
+from securephone.sip.call import CallState
+from securephone.store.config import parse_config
+
+
+@dataclass
+class Row:
+    calls: int
+    connected: int
+    seconds: float
+    cpu_per_call_second_ms: float
+    sent: int
+    received: int
+    lost: int
+    late_p50_ms: float
+    late_p99_ms: float
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _run(calls: int, seconds: float, port: int) -> Row:
+    config = parse_config(
+        {
+            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
+            "media": {"port_min": 24000, "port_max": 27999},
+            "calls": {"max_calls": calls},
+        }
+    )
+    phone = Phone(config)
+    phone.source_factory = lambda call: ToneSource(440.0)
+    await phone.start()
+    placed = [phone.dial(f"sip:bench@127.0.0.1:{port}") for _ in range(calls)]
+    await asyncio.gather(*(c.wait_for(CallState.CONNECTED, timeout=20) for c in placed))
+    connected = [c for c in placed if c.state is CallState.CONNECTED]
+    await asyncio.sleep(1.0)  # settle
+    start_counts = [c.summary()["media"]["packets_received"] for c in connected]
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    cpu1, wall1 = _cpu(), time.perf_counter()
+    summaries = [c.summary()["media"] for c in connected]
+    lateness = np.concatenate(
+        [np.asarray(c.channel.clock.lateness) for c in connected if c.channel]
+    )
+    for c in connected:
+        c.hangup()
+    await asyncio.gather(*(c.wait_ended(10) for c in connected), return_exceptions=True)
+    await phone.stop()
+    call_seconds = max(1, len(connected)) * (wall1 - wall0)
+    received = sum(s["packets_received"] for s in summaries) - sum(start_counts)
+    return Row(
+        calls=calls,
+        connected=len(connected),
+        seconds=wall1 - wall0,
+        cpu_per_call_second_ms=(cpu1 - cpu0) / call_seconds * 1000,
+        sent=sum(s["packets_sent"] for s in summaries),
+        received=received,
+        lost=sum(s["packets_lost"] for s in summaries),
+        late_p50_ms=float(np.percentile(lateness, 50) * 1000) if lateness.size else float("nan"),
+        late_p99_ms=float(np.percentile(lateness, 99) * 1000) if lateness.size else float("nan"),
+    )
+
+
+def run(levels: list[int], seconds: float) -> list[Row]:
+    """One answering process for every level; one row per level."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    rows = []
+    for calls in levels:
+        port = _free_port()
+        answer = subprocess.Popen(
+            [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{port}",
+             "--calls", str(calls), "--play", "tone:300"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(answer.pid, {1 % (os.cpu_count() or 1)})
+            time.sleep(1.5)
+            rows.append(asyncio.run(_run(calls, seconds, port)))
+            answer.wait(timeout=30)
+        finally:
+            if answer.poll() is None:
+                answer.kill()
+                answer.wait()
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'calls':>6} {'up':>4} {'CPU ms/call-s':>14} {'pkts sent':>10} {'pkts recv':>10} {'lost':>6} {'late p50 ms':>12} {'late p99 ms':>12}"
+    print("G.711 calls carried by one phone process on one core (RTP, 20 ms frames)")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r.calls:>6} {r.connected:>4} {r.cpu_per_call_second_ms:>14.2f} {r.sent:>10} "
+            f"{r.received:>10} {r.lost:>6} {r.late_p50_ms:>12.3f} {r.late_p99_ms:>12.3f}"
+        )
+
+
+if __name__ == "__main__":
+    levels = [
+        int(x)
+        for x in (sys.argv[1].split(",") if len(sys.argv) > 1 else ["1", "10", "25", "50", "100"])
+    ]
+    print_table(run(levels, float(os.environ.get("BENCH_SECONDS", "10"))))

@@ -1,0 +1,198 @@
+"""RTP sockets and the audio pump: the asyncio side of one call's media.
+
+One media clock per call: packet n is due at ``start + n * ptime`` (``loop.call_at``), so the send
+schedule never drifts however late one callback runs. Reads are small (≤ 2 KiB) and batched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from securephone.audio.sinks import AudioSink, NullSink
+from securephone.audio.sources import AudioSource, SilenceSource
+from securephone.media.codecs.dtmf import DtmfDigit
+from securephone.media.session import MediaStream
+
+log = logging.getLogger(__name__)
+
+RTP_READ_SIZE = 2048
+READ_BATCH = 32
+
+
+class PortRangeExhausted(OSError):
+    """No free RTP/RTCP port pair in the configured range."""
+
+
+def bind_rtp_pair(
+    address: str, port_min: int, port_max: int
+) -> tuple[socket.socket, socket.socket]:
+    """Bind an even RTP port and the next odd RTCP port (RFC 3550 §11) from the range, at random."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    first = port_min + (port_min % 2)
+    candidates = list(range(first, port_max, 2))
+    random.shuffle(candidates)
+    for port in candidates:
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((address, port))
+            rtcp.bind((address, port + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            continue
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        return rtp, rtcp
+    raise PortRangeExhausted(f"no free RTP port pair in {port_min}-{port_max} on {address}")
+
+
+class SendClock:
+    """Records how late each packet went out against its scheduled time (for jitter figures)."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.lateness: list[float] = []
+        self.limit = limit
+
+    def record(self, scheduled: float, actual: float) -> None:
+        if len(self.lateness) < self.limit:
+            self.lateness.append(actual - scheduled)
+
+    def percentiles(self) -> dict[str, float | None]:
+        if not self.lateness:
+            return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+        values = np.asarray(self.lateness) * 1000
+        return {
+            "p50_ms": round(float(np.percentile(values, 50)), 3),
+            "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "max_ms": round(float(values.max()), 3),
+        }
+
+
+class MediaChannel:
+    """The sockets, the stream and the pump of one call."""
+
+    def __init__(
+        self,
+        stream: MediaStream,
+        sockets: tuple[socket.socket, socket.socket],
+        *,
+        on_digit: Callable[[DtmfDigit], None] | None = None,
+        on_source_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.rtp, self.rtcp = sockets
+        self.source: AudioSource = SilenceSource()
+        self.sink: AudioSink = NullSink()
+        self.on_digit = on_digit
+        self.on_source_end = on_source_end
+        self.remote: tuple[str, int] | None = None
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.clock = SendClock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start = 0.0
+        self._tick = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._source_done = False
+        self.closed = False
+
+    @property
+    def local_port(self) -> int:
+        return int(self.rtp.getsockname()[1])
+
+    def set_remote(self, address: str, port: int, rtcp_port: int) -> None:
+        """Where RTP and RTCP go (from the negotiated SDP)."""
+        self.remote = (address, port)
+        self.remote_rtcp = (address, rtcp_port)
+
+    def start(self) -> None:
+        """Start reading and the paced sending; idempotent."""
+        if self._loop is not None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        loop.add_reader(self.rtp.fileno(), self._readable, self.rtp)
+        loop.add_reader(self.rtcp.fileno(), self._readable, self.rtcp)
+        self._start = loop.time()
+        self._handle = loop.call_at(self._start, self._on_tick)
+
+    def _ptime(self) -> float:
+        media = self.stream.negotiated
+        return (media.ptime if media else 20) / 1000
+
+    def _on_tick(self) -> None:
+        loop = self._loop
+        if loop is None or self.closed:
+            return
+        scheduled = self._start + self._tick * self._ptime()
+        now = loop.time()
+        self._send_frame(scheduled, now)
+        self.sink.write_frame(self.stream.playout(now))
+        if self.stream.rtcp_due(now):
+            self._send_rtcp(now)
+        self._tick += 1
+        self._handle = loop.call_at(self._start + self._tick * self._ptime(), self._on_tick)
+
+    def _send_frame(self, scheduled: float, now: float) -> None:
+        frame = None if self._source_done else self.source.read_frame()
+        if frame is None:
+            frame = np.zeros(self.stream.samples, dtype=np.int16)
+            if not self._source_done:
+                self._source_done = True
+                if self.on_source_end is not None:
+                    self.on_source_end()
+        packet = self.stream.next_packet(frame)
+        if packet is None or self.remote is None:
+            return
+        try:
+            self.rtp.sendto(packet, self.remote)
+        except OSError as exc:
+            log.debug("RTP send to %s failed: %s", self.remote, exc)
+        self.clock.record(scheduled, now)
+
+    def _send_rtcp(self, now: float, bye: bool = False) -> None:
+        data = self.stream.rtcp_packet(now, time.time(), bye=bye)
+        if self.remote_rtcp is None:
+            return
+        try:
+            self.rtcp.sendto(data, self.remote_rtcp)
+        except OSError as exc:
+            log.debug("RTCP send failed: %s", exc)
+
+    def _readable(self, sock: socket.socket) -> None:
+        loop = self._loop
+        assert loop is not None
+        for _ in range(READ_BATCH):
+            try:
+                data = sock.recv(RTP_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            for digit in self.stream.receive(data, loop.time()):
+                if self.on_digit is not None:
+                    self.on_digit(digit)
+
+    def close(self) -> None:
+        """Say BYE in RTCP, stop the pump, close sockets, source and sink."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            if self.remote_rtcp is not None:
+                self._send_rtcp(self._loop.time(), bye=True)
+            if self._handle is not None:
+                self._handle.cancel()
+            self._loop.remove_reader(self.rtp.fileno())
+            self._loop.remove_reader(self.rtcp.fileno())
+        self.rtp.close()
+        self.rtcp.close()
+        self.source.close()
+        self.sink.close()

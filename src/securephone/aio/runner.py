@@ -1,0 +1,194 @@
+"""Headless call runs for the CLI and test rigs: place one call, or answer N calls, then summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from securephone.aio.call import Call
+from securephone.aio.phone import Phone, PhoneError
+from securephone.audio.sinks import AudioSink, NullSink, WavRecorder
+from securephone.audio.sources import AudioSource, SilenceSource, open_source
+from securephone.sip.call import CallState
+from securephone.sip.registration import RegState
+from securephone.store.config import Config
+
+log = logging.getLogger(__name__)
+
+CLEAN_ENDINGS = ("hung up", "the far end hung up")
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """What to do with each call: audio in and out, length, digits."""
+
+    play: str | None = None
+    record: Path | None = None
+    duration: float | None = None
+    dtmf: str | None = None
+
+
+def _record_path(base: Path, index: int, many: bool) -> Path:
+    return base if not many else base.with_name(f"{base.stem}-{index}{base.suffix}")
+
+
+def _install_audio(phone: Phone, options: CallOptions, many: bool) -> None:
+    counter = {"n": 0}
+
+    def source(call: Call) -> AudioSource:
+        return open_source(options.play) if options.play else SilenceSource()
+
+    def sink(call: Call) -> AudioSink:
+        if options.record is None:
+            return NullSink()
+        counter["n"] += 1
+        return WavRecorder(_record_path(options.record, counter["n"], many))
+
+    phone.source_factory = source
+    phone.sink_factory = sink
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def finish_summary(call: Call, error: str | None = None) -> dict[str, Any]:
+    """The call's summary plus ``ok`` (answered and ended cleanly) and the error line, if any."""
+    summary = call.summary()
+    summary["ok"] = error is None and call.answered and call.reason in CLEAN_ENDINGS
+    if not summary["ok"]:
+        summary["error"] = error or _error_text(call)
+    return summary
+
+
+def _error_text(call: Call) -> str:
+    if not call.answered:
+        return f"not answered: {call.reason}" if call.reason else "not answered"
+    return f"did not end cleanly: {call.reason}"
+
+
+async def _registered(phone: Phone, account: str | None) -> str | None:
+    """Wait for the account's registration when it registers; an error line if it failed."""
+    if account is None or phone.ua is None:
+        return None
+    reg = phone.ua.registrations.get(account)
+    if reg is None:
+        return f"no account named {account!r}"
+    if not phone.ua.accounts[account].register:
+        return None
+    states = (RegState.REGISTERED, RegState.FAILED)
+    try:
+        state = await phone.wait_registration(account, states, 15)
+    except TimeoutError:
+        return "registration did not finish within 15 s"
+    return None if state is RegState.REGISTERED else f"registration failed: {reg.reason}"
+
+
+async def _run_call(call: Call, options: CallOptions, stop: asyncio.Event) -> None:
+    """From answer to end: DTMF, then hang up after the duration, on a signal, or when the far end does."""
+    if options.dtmf:
+        call.send_dtmf(options.dtmf)
+    ended = asyncio.ensure_future(call.wait_ended())
+    stopper = asyncio.ensure_future(stop.wait())
+    timeout = options.duration
+    done, _ = await asyncio.wait(
+        {ended, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopper.cancel()
+    if ended not in done:
+        call.hangup()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended, 40)
+    ended.cancel()
+
+
+async def place_call(
+    config: Config, uri: str, account: str | None, options: CallOptions, ring_timeout: float
+) -> dict[str, Any]:
+    """Place one call and return its summary (``ok`` says whether it succeeded)."""
+    phone = Phone(config)
+    _install_audio(phone, options, many=False)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await phone.start()
+    try:
+        return await _place(phone, uri, account, options, ring_timeout, stop)
+    finally:
+        await phone.stop()
+
+
+async def _place(
+    phone: Phone,
+    uri: str,
+    account: str | None,
+    options: CallOptions,
+    ring_timeout: float,
+    stop: asyncio.Event,
+) -> dict[str, Any]:
+    error = await _registered(phone, account)
+    if error is not None:
+        return {"ok": False, "state": "not started", "error": error}
+    try:
+        call = phone.dial(uri, account=account)
+    except PhoneError as exc:
+        return {"ok": False, "state": "not started", "error": str(exc)}
+    try:
+        await call.wait_for(CallState.CONNECTED, timeout=ring_timeout)
+    except TimeoutError:
+        call.hangup()
+        await call.wait_ended(40)
+        return finish_summary(call, f"no answer within {ring_timeout:g} s")
+    if call.state is CallState.CONNECTED:
+        await _run_call(call, options, stop)
+    return finish_summary(call)
+
+
+async def answer_calls(config: Config, count: int, options: CallOptions) -> list[dict[str, Any]]:
+    """Answer ``count`` calls (0 = until SIGINT/SIGTERM) and return their summaries."""
+    config.calls.auto_answer = True
+    phone = Phone(config)
+    _install_audio(phone, options, many=count != 1)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    runs: list[asyncio.Task[None]] = []
+    calls: list[Call] = []
+
+    def incoming(call: Call) -> None:
+        if count and len(calls) >= count:
+            call.reject(486)
+            return
+        calls.append(call)
+        runs.append(asyncio.ensure_future(_answered(call, options, stop)))
+
+    phone.on_incoming = incoming
+    await phone.start()
+    try:
+        await _until_done(runs, calls, count, stop)
+    finally:
+        await phone.stop()
+    return [finish_summary(call) for call in calls]
+
+
+async def _answered(call: Call, options: CallOptions, stop: asyncio.Event) -> None:
+    await call.wait_for(CallState.CONNECTED)
+    if call.state is CallState.CONNECTED:
+        await _run_call(call, options, stop)
+
+
+async def _until_done(
+    runs: list[asyncio.Task[None]], calls: list[Call], count: int, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        if count and len(calls) >= count and all(c.ended for c in calls):
+            return
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, *runs}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()

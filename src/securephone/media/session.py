@@ -1,0 +1,303 @@
+"""One audio stream of a call, sans-I/O: RTP out and in, jitter buffer, DTMF, RTCP (RFC 3550, RFC 4733).
+
+The shell calls ``next_packet(pcm)`` and ``playout(now)`` once per packet time from one media clock,
+``receive(data, now)`` for every datagram, and ``rtcp_packet(now, wallclock)`` when ``rtcp_due(now)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from securephone.media import rtcp
+from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, dtmf_packets
+from securephone.media.codecs.g711 import Codec, codec_by_name
+from securephone.media.jitterbuffer import Concealer, JitterBuffer
+from securephone.media.rtp import MediaParseError, RtpPacket, RtpReceiverStats, is_rtcp
+from securephone.sdp.offer_answer import NegotiatedMedia
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.int16]
+RTCP_BANDWIDTH = 64000 / 8 * 0.05  # 5 % of a 64 kbit/s stream, in octets per second
+
+
+@dataclass
+class StreamCounters:
+    """What the stream did; everything a user sees of the media."""
+
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    malformed: int = 0
+    unknown_payload: int = 0
+    dtmf_sent: int = 0
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+    remote_fraction_lost: float | None = None
+    remote_jitter_ms: float | None = None
+    round_trip_ms: float | None = None
+
+
+class MediaStream:
+    """RTP for one negotiated audio stream (one SSRC out, one source in)."""
+
+    def __init__(
+        self, cname: str, *, jitter_depth: int = 3, rng: random.Random | None = None
+    ) -> None:
+        self.ssrc = secrets.randbits(32)
+        self.cname = cname
+        self.rng = rng or random.Random()
+        self.counters = StreamCounters()
+        self.negotiated: NegotiatedMedia | None = None
+        self.codec: Codec | None = None
+        self.samples = 160
+        self._seq = secrets.randbits(16)
+        self._timestamp = secrets.randbits(32)
+        self._buffer = JitterBuffer(depth_frames=jitter_depth)
+        self._concealer = Concealer()
+        self._stats: RtpReceiverStats | None = None
+        self._dtmf_in = DtmfReceiver()
+        self._dtmf_queue: deque[str] = deque()
+        self._dtmf_plan: list[DtmfPacket] = []
+        self._dtmf_elapsed = 0
+        self._dtmf_gap = 0
+        self._sent_since_report = False
+        self._next_rtcp: float | None = None
+        self._last_sr: tuple[int, float] | None = None  # middle 32 bits of its NTP time, arrival
+        self._avg_rtcp = 100.0
+        self.digits: list[DtmfDigit] = []
+
+    # -- configuration -------------------------------------------------------------------------
+    def configure(self, negotiated: NegotiatedMedia) -> None:
+        """(Re)configure after an offer/answer exchange."""
+        self.negotiated = negotiated
+        self.codec = codec_by_name(negotiated.codec)
+        self.samples = negotiated.clock_rate * negotiated.ptime // 1000
+
+    @property
+    def sending(self) -> bool:
+        return self.negotiated is not None and self.negotiated.can_send
+
+    # -- sending -------------------------------------------------------------------------------
+    def send_dtmf(self, digits: str) -> None:
+        """Queue digits to send as RFC 4733 events (ValueError for anything but 0-9 * # A-D)."""
+        for digit in digits.upper():
+            if digit not in "0123456789*#ABCD":
+                raise ValueError(f"not a DTMF digit: {digit!r}")
+            self._dtmf_queue.append(digit)
+
+    def next_packet(self, pcm: Pcm) -> bytes | None:
+        """The RTP packet for this packet time, or None (on hold, or between DTMF packets).
+
+        The media clock advances by one frame per call whatever is sent (RFC 3550 §5.1).
+        """
+        timestamp = self._timestamp
+        self._timestamp = (self._timestamp + self.samples) & 0xFFFFFFFF
+        if not self.sending or self.codec is None:
+            return None
+        dtmf = self._dtmf_step(timestamp)
+        if dtmf is not None:
+            return self._emit(dtmf) if dtmf.payload else None
+        payload = self.codec.encode(pcm)
+        packet = RtpPacket(self.codec_pt, self._seq, timestamp, self.ssrc, payload)
+        return self._emit(packet)
+
+    @property
+    def codec_pt(self) -> int:
+        assert self.negotiated is not None
+        return self.negotiated.payload_type
+
+    def _emit(self, packet: RtpPacket) -> bytes:
+        packet.sequence_number = self._seq
+        self._seq = (self._seq + 1) & 0xFFFF
+        self.counters.packets_sent += 1
+        self.counters.bytes_sent += len(packet.payload)
+        self._sent_since_report = True
+        return bytes(packet)
+
+    def _dtmf_step(self, timestamp: int) -> RtpPacket | None:
+        """During a key press: the due telephone-event packet, or an empty packet to send nothing."""
+        assert self.negotiated is not None
+        pt = self.negotiated.telephone_event_pt
+        if pt is None:
+            self._dtmf_queue.clear()
+            return None
+        if not self._dtmf_plan:
+            if self._dtmf_gap > 0:
+                self._dtmf_gap -= 1
+                return None
+            if not self._dtmf_queue:
+                return None
+            digit = self._dtmf_queue.popleft()
+            self._dtmf_plan = list(dtmf_packets(digit, timestamp, duration_ms=120))
+            self._dtmf_elapsed = 0
+            self.counters.dtmf_sent += 1
+        return self._dtmf_due(pt)
+
+    def _dtmf_due(self, pt: int) -> RtpPacket:
+        ms = self._dtmf_elapsed
+        self._dtmf_elapsed += self.samples * 1000 // 8000
+        if self._dtmf_plan[0].offset_ms > ms:
+            return RtpPacket(pt, 0, 0, self.ssrc, b"")  # nothing due in this packet time
+        step = self._dtmf_plan.pop(0)
+        if not self._dtmf_plan:
+            self._dtmf_gap = 4  # 80 ms of audio between key presses
+        return step.to_rtp(pt, self.ssrc, 0)
+
+    # -- receiving -----------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> list[DtmfDigit]:
+        """One datagram from the RTP (or muxed RTCP) port; returns DTMF digits it completed."""
+        if is_rtcp(data):
+            self.receive_rtcp(data, now)
+            return []
+        try:
+            packet = RtpPacket.parse(data)
+        except MediaParseError:
+            self.counters.malformed += 1
+            return []
+        return self._receive_packet(packet, len(data), now)
+
+    def _receive_packet(self, packet: RtpPacket, size: int, now: float) -> list[DtmfDigit]:
+        media = self.negotiated
+        if media is None:
+            return []
+        self.counters.packets_received += 1
+        self.counters.bytes_received += len(packet.payload)
+        if self._stats is None or self._stats.ssrc != packet.ssrc:
+            self._stats = RtpReceiverStats(media.clock_rate, packet.ssrc)
+        self._stats.update(packet, now)
+        if packet.payload_type == media.telephone_event_pt:
+            return self._dtmf(packet)
+        if packet.payload_type != media.payload_type:
+            self.counters.unknown_payload += 1
+            return []
+        self._buffer.put(packet, now)
+        return []
+
+    def _dtmf(self, packet: RtpPacket) -> list[DtmfDigit]:
+        try:
+            digits = self._dtmf_in.receive(packet)
+        except MediaParseError:
+            self.counters.malformed += 1
+            return []
+        self.digits.extend(digits)
+        return digits
+
+    def playout(self, now: float) -> Pcm:
+        """The decoded (or concealed) frame for this packet time."""
+        return self._concealer.to_pcm(self._buffer.get(now))
+
+    # -- RTCP (RFC 3550 §6) --------------------------------------------------------------------
+    def rtcp_due(self, now: float) -> bool:
+        if self._next_rtcp is None:
+            self._next_rtcp = now + self._interval(initial=True)
+        return now >= self._next_rtcp
+
+    def _interval(self, initial: bool) -> float:
+        senders = 2 if self._sent_since_report else 1
+        return rtcp.rtcp_interval(
+            2,
+            senders,
+            RTCP_BANDWIDTH,
+            self._sent_since_report,
+            self._avg_rtcp,
+            initial,
+            self.rng.random,
+        )
+
+    def rtcp_packet(self, now: float, wallclock: float, bye: bool = False) -> bytes:
+        """A compound SR or RR + SDES CNAME (+ BYE) packet; schedules the next one."""
+        blocks = self._report_blocks(now)
+        first: rtcp.SenderReport | rtcp.ReceiverReport
+        if self._sent_since_report:
+            first = rtcp.SenderReport(
+                self.ssrc,
+                rtcp.ntp_from_unix(wallclock),
+                self._timestamp,
+                self.counters.packets_sent & 0xFFFFFFFF,
+                self.counters.bytes_sent & 0xFFFFFFFF,
+                blocks,
+            )
+        else:
+            first = rtcp.ReceiverReport(self.ssrc, blocks)
+        packets: list[rtcp.RtcpPacket] = [
+            first,
+            rtcp.SourceDescription([rtcp.SdesChunk.with_cname(self.ssrc, self.cname)]),
+        ]
+        if bye:
+            packets.append(rtcp.Bye([self.ssrc]))
+        data = rtcp.serialize_compound(packets)
+        self._avg_rtcp = rtcp.update_avg_rtcp_size(self._avg_rtcp, len(data) + 28)
+        self._next_rtcp = now + self._interval(initial=False)
+        self._sent_since_report = False
+        self.counters.rtcp_sent += 1
+        return data
+
+    def _report_blocks(self, now: float) -> list[rtcp.ReportBlock]:
+        if self._stats is None or not self._stats.valid:
+            return []
+        lsr, dlsr = 0, 0
+        if self._last_sr is not None:
+            lsr = self._last_sr[0]
+            dlsr = rtcp.ntp_short_from_seconds(now - self._last_sr[1])
+        return [rtcp.report_block_from_stats(self._stats, lsr, dlsr)]
+
+    def receive_rtcp(self, data: bytes, now: float) -> None:
+        """Read the peer's reports: its view of our stream and the round-trip time."""
+        try:
+            packets = rtcp.parse_compound(data)
+        except MediaParseError:
+            self.counters.malformed += 1
+            return
+        self.counters.rtcp_received += 1
+        for packet in packets:
+            if isinstance(packet, rtcp.SenderReport):
+                self._last_sr = (rtcp.ntp_middle32(packet.ntp_timestamp), now)
+            if isinstance(packet, rtcp.SenderReport | rtcp.ReceiverReport):
+                self._read_blocks(packet.reports, now)
+
+    def _read_blocks(self, blocks: list[rtcp.ReportBlock], now: float) -> None:
+        for block in blocks:
+            if block.ssrc != self.ssrc:
+                continue
+            self.counters.remote_fraction_lost = block.fraction_lost / 256
+            if self.negotiated is not None:
+                self.counters.remote_jitter_ms = block.jitter * 1000 / self.negotiated.clock_rate
+
+    # -- figures -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, object]:
+        """Counters for summaries: sent/received, loss, jitter, buffer figures."""
+        c = self.counters
+        received = self._stats
+        jitter_ms = None
+        lost = 0
+        if received is not None and self.negotiated is not None:
+            jitter_ms = round(received.jitter * 1000 / self.negotiated.clock_rate, 3)
+            lost = max(0, received.lost)
+        buffer = self._buffer.stats
+        return {
+            "packets_sent": c.packets_sent,
+            "bytes_sent": c.bytes_sent,
+            "packets_received": c.packets_received,
+            "bytes_received": c.bytes_received,
+            "packets_lost": lost,
+            "jitter_ms": jitter_ms,
+            "late": buffer.late,
+            "concealed": buffer.concealed,
+            "duplicates": buffer.duplicates,
+            "malformed": c.malformed,
+            "dtmf_sent": c.dtmf_sent,
+            "dtmf_received": "".join(d.digit for d in self.digits),
+            "rtcp_sent": c.rtcp_sent,
+            "rtcp_received": c.rtcp_received,
+            "remote_fraction_lost": c.remote_fraction_lost,
+            "remote_jitter_ms": c.remote_jitter_ms,
+        }

@@ -1,0 +1,208 @@
+"""securephone ↔ securephone over real sockets on 127.0.0.1: audio both ways, hold, resume, DTMF,
+hang-up from either side, and the CLI's call/answer pair with its JSON summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from securephone.audio.sinks import WavRecorder
+from securephone.audio.sources import WavSource
+
+from securephone.aio.call import Call
+from securephone.aio.phone import Phone
+from securephone.sip.call import CallState
+from securephone.store.config import parse_config
+
+from .audio_tools import assert_audio_matches, best_alignment, make_speech_wav, read_wav
+
+
+def config(**calls: Any) -> Any:
+    return parse_config(
+        {
+            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
+            "media": {"port_min": 30000, "port_max": 39999},
+            "calls": calls,
+        }
+    )
+
+
+@pytest.fixture
+def speech(tmp_path: Path) -> tuple[Path, Path]:
+    a = make_speech_wav(tmp_path / "alice.wav", "This is alice speaking on a secure phone call.")
+    b = make_speech_wav(tmp_path / "bob.wav", "Bob answers and reads a different sentence back.")
+    return a, b
+
+
+async def start_pair(tmp_path: Path, speech: tuple[Path, Path]) -> tuple[Phone, Phone]:
+    alice, bob = Phone(config()), Phone(config(auto_answer=True))
+    alice.source_factory = lambda call: WavSource(speech[0])
+    alice.sink_factory = lambda call: WavRecorder(tmp_path / "alice-heard.wav")
+    bob.source_factory = lambda call: WavSource(speech[1])
+    bob.sink_factory = lambda call: WavRecorder(tmp_path / "bob-heard.wav")
+    await alice.start()
+    await bob.start()
+    return alice, bob
+
+
+def bob_uri(bob: Phone, transport: str = "udp") -> str:
+    host, port = bob.status()["listen"][transport].split(":")
+    return f"sip:bob@{host}:{port};transport={transport}"
+
+
+async def only_call(phone: Phone) -> Call:
+    for _ in range(100):
+        if phone.calls:
+            return next(iter(phone.calls.values()))
+        await asyncio.sleep(0.05)
+    raise AssertionError("no call arrived")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_audio_both_ways_and_hangup(
+    tmp_path: Path, speech: tuple[Path, Path], transport: str
+) -> None:
+    alice, bob = await start_pair(tmp_path, speech)
+    try:
+        call = alice.dial(bob_uri(bob, transport))
+        assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
+        their = await only_call(bob)
+        await asyncio.sleep(4.5)
+        call.hangup()
+        await call.wait_ended(5)
+        await their.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()
+    assert call.reason == "hung up" and their.reason == "the far end hung up"
+    summary = call.summary()
+    media = summary["media"]
+    assert media["codec"] == "PCMU/8000"
+    assert media["local_rtp"].startswith("127.0.0.1:") and media["remote_rtp"].startswith(
+        "127.0.0.1:"
+    )
+    assert media["packets_sent"] >= 200 and media["packets_received"] >= 200
+    assert media["packets_lost"] == 0
+    sent_a, _ = read_wav(speech[0])
+    sent_b, _ = read_wav(speech[1])
+    heard_by_bob, _ = read_wav(tmp_path / "bob-heard.wav")
+    heard_by_alice, _ = read_wav(tmp_path / "alice-heard.wav")
+    assert_audio_matches(sent_a, heard_by_bob)
+    assert_audio_matches(sent_b, heard_by_alice)
+    # and not the other way round: each side hears the other's sentence, not its own
+    assert best_alignment(sent_a, heard_by_alice)[1] < 0.5
+
+
+async def test_hold_resume_dtmf_both_ways_and_bye_from_callee(
+    tmp_path: Path, speech: tuple[Path, Path]
+) -> None:
+    alice, bob = await start_pair(tmp_path, speech)
+    try:
+        call = alice.dial(bob_uri(bob))
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their = await only_call(bob)
+        await their.wait_for(CallState.CONNECTED, timeout=5)
+        call.send_dtmf("123#")
+        their.send_dtmf("*9A")
+        await asyncio.sleep(1.5)
+        assert their.digits == "123#" and call.digits == "*9A"
+        sent_before = their.summary()["media"]["packets_sent"]
+        call.hold()
+        await asyncio.sleep(0.6)
+        assert call.local_hold and their.remote_hold
+        assert their.summary()["media"]["direction"] == "recvonly"
+        # While held, bob must not send: his packet count stands still.
+        held_count = their.summary()["media"]["packets_sent"]
+        await asyncio.sleep(0.5)
+        assert their.summary()["media"]["packets_sent"] == held_count > sent_before
+        call.resume()
+        await asyncio.sleep(0.6)
+        assert not call.local_hold and not their.remote_hold
+        resumed = their.summary()["media"]["packets_sent"]
+        await asyncio.sleep(0.5)
+        assert their.summary()["media"]["packets_sent"] > resumed
+        their.hangup()
+        await call.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()
+    assert call.reason == "the far end hung up" and their.reason == "hung up"
+    assert call.summary()["dtmf_received"] == "*9A"
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "securephone.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> None:
+    port = free_port()
+    answer = run_cli(
+        "answer", "--listen", f"127.0.0.1:{port}", "--calls", "1", "--json",
+        "--play", str(speech[1]), "--record", str(tmp_path / "answer-heard.wav"), "--dtmf", "42",
+    )  # fmt: skip
+    try:
+        import time
+
+        time.sleep(1.0)
+        caller = subprocess.run(
+            [
+                sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
+                "--play", str(speech[0]), "--record", str(tmp_path / "call-heard.wav"),
+                "--duration", "4", "--dtmf", "0*", "--json",
+            ],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        out, err = answer.communicate(timeout=30)
+    finally:
+        if answer.poll() is None:
+            answer.kill()
+            answer.wait()
+    assert caller.returncode == 0, caller.stderr
+    assert answer.returncode == 0, err
+    placed, answered = json.loads(caller.stdout), json.loads(out)
+    for summary in (placed, answered):
+        assert summary["ok"] and summary["answered"] and summary["state"] == "terminated"
+        assert 3.5 <= summary["duration"] <= 5.5
+        assert summary["media"]["packets_lost"] == 0
+        assert summary["media"]["jitter_ms"] is not None
+    assert placed["sip_status"] == 200 and placed["dtmf_received"] == "42"
+    assert answered["dtmf_received"] == "0*"
+    assert answered["reason"] == "the far end hung up"
+    sent_a, _ = read_wav(speech[0])
+    heard, _ = read_wav(tmp_path / "answer-heard.wav")
+    assert_audio_matches(sent_a, heard)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "securephone.cli", "call", "not a uri"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0 and "bad URI" in bad.stderr
+    port = free_port()  # nobody listens on TCP there: connection refused
+    refused = subprocess.run(
+        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "cannot connect" in refused.stderr and refused.stderr.strip().count("\n") == 0
+    assert json.loads(refused.stdout)["answered"] is False

@@ -1,0 +1,120 @@
+"""A 60 s call captured on the loopback: one frame of RTP timestamp per packet, and a send schedule
+that does not drift (under 20 ms in total over the call), measured from kernel capture times."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dpkt
+import numpy as np
+import pytest
+
+CALL_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, port_min: int, port_max: int) -> Path:
+    path.write_text(
+        '[sip]\nlisten_address = "127.0.0.1"\nudp_port = 0\ntcp_port = 0\n\n'
+        f"[media]\nport_min = {port_min}\nport_max = {port_max}\n"
+    )
+    return path
+
+
+def rtp_packets(pcap: Path, port_min: int, port_max: int) -> list[tuple[float, bytes, str]]:
+    """(capture time, RTP bytes, destination address) for UDP packets sent from the port range."""
+    found = []
+    with pcap.open("rb") as handle:
+        for stamp, frame in (
+            dpkt.pcapng.Reader(handle) if _is_pcapng(pcap) else dpkt.pcap.Reader(handle)
+        ):
+            ip = _ip_of(frame)
+            if ip is None or not isinstance(ip.data, dpkt.udp.UDP):
+                continue
+            udp = ip.data
+            rtp = port_min <= udp.sport <= port_max and len(udp.data) >= 12 and udp.data[0] >> 6 == 2
+            if rtp and udp.data[1] & 0x7F in (0, 8):  # PCMU/PCMA, not RTCP
+                found.append((float(stamp), bytes(udp.data), socket.inet_ntoa(ip.dst)))
+    return found
+
+
+def _is_pcapng(path: Path) -> bool:
+    return path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+def _ip_of(frame: bytes) -> dpkt.ip.IP | None:
+    for parse in (dpkt.ethernet.Ethernet, dpkt.sll.SLL):
+        try:
+            packet = parse(frame)
+        except (dpkt.UnpackError, ValueError):
+            continue
+        if isinstance(packet.data, dpkt.ip.IP):
+            return packet.data
+    return None
+
+
+@pytest.mark.skipif(
+    shutil.which("tshark") is None, reason="tshark not installed (apt-get install tshark)"
+)
+def test_sixty_second_call_no_drift(tmp_path: Path) -> None:
+    port_min = 41000 + (free_port() % 40) * 200
+    port_max = port_min + 99
+    answer_port = free_port()
+    pcap = tmp_path / "call.pcap"
+    capture = subprocess.Popen(
+        ["tshark", "-i", "lo", "-f", f"udp src portrange {port_min}-{port_max}", "-w", str(pcap),
+         "-F", "pcap", "-q", "-a", f"duration:{CALL_SECONDS + 30}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    answer = subprocess.Popen(
+        [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{answer_port}",
+         "--calls", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.5)  # tshark and the answering phone are up
+        caller = subprocess.run(
+            [sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{answer_port}",
+             "--config", str(write_config(tmp_path / "c.toml", port_min, port_max)),
+             "--play", "tone:440", "--duration", str(CALL_SECONDS), "--json"],
+            capture_output=True, text=True, timeout=CALL_SECONDS + 40,
+        )  # fmt: skip
+        answer.wait(timeout=20)
+        time.sleep(1.0)
+    finally:
+        for proc in (answer, capture):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    assert caller.returncode == 0, caller.stderr
+    packets = rtp_packets(pcap, port_min, port_max)
+    assert len(packets) >= CALL_SECONDS * 50 - 10, f"only {len(packets)} RTP packets captured"
+    assert {dest for _, _, dest in packets} == {"127.0.0.1"}
+    times = np.array([t for t, _, _ in packets])
+    seqs = np.array([int.from_bytes(p[2:4], "big") for _, p, _ in packets])
+    stamps = np.array([int.from_bytes(p[4:8], "big") for _, p, _ in packets], dtype=np.int64)
+    # Every packet is the next sequence number and exactly one 20 ms frame (160 units) later.
+    assert np.all((np.diff(seqs) % 65536) == 1)
+    assert np.all((np.diff(stamps) % 2**32) == 160)
+    # Send times against the ideal 20 ms grid from the first packet: no drift over the minute.
+    ideal = times[0] + np.arange(len(times)) * 0.020
+    offset = times - ideal
+    drift = offset[-50:].mean() - offset[:50].mean()
+    assert abs(drift) < 0.020, f"drift {drift * 1000:.2f} ms over {len(times)} packets"
+    intervals_ms = np.diff(times) * 1000
+    jitter = np.abs(intervals_ms - 20.0)
+    print(
+        f"\nRTP send schedule over {len(times)} packets: drift {drift * 1000:.3f} ms, "
+        f"interval jitter p50 {np.percentile(jitter, 50):.3f} ms, p99 {np.percentile(jitter, 99):.3f} ms, "
+        f"max offset {np.abs(offset).max() * 1000:.3f} ms"
+    )
