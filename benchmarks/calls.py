@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from securephone.audio.sources import ToneSource
 
 from securephone.aio.phone import Phone
+from securephone.audio.sources import ToneSource
 from securephone.sip.call import CallState
 from securephone.store.config import parse_config
 

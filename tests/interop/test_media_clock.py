@@ -42,7 +42,9 @@ def rtp_packets(pcap: Path, port_min: int, port_max: int) -> list[tuple[float, b
             if ip is None or not isinstance(ip.data, dpkt.udp.UDP):
                 continue
             udp = ip.data
-            rtp = port_min <= udp.sport <= port_max and len(udp.data) >= 12 and udp.data[0] >> 6 == 2
+            rtp = (
+                port_min <= udp.sport <= port_max and len(udp.data) >= 12 and udp.data[0] >> 6 == 2
+            )
             if rtp and udp.data[1] & 0x7F in (0, 8):  # PCMU/PCMA, not RTCP
                 found.append((float(stamp), bytes(udp.data), socket.inet_ntoa(ip.dst)))
     return found

@@ -129,15 +129,21 @@ class Call:
             "remote_hold": self.remote_hold,
             "dtmf_received": self.digits,
         }
+        data["signalling"] = self._signalling()
         data["media"] = self._media_summary()
         return data
+
+    def _signalling(self) -> dict[str, Any] | None:
+        ua = self.phone.ua
+        peer = ua.calls.peer_of(self.key) if ua is not None else None
+        return self.phone.signalling(peer) if peer is not None else None
 
     def _media_summary(self) -> dict[str, Any] | None:
         channel, sdp = self.channel, self.sdp
         if channel is None or sdp is None:
             return None
         media = sdp.negotiated
-        local = channel.rtp.getsockname()
+        local = channel.local
         out: dict[str, Any] = {
             "local_rtp": f"{local[0]}:{local[1]}",
             "remote_rtp": None,

@@ -93,6 +93,7 @@ class MediaChannel:
         self.sink: AudioSink = NullSink()
         self.on_digit = on_digit
         self.on_source_end = on_source_end
+        self.local: tuple[str, int] = self.rtp.getsockname()[:2]
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.clock = SendClock()
@@ -105,7 +106,7 @@ class MediaChannel:
 
     @property
     def local_port(self) -> int:
-        return int(self.rtp.getsockname()[1])
+        return int(self.local[1])
 
     def set_remote(self, address: str, port: int, rtcp_port: int) -> None:
         """Where RTP and RTCP go (from the negotiated SDP)."""

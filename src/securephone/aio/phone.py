@@ -44,6 +44,7 @@ from securephone.sip.useragent import (
     UserAgent,
 )
 from securephone.store.config import AccountConfig, Config
+from securephone.tls import TlsConfigError, client_context, server_context
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,10 @@ class Phone:
             Path(config.sip.trace_file) if config.sip.trace_file else None
         )
         self._trace: SipTrace | None = None
-        self._transports = TransportLayer(self._on_message, self._on_transport_error)
+        self._transports = TransportLayer(
+            self._on_message, self._on_transport_error, on_bad_message=self._on_bad_message
+        )
+        self._tls = config.tls_settings()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._listeners: list[EventCallback] = []
@@ -127,12 +131,24 @@ class Phone:
             self._trace = SipTrace(self._trace_path)
             self._transports.trace = self._trace
             log.info("writing a SIP trace to %s", self._trace_path)
+        uses_tls = "tls" in self.config.sip.transports or any(
+            a.transport == "tls" for a in self.config.accounts
+        )
+        try:
+            if uses_tls:
+                self._transports.client_ssl = client_context(self._tls)
+        except TlsConfigError as exc:
+            raise PhoneError(str(exc)) from None
         listen = await self._open_listeners()
         self.ua = UserAgent(
             listen, user_agent=self.config.sip.user_agent, max_calls=self.config.calls.max_calls
         )
         for account in self.config.accounts:
-            self.ua.add_account(account_spec(account))
+            try:
+                self.ua.add_account(account_spec(account))
+            except ValueError as exc:
+                await self._transports.close()
+                raise PhoneError(str(exc)) from None
         now = self._now()
         for account in self.config.accounts:
             if account.register_:
@@ -151,9 +167,16 @@ class Phone:
                     port = listen["udp"][1]  # same number for UDP and TCP when we can
                 listen[name] = await self._listen_tcp(sip.listen_address, port)
             else:
-                raise PhoneError("TLS listeners are not available in this version")
+                listen[name] = await self._listen_tls(sip.listen_address, sip.tls_port)
             log.info("listening for SIP on %s:%s:%d", name, *listen[name])
         return listen
+
+    async def _listen_tls(self, host: str, port: int) -> tuple[str, int]:
+        try:
+            ctx = server_context(self._tls)
+        except TlsConfigError as exc:
+            raise PhoneError(str(exc)) from None
+        return await self._transports.listen_stream("tls", host, port, ctx)
 
     async def _listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         try:
@@ -211,6 +234,10 @@ class Phone:
             ua.receive_datagram(message, peer, self._now())
         else:
             ua.receive_message(message, peer, self._now())
+        self._pump()
+
+    def _on_bad_message(self, exc: ProtocolError, peer: Peer) -> None:
+        self._core().endpoint.receive_error(exc, peer)
         self._pump()
 
     def _on_transport_error(self, peer: Peer, reason: str) -> None:
@@ -411,6 +438,14 @@ class Phone:
 
         return await asyncio.wait_for(until(), timeout)
 
+    def _tls_dict(self, peer: Peer) -> dict[str, Any] | None:
+        info = self._transports.tls_info(peer)
+        return info.to_dict() if info is not None else None
+
+    def signalling(self, peer: Peer) -> dict[str, Any]:
+        """How signalling to ``peer`` travels: transport and, for TLS, version, cipher, certificate."""
+        return {"transport": peer.transport, "peer": str(peer), "tls": self._tls_dict(peer)}
+
     def status(self) -> dict[str, Any]:
         """What a user cares about, for the CLI's --json, the API and the web pages alike."""
         ua = self._core()
@@ -428,6 +463,7 @@ class Phone:
                     "expires_in": None
                     if reg.expires_at is None
                     else max(0, round(reg.expires_at - self._now())),
+                    "tls": self._tls_dict(ua.route_peer(spec, spec.registrar)),
                 }
             )
         listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}

@@ -18,6 +18,7 @@ from typing import Any
 from securephone.sip.errors import ProtocolError
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
+from securephone.tls import TlsInfo, check_peer_name, explain
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ UDP_BATCH = 64  # datagrams read per readiness callback
 MessageHandler = Callable[[bytes | Request | Response, Peer], None]
 ErrorHandler = Callable[[Peer, str], None]
 TraceHandler = Callable[[str, Peer, bytes], None]
+BadMessageHandler = Callable[[ProtocolError, Peer], None]
 
 
 def is_ip(host: str) -> bool:
@@ -41,36 +43,52 @@ def is_ip(host: str) -> bool:
 class _StreamConnection(asyncio.Protocol):
     """One TCP/TLS connection: frames messages with StreamParser, answers CRLF pings (RFC 5626 §4.4.1)."""
 
-    def __init__(self, layer: TransportLayer, transport_name: str, conn_id: int) -> None:
+    def __init__(
+        self, layer: TransportLayer, transport_name: str, conn_id: int, dialled: Peer | None = None
+    ) -> None:
         self.layer = layer
         self.name = transport_name
         self.conn_id = conn_id
+        self.dialled = dialled  # the peer we connected to (None for accepted connections)
         self.parser = StreamParser()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
+        self.tls: TlsInfo | None = None
+        self.verified = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
-        self.layer._register_connection(self)
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.verified = sslobj.context.verify_mode == ssl.CERT_REQUIRED
+            self.tls = TlsInfo.from_ssl(sslobj, self.verified)
+        if self.dialled is None:
+            self.layer._register_connection(self)
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
-        try:
-            messages = self.parser.feed(data)
-        except ProtocolError as exc:
-            log.warning("closing %s: %s", self.peer, exc)
-            self.close()
-            return
+        items = self.parser.feed_items(data)
         if self.parser.take_pings() and self.transport is not None:
-            self.transport.write(b"\r\n")
-        for message in messages:
-            self.layer._deliver(message, self.peer)
+            self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        for item in items:
+            if isinstance(item, ProtocolError):
+                self.layer.on_bad_message(item, self.peer)
+            else:
+                self.layer._deliver(item, self.peer)
+        if self.parser.broken:
+            log.warning("closing %s: the stream lost its framing", self.peer)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.layer._forget_connection(self)
+        if self.dialled is not None:
+            reason = explain(exc) if exc is not None else "the server closed the connection"
+            self.layer.on_error(self.dialled, reason)
+        elif exc is not None and self.peer is not None:
+            log.info("connection from %s lost: %s", self.peer, explain(exc))
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -97,9 +115,11 @@ class TransportLayer:
         on_error: ErrorHandler,
         trace: TraceHandler | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        on_bad_message: BadMessageHandler | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_error = on_error
+        self.on_bad_message: BadMessageHandler = on_bad_message or (lambda exc, peer: None)
         self.trace = trace
         self.client_ssl = client_ssl
         self.listening: dict[str, tuple[str, int]] = {}
@@ -231,7 +251,7 @@ class TransportLayer:
             return
         try:
             _, proto = await loop.create_connection(
-                lambda: _StreamConnection(self, peer.transport, conn_id),
+                lambda: _StreamConnection(self, peer.transport, conn_id, dialled=peer),
                 peer.host,
                 peer.port,
                 ssl=ctx,
@@ -239,12 +259,38 @@ class TransportLayer:
             )
         except (OSError, ssl.SSLError) as exc:
             self._connecting.pop(key, None)
-            self.on_error(peer, f"cannot connect to {peer}: {exc}")
+            reason = explain(exc) if isinstance(exc, ssl.SSLError) else str(exc.strerror or exc)
+            self.on_error(peer, f"cannot connect to {peer}: {reason}")
             return
         pending = self._connecting.pop(key, _Connecting())
+        mismatch = self._name_mismatch(proto, peer)
+        if mismatch is not None:
+            proto.dialled = None  # reported here, not again when it closes
+            proto.close()
+            self.on_error(peer, f"cannot connect to {peer}: TLS: {mismatch}")
+            return
+        self._register_connection(proto)
         self._by_addr[key] = conn_id  # also reachable under the name we dialled
         for data in pending.queue:
             proto.write(data)
+
+    def _name_mismatch(self, proto: _StreamConnection, peer: Peer) -> str | None:
+        """RFC 5922 §7.2: check the server's name before a single SIP byte goes out."""
+        if proto.transport is None or not proto.verified:
+            return None
+        sslobj = proto.transport.get_extra_info("ssl_object")
+        cert = sslobj.getpeercert() if sslobj is not None else None
+        if not cert:
+            return "the server sent no certificate"
+        return check_peer_name(cert, peer.host)
+
+    def tls_info(self, peer: Peer) -> TlsInfo | None:
+        """TLS details of the connection that carries traffic to ``peer``, if it is TLS."""
+        conn = self._conns.get(peer.conn) if peer.conn is not None else None
+        if conn is None:
+            conn_id = self._by_addr.get((peer.transport, peer.host, peer.port))
+            conn = self._conns.get(conn_id) if conn_id is not None else None
+        return conn.tls if conn is not None else None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -86,6 +86,13 @@ class CallManager:
             return incoming  # reuse the connection the INVITE came on
         return peer
 
+    def peer_of(self, key: str) -> Peer | None:
+        """Where this call's signalling goes (the first hop)."""
+        call = self.calls.get(key)
+        if call is None:
+            return None
+        return self._dialog_peer(call) if call.dialog is not None else self._peers.get(key)
+
     def _local_contact(self, call: Call, transport: str) -> NameAddr:
         spec = self.ua.accounts.get(call.account) if call.account else None
         return self.ua.contact_for(spec, transport)

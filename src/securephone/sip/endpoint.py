@@ -13,7 +13,13 @@ from collections import deque
 
 from securephone.sip.errors import ProtocolError, RemoteProtocolError
 from securephone.sip.events import Event, MalformedMessage, RequestReceived, StrayResponse
-from securephone.sip.message import Request, Response, make_response, parse_message
+from securephone.sip.message import (
+    InvalidRequestError,
+    Request,
+    Response,
+    make_response,
+    parse_message,
+)
 from securephone.sip.transaction import (
     MAGIC_COOKIE,
     ClientInviteTransaction,
@@ -59,10 +65,18 @@ class SipEndpoint:
         """One whole message (a UDP datagram, or a framed stream message's bytes)."""
         try:
             message = parse_message(data)
+        except InvalidRequestError as exc:
+            self._malformed(peer, exc, exc.request)  # readable enough to answer 400/416/505
+            return
         except ProtocolError as exc:
             self._malformed(peer, exc)
             return
         self.receive_message(message, peer, now)
+
+    def receive_error(self, exc: ProtocolError, peer: Peer) -> None:
+        """A stream transport could not accept a message: answer it when it was a readable request."""
+        request = exc.request if isinstance(exc, InvalidRequestError) else None
+        self._malformed(peer, exc, request)
 
     def receive_message(self, message: Request | Response, peer: Peer, now: float) -> None:
         """A parsed message from ``peer``: match it to a transaction or start a server transaction."""

@@ -119,8 +119,8 @@ class UserAgent:
     # -- accounts ----------------------------------------------------------------------------------
     def add_account(self, spec: AccountSpec) -> None:
         """Add an account; its registration starts with ``register(name, now)``."""
-        if spec.transport not in self.listen:
-            raise ValueError(f"account {spec.name}: no {spec.transport} listener configured")
+        if spec.transport == "udp" and "udp" not in self.listen:
+            raise ValueError(f"account {spec.name}: UDP needs a UDP listener ([sip] transports)")
         self.accounts[spec.name] = spec
         auth = DigestClient(DigestCredentials(spec.auth_user, spec.password))
         self._auth[spec.name] = auth
@@ -138,7 +138,7 @@ class UserAgent:
     def contact_for(self, spec: AccountSpec | None, transport: str | None = None) -> NameAddr:
         """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1)."""
         transport = transport or (spec.transport if spec else "udp")
-        host, port = self.listen.get(transport, next(iter(self.listen.values())))
+        host, port = self._listener(transport)
         params: tuple[tuple[str, str | None], ...] = ()
         if transport != "udp":
             params = (("transport", transport),)
@@ -146,6 +146,13 @@ class UserAgent:
         scheme = "sips" if aor.scheme == "sips" else "sip"
         uri = SipUri(scheme, _host(host), aor.user, port=port, params=params)
         return NameAddr(uri)
+
+    def _listener(self, transport: str) -> tuple[str, int]:
+        """Our address for ``transport``: its listener, else a stream one (connection reuse), else any."""
+        for name in (transport, "tls" if transport == "tcp" else "tcp"):
+            if name in self.listen:
+                return self.listen[name]
+        return next(iter(self.listen.values()))
 
     def account_for(self, request: Request) -> str | None:
         """The account an incoming request is addressed to (by user part), if any."""
@@ -257,7 +264,7 @@ class UserAgent:
     def send(self, request: Request, peer: Peer, now: float, *, keep_via: bool = False) -> str:
         """Add our Via (unless kept, as for CANCEL) and User-Agent; start the client transaction."""
         if not keep_via:
-            host, port = self.listen.get(peer.transport, next(iter(self.listen.values())))
+            host, port = self._listener(peer.transport)
             via = make_via(peer.transport, _host(host), port, new_branch())
             request.headers.remove("Via")
             request.headers.prepend("Via", str(via))
@@ -268,7 +275,7 @@ class UserAgent:
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:
         """An ACK for a 2xx, or a 2xx retransmission: outside any transaction."""
         if isinstance(message, Request):
-            host, port = self.listen.get(peer.transport, next(iter(self.listen.values())))
+            host, port = self._listener(peer.transport)
             via = make_via(peer.transport, _host(host), port, new_branch())
             message.headers.remove("Via")
             message.headers.prepend("Via", str(via))

@@ -22,6 +22,7 @@ from pydantic import (
 
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
+from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -106,6 +107,22 @@ class MediaSettings(_Model):
         return self
 
 
+class TlsConfig(_Model):
+    """SIP over TLS: trust, our device certificate, versions (RFC 3261 §26, RFC 5922)."""
+
+    ca_file: str | None = None  # default: DATA_DIR/sips.pem when it exists
+    use_system_cas: bool = True
+    verify_server: bool = True
+    certificate: str | None = (
+        None  # device certificate (+ key, one PEM) for mutual TLS and TLS listeners
+    )
+    private_key: str | None = None  # when the key is in its own file
+    min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    ciphers: str | None = None
+    keylog_file: str | None = None  # SSLKEYLOGFILE format, for Wireshark; off by default
+    require_client_cert: bool = False  # for incoming TLS connections
+
+
 class CallSettings(_Model):
     """How the phone handles calls."""
 
@@ -146,10 +163,37 @@ class AccountConfig(_Model):
 class Config(_Model):
     """The whole configuration file."""
 
+    data_dir: str = "~/.local/share/securephone"
     sip: SipSettings = SipSettings()
+    tls: TlsConfig = TlsConfig()
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
     accounts: list[AccountConfig] = []
+
+    @property
+    def data_path(self) -> Path:
+        """The phone's data directory (sips.pem, https.pem, device.pem, history)."""
+        return Path(self.data_dir).expanduser()
+
+    def tls_settings(self) -> TlsSettings:
+        """TLS settings with files resolved against the data directory."""
+        tls = self.tls
+        ca = self._data_file(tls.ca_file) if tls.ca_file else self.data_path / "sips.pem"
+        return TlsSettings(
+            ca_file=ca if tls.ca_file or ca.exists() else None,
+            use_system_cas=tls.use_system_cas,
+            verify_server=tls.verify_server,
+            certificate=self._data_file(tls.certificate) if tls.certificate else None,
+            key_file=self._data_file(tls.private_key) if tls.private_key else None,
+            min_version=tls.min_version,
+            ciphers=tls.ciphers,
+            keylog_file=Path(tls.keylog_file).expanduser() if tls.keylog_file else None,
+            require_client_cert=tls.require_client_cert,
+        )
+
+    def _data_file(self, name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.data_path / path
 
     @property
     def media_address(self) -> str:

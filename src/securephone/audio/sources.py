@@ -1,0 +1,435 @@
+"""Audio sources for calls: WAV files, tones and silence, as 20 ms frames of 8 kHz int16.
+
+The media pump pulls one frame per packet time with ``read_frame()``: a ``np.int16`` array of
+``FRAME_SAMPLES`` (160) samples, mono, 8 kHz — the G.711 sampling clock (RFC 3551 §4.5.14)
+and its default 20 ms packet time (RFC 3551 §4.5). ``None`` means the source has finished
+(the call may hang up). Sources are sans-I/O: no sound device, no clock; a WAV file is read,
+decoded, down-mixed and resampled once when it is opened, and every frame after that is a
+slice of the converted samples.
+
+WAV files are parsed here (RIFF chunks, ``fmt`` and ``data``) rather than with the stdlib
+``wave`` module, which before Python 3.12 reads only integer PCM and rejects IEEE float and
+``WAVE_FORMAT_EXTENSIBLE`` files, the formats most editors write at 24/32 bits. Accepted:
+integer PCM 8 (unsigned), 16, 24 and 32 bits; IEEE float 32 and 64 bits; G.711 A-law and
+µ-law (the usual telephony WAVs); each plain or wrapped in ``WAVE_FORMAT_EXTENSIBLE``; any
+sample rate and channel count. A ``data`` chunk whose declared size runs past the end of the
+file (a recorder that died before fixing its header, a streamed WAV) is read to the last
+whole sample frame.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from securephone.audio.resample import resample, to_mono
+from securephone.media.codecs.g711 import alaw_decode, ulaw_decode
+
+__all__ = [
+    "FRAME_SAMPLES",
+    "SAMPLE_RATE",
+    "AudioError",
+    "AudioSource",
+    "SilenceSource",
+    "ToneSource",
+    "WavInfo",
+    "WavSource",
+    "load_wav",
+    "open_source",
+]
+
+FRAME_SAMPLES = 160
+"""Samples per 20 ms frame at 8 kHz (RFC 3551 §4.5: default packet time 20 ms)."""
+SAMPLE_RATE = 8000
+"""The G.711 sampling rate (RFC 3551 §4.5.14)."""
+
+Pcm = npt.NDArray[np.int16]
+Float = npt.NDArray[np.float64]
+
+
+class AudioError(ValueError):
+    """An audio file or source specification that cannot be used; the message says why."""
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    """Gives one 20 ms frame per packet time; ``None`` once finished."""
+
+    def read_frame(self) -> Pcm | None:
+        """The next frame: int16, shape ``(FRAME_SAMPLES,)``; ``None`` when finished."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds; later reads return ``None``."""
+        ...
+
+
+# -- duration bookkeeping -------------------------------------------------------------------------
+def _duration_samples(duration: float | None) -> int | None:
+    if duration is None:
+        return None
+    if not math.isfinite(duration) or duration < 0:
+        raise AudioError(f"duration must be a non-negative number of seconds, not {duration}")
+    return round(duration * SAMPLE_RATE)
+
+
+class _Budget:
+    """Counts down the samples a timed source still has to give (``None``: forever)."""
+
+    def __init__(self, duration: float | None) -> None:
+        self.remaining = _duration_samples(duration)
+
+    def take(self) -> int | None:
+        """How many samples of the next frame carry signal; ``None`` when finished."""
+        if self.remaining is None:
+            return FRAME_SAMPLES
+        if self.remaining <= 0:
+            return None
+        count = min(self.remaining, FRAME_SAMPLES)
+        self.remaining -= count
+        return count
+
+    def stop(self) -> None:
+        self.remaining = 0
+
+
+# -- silence and tones ------------------------------------------------------------------------------
+class SilenceSource:
+    """Digital silence (all-zero frames), forever or for ``duration`` seconds."""
+
+    def __init__(self, duration: float | None = None) -> None:
+        self.duration = duration
+        self._budget = _Budget(duration)
+
+    def read_frame(self) -> Pcm | None:
+        """A frame of zeros, or ``None`` once ``duration`` has been given."""
+        if self._budget.take() is None:
+            return None
+        return np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+    def close(self) -> None:
+        self._budget.stop()
+
+
+class ToneSource:
+    """A sine tone, or the sum of several (``frequencies=(350, 440)``: the US dial tone).
+
+    ``amplitude`` is the peak of the whole signal as a fraction of full scale; with several
+    tones each gets an equal share, so the sum never clips. Each tone keeps its phase from
+    one frame to the next (reduced modulo 2π), so frame boundaries are seamless: the output
+    is exactly the sampled continuous sine, however long the call. With ``duration`` the
+    last frame is zero-padded and the source then finishes.
+    """
+
+    def __init__(
+        self,
+        frequency: float = 440.0,
+        amplitude: float = 0.3,
+        duration: float | None = None,
+        *,
+        frequencies: tuple[float, ...] | None = None,
+    ) -> None:
+        self.frequencies = _check_frequencies(
+            (frequency,) if frequencies is None else tuple(frequencies)
+        )
+        if not 0.0 <= amplitude <= 1.0:
+            raise AudioError(f"tone amplitude must be within 0..1 of full scale, not {amplitude}")
+        self.amplitude = amplitude
+        self.duration = duration
+        self._budget = _Budget(duration)
+        self._omega: Float = 2 * np.pi * np.array(self.frequencies, dtype=np.float64) / SAMPLE_RATE
+        self._phase: Float = np.zeros(len(self.frequencies), dtype=np.float64)
+        self._steps: Float = np.arange(FRAME_SAMPLES, dtype=np.float64)
+        self._scale = amplitude * 32767 / len(self.frequencies)
+
+    def read_frame(self) -> Pcm | None:
+        """The next 160 samples of the tone, or ``None`` once ``duration`` has been given."""
+        count = self._budget.take()
+        if count is None:
+            return None
+        angles = self._phase[:, None] + self._omega[:, None] * self._steps[None, :]
+        self._phase = (self._phase + self._omega * FRAME_SAMPLES) % (2 * np.pi)
+        frame: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
+        frame[count:] = 0
+        return frame
+
+    def close(self) -> None:
+        self._budget.stop()
+
+
+def _check_frequencies(frequencies: tuple[float, ...]) -> tuple[float, ...]:
+    if not frequencies:
+        raise AudioError("a tone needs at least one frequency")
+    nyquist = SAMPLE_RATE / 2
+    for freq in frequencies:
+        if not 0 < freq < nyquist:
+            raise AudioError(f"tone frequency must be above 0 and below {nyquist:g} Hz, not {freq}")
+    return tuple(float(f) for f in frequencies)
+
+
+# -- WAV files --------------------------------------------------------------------------------------
+_FORMAT_PCM = 0x0001
+_FORMAT_FLOAT = 0x0003
+_FORMAT_ALAW = 0x0006
+_FORMAT_MULAW = 0x0007
+_FORMAT_EXTENSIBLE = 0xFFFE
+_KSDATAFORMAT_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+_FORMAT_NAMES = {
+    0x0002: "Microsoft ADPCM",
+    0x0011: "IMA ADPCM",
+    0x0022: "TrueSpeech",
+    0x0031: "GSM 6.10",
+    0x0040: "G.721 ADPCM",
+    0x0050: "MPEG audio",
+    0x0055: "MPEG Layer 3 (MP3)",
+    0x0064: "G.726 ADPCM",
+    0x00FF: "AAC",
+    0x0161: "Windows Media Audio",
+    _FORMAT_EXTENSIBLE: "WAVE_FORMAT_EXTENSIBLE with an unknown sub-format",
+}
+_SUPPORTED = "integer PCM 8/16/24/32-bit, IEEE float 32/64-bit, G.711 A-law or µ-law (8-bit)"
+
+
+@dataclass(frozen=True, slots=True)
+class WavInfo:
+    """What a WAV file holds, as found in its ``fmt`` and ``data`` chunks."""
+
+    encoding: str
+    """``"pcm"``, ``"float"``, ``"alaw"`` or ``"mulaw"``."""
+    bits: int
+    """Container bits per sample (8, 16, 24, 32 or 64)."""
+    sample_rate: int
+    channels: int
+    frames: int
+    """Sample frames (samples per channel) in the file."""
+
+    @property
+    def duration(self) -> float:
+        """Length of the file in seconds at its own rate."""
+        return self.frames / self.sample_rate
+
+    def describe(self) -> str:
+        """E.g. ``"PCM 16-bit, 44100 Hz, stereo, 2.50 s"``."""
+        name = {"pcm": "PCM", "float": "float", "alaw": "A-law", "mulaw": "µ-law"}[self.encoding]
+        layout = {1: "mono", 2: "stereo"}.get(self.channels, f"{self.channels} channels")
+        return f"{name} {self.bits}-bit, {self.sample_rate} Hz, {layout}, {self.duration:.2f} s"
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    tag: int
+    channels: int
+    rate: int
+    block_align: int
+    bits: int
+
+
+def load_wav(path: Path | str) -> tuple[Pcm, WavInfo]:
+    """Read a WAV file and convert it to 8 kHz mono int16 (down-mix, resample, round, clip).
+
+    Raises ``AudioError`` for a missing file, a file that is not a WAV, an encoding this
+    module cannot decode, and a file without audio.
+    """
+    file = Path(path)
+    data = _read_file(file)
+    fmt_body, payload = _riff_chunks(data, file)
+    fmt = _parse_fmt(fmt_body, file)
+    encoding, width = _encoding(fmt, fmt_body, file)
+    frames = len(payload) // fmt.block_align
+    if frames == 0:
+        raise AudioError(f"{file}: the WAV file has no audio samples")
+    samples = _decode(payload[: frames * fmt.block_align], encoding, width)
+    mono = to_mono(samples.reshape(frames, fmt.channels))
+    converted = resample(mono, fmt.rate, SAMPLE_RATE)
+    pcm: Pcm = np.clip(np.round(converted * 32768), -32768, 32767).astype(np.int16)
+    return pcm, WavInfo(encoding, width * 8, fmt.rate, fmt.channels, frames)
+
+
+def _read_file(file: Path) -> bytes:
+    if not file.exists():
+        raise AudioError(f"{file}: no such file")
+    if not file.is_file():
+        raise AudioError(f"{file}: not a regular file")
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise AudioError(f"{file}: cannot read: {exc.strerror or exc}") from None
+
+
+def _riff_chunks(data: bytes, file: Path) -> tuple[bytes, bytes]:
+    """The bodies of the ``fmt`` and first ``data`` chunk of a RIFF/WAVE file."""
+    if len(data) == 0:
+        raise AudioError(f"{file}: the file is empty (0 bytes), not a WAV file")
+    if data[:4] in (b"RIFX", b"RF64") and data[8:12] == b"WAVE":
+        raise AudioError(f"{file}: {data[:4].decode()} WAV files are not supported")
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioError(f"{file}: not a WAV file (no RIFF/WAVE header)")
+    chunks: dict[bytes, bytes] = {}
+    offset = 12
+    while offset + 8 <= len(data) and b"data" not in chunks:
+        chunk_id, size = struct.unpack_from("<4sI", data, offset)
+        chunks.setdefault(chunk_id, data[offset + 8 : offset + 8 + size])  # clamps at EOF
+        offset += 8 + size + (size & 1)
+    if b"fmt " not in chunks:
+        raise AudioError(f"{file}: not a valid WAV file (no 'fmt ' chunk before the data)")
+    if b"data" not in chunks:
+        raise AudioError(f"{file}: not a valid WAV file (no 'data' chunk)")
+    return chunks[b"fmt "], chunks[b"data"]
+
+
+def _parse_fmt(body: bytes, file: Path) -> _Format:
+    if len(body) < 16:
+        raise AudioError(f"{file}: not a valid WAV file ('fmt ' chunk of {len(body)} bytes)")
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", body)
+    if channels == 0 or rate == 0 or block_align == 0:
+        raise AudioError(
+            f"{file}: not a valid WAV file ({channels} channels, {rate} Hz, "
+            f"block align {block_align})"
+        )
+    return _Format(tag, channels, rate, block_align, bits)
+
+
+def _encoding(fmt: _Format, body: bytes, file: Path) -> tuple[str, int]:
+    """The decoder name and the container bytes per sample, or an ``AudioError``."""
+    tag = _effective_tag(fmt.tag, body)
+    width, rest = divmod(fmt.block_align, fmt.channels)
+    choices = {
+        _FORMAT_PCM: ("pcm", (1, 2, 3, 4)),
+        _FORMAT_FLOAT: ("float", (4, 8)),
+        _FORMAT_ALAW: ("alaw", (1,)),
+        _FORMAT_MULAW: ("mulaw", (1,)),
+    }
+    if tag not in choices:
+        name = _FORMAT_NAMES.get(tag, "unknown")
+        raise AudioError(
+            f"{file}: unsupported WAV encoding: format 0x{tag:04X} ({name}); "
+            f"supported: {_SUPPORTED}"
+        )
+    encoding, widths = choices[tag]
+    if rest or width not in widths or fmt.bits > width * 8:
+        raise AudioError(
+            f"{file}: unsupported WAV encoding: {encoding} with {fmt.bits} bits in "
+            f"{fmt.block_align}-byte frames of {fmt.channels} channels; supported: {_SUPPORTED}"
+        )
+    return encoding, width
+
+
+def _effective_tag(tag: int, body: bytes) -> int:
+    """The format tag, looking inside ``WAVE_FORMAT_EXTENSIBLE`` at its sub-format GUID."""
+    if tag != _FORMAT_EXTENSIBLE:
+        return tag
+    if len(body) < 40 or body[26:40] != _KSDATAFORMAT_TAIL:
+        return _FORMAT_EXTENSIBLE
+    sub_tag: int = struct.unpack_from("<H", body, 24)[0]
+    return sub_tag
+
+
+def _decode(payload: bytes, encoding: str, width: int) -> Float:
+    """Interleaved little-endian samples → float64 in [-1, 1) (floats passed through)."""
+    if encoding == "float":
+        raw = np.frombuffer(payload, dtype="<f4" if width == 4 else "<f8")
+        return np.nan_to_num(raw.astype(np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    if encoding in ("alaw", "mulaw"):
+        pcm = alaw_decode(payload) if encoding == "alaw" else ulaw_decode(payload)
+        return pcm.astype(np.float64) / 32768
+    return _decode_pcm(payload, width)
+
+
+def _decode_pcm(payload: bytes, width: int) -> Float:
+    if width == 1:  # 8-bit WAV samples are unsigned, 128 = silence
+        return (np.frombuffer(payload, dtype=np.uint8).astype(np.float64) - 128) / 128
+    if width == 3:  # widen to 32 bits: the three bytes become the top of a little-endian int32
+        wide = np.zeros((len(payload) // 3, 4), dtype=np.uint8)
+        wide[:, 1:] = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3)
+        return wide.view("<i4")[:, 0].astype(np.float64) / 2**31
+    raw = np.frombuffer(payload, dtype="<i2" if width == 2 else "<i4")
+    scaled: Float = raw.astype(np.float64) / float(2 ** (8 * width - 1))
+    return scaled
+
+
+class WavSource:
+    """A WAV file, converted once at open to 8 kHz mono int16 and played frame by frame.
+
+    Without ``loop`` the last frame is zero-padded and ``read_frame`` then returns ``None``;
+    with ``loop`` the file repeats seamlessly (a frame may span the end and the start).
+    Frames are fresh copies of slices, so callers may modify them.
+    """
+
+    def __init__(self, path: Path | str, *, loop: bool = False) -> None:
+        pcm, self.info = load_wav(path)
+        self.path = Path(path)
+        self.loop = loop
+        self.samples = pcm.size
+        self.duration: float = pcm.size / SAMPLE_RATE
+        self._buffer = self._layout(pcm, loop)
+        self._buffer.flags.writeable = False
+        self._pos = 0
+        self._closed = False
+
+    @staticmethod
+    def _layout(pcm: Pcm, loop: bool) -> Pcm:
+        """Room for every frame to be one slice: wrapped round when looping, padded if not."""
+        if loop:
+            wrapped: Pcm = np.resize(pcm, pcm.size + FRAME_SAMPLES - 1)
+            return wrapped
+        padded = np.zeros(-(-pcm.size // FRAME_SAMPLES) * FRAME_SAMPLES, dtype=np.int16)
+        padded[: pcm.size] = pcm
+        return padded
+
+    def read_frame(self) -> Pcm | None:
+        """The next 160 samples; ``None`` at the end (never when looping) or after close."""
+        if self._closed or (not self.loop and self._pos >= self._buffer.size):
+            return None
+        frame = self._buffer[self._pos : self._pos + FRAME_SAMPLES].copy()
+        self._pos += FRAME_SAMPLES
+        if self.loop:
+            self._pos %= self.samples
+        return frame
+
+    def close(self) -> None:
+        self._closed = True
+        self._buffer = np.zeros(0, dtype=np.int16)
+
+
+# -- the command-line helper ------------------------------------------------------------------------
+_SPEC_HELP = "'silence', 'tone:FREQ', 'tone:FREQ+FREQ', a WAV file or 'loop:' and a WAV file"
+
+
+def open_source(spec: str) -> AudioSource:
+    """A source from a command-line word: ``silence``, ``tone:440``, ``tone:350+440``, a WAV
+    file path, or ``loop:PATH`` for a WAV file played over and over.
+
+    The keywords are matched first (case-insensitive); write ``./silence`` for a file of that
+    name. Raises ``AudioError`` listing the forms above when ``spec`` is none of them.
+    """
+    text = spec.strip()
+    lower = text.lower()
+    if lower == "silence":
+        return SilenceSource()
+    if lower.startswith("tone:"):
+        return ToneSource(frequencies=_parse_tone(text))
+    if lower.startswith("loop:"):
+        return WavSource(_existing(text[5:], spec), loop=True)
+    return WavSource(_existing(text, spec))
+
+
+def _existing(path: str, spec: str) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise AudioError(f"{spec!r}: no such file; audio sources are {_SPEC_HELP}")
+    return file
+
+
+def _parse_tone(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text[5:].split("+"))
+    except ValueError:
+        raise AudioError(
+            f"{text!r}: bad tone; want tone:FREQ or tone:FREQ+FREQ in Hz, e.g. tone:350+440"
+        ) from None

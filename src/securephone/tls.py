@@ -1,0 +1,250 @@
+"""TLS for SIP (RFC 3261 §26, RFC 5630, RFC 5922): context builders, certificate name checks,
+and failures explained in words a user can act on."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+log = logging.getLogger(__name__)
+
+VERSIONS = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+WEAK_VERSIONS = ("TLSv1", "TLSv1.1")
+
+
+class TlsConfigError(Exception):
+    """The TLS settings cannot be used (missing file, bad PEM, ...)."""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """What the phone's TLS needs, resolved to files."""
+
+    ca_file: Path | None = None  # the imported trust bundle, sips.pem
+    use_system_cas: bool = True
+    verify_server: bool = True
+    certificate: Path | None = None  # our device certificate (+ key when key_file is None)
+    key_file: Path | None = None
+    min_version: str = "TLSv1.2"
+    ciphers: str | None = None
+    keylog_file: Path | None = None
+    require_client_cert: bool = False
+
+
+def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
+    ctx.minimum_version = VERSIONS[settings.min_version]
+    if settings.min_version in WEAK_VERSIONS:
+        log.warning(
+            "TLS floor lowered to %s by configuration: TLS 1.0/1.1 are obsolete (RFC 8996)",
+            settings.min_version,
+        )
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if settings.ciphers:
+        try:
+            ctx.set_ciphers(settings.ciphers)
+        except ssl.SSLError:
+            raise TlsConfigError(f"no usable cipher in {settings.ciphers!r}") from None
+    if settings.keylog_file is not None:
+        ctx.keylog_filename = str(settings.keylog_file)
+        log.warning("TLS key log is ON: session keys are written to %s", settings.keylog_file)
+    if settings.certificate is not None:
+        _load_chain(ctx, settings.certificate, settings.key_file)
+
+
+def _load_chain(ctx: ssl.SSLContext, certificate: Path, key_file: Path | None) -> None:
+    try:
+        ctx.load_cert_chain(str(certificate), str(key_file) if key_file else None)
+    except FileNotFoundError:
+        raise TlsConfigError(f"certificate file not found: {certificate}") from None
+    except ssl.SSLError as exc:
+        raise TlsConfigError(f"cannot use certificate {certificate}: {exc.reason or exc}") from None
+
+
+def _load_trust(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
+    if settings.use_system_cas:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if settings.ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(settings.ca_file))
+        except FileNotFoundError:
+            raise TlsConfigError(f"CA bundle not found: {settings.ca_file}") from None
+        except ssl.SSLError as exc:
+            raise TlsConfigError(
+                f"cannot read CA bundle {settings.ca_file}: {exc.reason or exc}"
+            ) from None
+
+
+def client_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A client context: chain verified by OpenSSL, names checked by ``check_peer_name`` (RFC 5922)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = (
+        False  # RFC 5922 rules differ from HTTPS ones: no wildcards, SIP URIs first
+    )
+    if settings.verify_server:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        _load_trust(ctx, settings)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+        log.warning("TLS server certificate verification is OFF: anyone can impersonate the server")
+    _apply_common(ctx, settings)
+    return ctx
+
+
+def server_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A server context for incoming SIP over TLS; it may require and verify client certificates."""
+    if settings.certificate is None:
+        raise TlsConfigError("a TLS listener needs a certificate ([tls] certificate)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _apply_common(ctx, settings)
+    if settings.require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        _load_trust(ctx, settings)
+    return ctx
+
+
+# -- RFC 5922 §7.1 / §7.2: matching the SIP domain against the server certificate ---------------------
+def _sans(cert: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(kind), str(value)) for kind, value in cert.get("subjectAltName", ())]
+
+
+def _common_names(cert: dict[str, Any]) -> list[str]:
+    return [str(v) for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _uri_domain(uri: str) -> str | None:
+    """The host of a sip:/sips: SAN URI with no user part (RFC 5922 §7.1)."""
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() not in ("sip", "sips") or "@" in rest:
+        return None
+    return rest.split(";", 1)[0].split(":", 1)[0].lower()
+
+
+def check_peer_name(cert: dict[str, Any], target: str) -> str | None:
+    """None when the certificate names ``target``; else why not (RFC 5922 §7.2).
+
+    IP targets match IP SANs. Names: SAN URIs (sip:domain) first; then DNS SANs when no URI SAN
+    exists; the subject CN only when there is no SAN at all. Wildcards never match (§7.2).
+    """
+    host = target.strip("[]").lower()
+    sans = _sans(cert)
+    if _is_ip(host):
+        ips = [ipaddress.ip_address(v) for k, v in sans if k == "IP Address" and _is_ip(v)]
+        ok = ipaddress.ip_address(host) in ips
+        return None if ok else f"the certificate does not name the address {host}"
+    uris = [d for k, v in sans if k == "URI" and (d := _uri_domain(v)) is not None]
+    dns = [v.lower() for k, v in sans if k == "DNS"]
+    names = uris or dns or ([] if sans else [c.lower() for c in _common_names(cert)])
+    if host in names:
+        return None
+    shown = ", ".join(names) or "no names"
+    return f"the certificate names {shown}, not {host} (RFC 5922: no wildcards)"
+
+
+# -- what happened, in words ----------------------------------------------------------------------------
+_VERIFY_MESSAGES = {
+    "certificate has expired": "the server certificate has expired",
+    "certificate is not yet valid": "the server certificate is not valid yet",
+    "unable to get local issuer certificate": "the server certificate was issued by an unknown CA (not in sips.pem or the system store)",
+    "self-signed certificate": "the server certificate is self-signed and not trusted",
+    "self signed certificate": "the server certificate is self-signed and not trusted",
+    "self-signed certificate in certificate chain": "the server certificate was issued by an unknown CA (its chain ends at a CA not in sips.pem or the system store)",
+    "self signed certificate in certificate chain": "the server certificate was issued by an unknown CA (its chain ends at a CA not in sips.pem or the system store)",
+}
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a TLS failure: unknown CA, expired, version mismatch, client cert demanded ..."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = str(exc.verify_message or "")
+        return "TLS: " + _VERIFY_MESSAGES.get(
+            message, f"certificate verification failed: {message}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or str(exc)).upper()
+        if "CERTIFICATE_REQUIRED" in reason or ("HANDSHAKE_FAILURE" in reason and "ALERT" in reason):
+            return "TLS: the server demanded a client certificate we could not give (configure [tls] certificate)"
+        if (
+            "PROTOCOL_VERSION" in reason
+            or "UNSUPPORTED_PROTOCOL" in reason
+            or "NO_PROTOCOLS" in reason
+        ):
+            return "TLS: no common protocol version (the server offers only versions below our floor, or above its ceiling)"
+        if "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+            return "TLS: the server rejected our client certificate"
+        return f"TLS: handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc)
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    """What a user sees of the other side's certificate."""
+
+    subject: str
+    issuer: str
+    sha256: str
+    not_after: str
+
+    @classmethod
+    def from_der(cls, der: bytes) -> PeerCertificate:
+        cert = x509.load_der_x509_certificate(der)
+        digest = hashlib.sha256(der).hexdigest().upper()
+        return cls(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
+            not_after=cert.not_valid_after_utc.isoformat(),
+        )
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The TLS state of one connection, for summaries and status pages."""
+
+    version: str
+    cipher: str
+    peer: PeerCertificate | None
+    verified: bool
+
+    @classmethod
+    def from_ssl(cls, sslobj: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> TlsInfo:
+        der = sslobj.getpeercert(binary_form=True)
+        cipher = sslobj.cipher()
+        return cls(
+            version=sslobj.version() or "?",
+            cipher=cipher[0] if cipher else "?",
+            peer=PeerCertificate.from_der(der) if der else None,
+            verified=verified,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        peer = self.peer
+        return {
+            "version": self.version,
+            "cipher": self.cipher,
+            "verified": self.verified,
+            "peer_subject": peer.subject if peer else None,
+            "peer_issuer": peer.issuer if peer else None,
+            "peer_sha256": peer.sha256 if peer else None,
+        }

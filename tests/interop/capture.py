@@ -1,0 +1,125 @@
+"""Capture the test's own loopback traffic with tshark and look inside it (dpkt)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import dpkt
+import pytest
+
+SIP_START = re.compile(rb"^(?:[A-Z]+ (?:sips?|tel):[^ ]+ SIP/2\.0|SIP/2\.0 \d{3} )", re.M)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One UDP datagram or TCP payload seen on the loopback."""
+
+    time: float
+    proto: str
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
+class LoopbackCapture:
+    """``tshark -i lo`` with a BPF filter, started and stopped by PID around a block of a test."""
+
+    def __init__(self, path: Path, bpf: str, time_limit: float = 300) -> None:
+        if shutil.which("tshark") is None:
+            pytest.skip("tshark not installed (apt-get install tshark)")
+        self.path = path
+        self.bpf = bpf
+        self.time_limit = time_limit
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LoopbackCapture:
+        self._proc = subprocess.Popen(
+            ["tshark", "-i", "lo", "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q",
+             "-a", f"duration:{int(self.time_limit)}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the pcap header appears once capturing has begun
+            if self.path.exists() and self.path.stat().st_size >= 24:
+                time.sleep(0.3)
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("tshark did not start capturing")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        time.sleep(0.5)  # let the last packets reach the file
+        self.stop()
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def segments(self) -> list[Segment]:
+        return list(read_segments(self.path))
+
+
+def read_segments(path: Path) -> Iterator[Segment]:
+    """Every UDP/TCP payload in a pcap of the loopback (Ethernet or Linux cooked framing)."""
+    with path.open("rb") as handle:
+        for stamp, frame in dpkt.pcap.Reader(handle):
+            ip = _ip(frame)
+            if ip is None:
+                continue
+            layer = ip.data
+            if isinstance(layer, dpkt.udp.UDP | dpkt.tcp.TCP) and layer.data:
+                proto = "udp" if isinstance(layer, dpkt.udp.UDP) else "tcp"
+                src = (socket.inet_ntoa(ip.src), layer.sport)
+                dst = (socket.inet_ntoa(ip.dst), layer.dport)
+                yield Segment(float(stamp), proto, src, dst, bytes(layer.data))
+
+
+def _ip(frame: bytes) -> dpkt.ip.IP | None:
+    for parse in (dpkt.ethernet.Ethernet, dpkt.sll.SLL):
+        try:
+            packet = parse(frame)
+        except (dpkt.UnpackError, ValueError):
+            continue
+        if isinstance(packet.data, dpkt.ip.IP):
+            return packet.data
+    return None
+
+
+def plaintext_sip(segments: list[Segment]) -> list[bytes]:
+    """Start lines of every plaintext SIP message found in the payloads."""
+    lines = []
+    for segment in segments:
+        for match in SIP_START.finditer(segment.payload):
+            lines.append(match.group(0))
+    return lines
+
+
+def tls_records(segments: list[Segment]) -> list[Segment]:
+    """TCP payloads that begin with a TLS record header (handshake 0x16 or application data 0x17)."""
+    return [
+        s
+        for s in segments
+        if s.proto == "tcp"
+        and len(s.payload) >= 5
+        and s.payload[0] in (0x16, 0x17)
+        and s.payload[1] == 3
+    ]
