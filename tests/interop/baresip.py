@@ -573,12 +573,12 @@ class Baresip:
             with contextlib.suppress(BaresipError, OSError):
                 self.command("quit", timeout=1.0, check=False)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=3.0)
+                proc.wait(timeout=2.0)
         if proc.poll() is None and self.pid is not None and self.pid in _children(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=3.0)
+                proc.wait(timeout=1.0)
 
     @staticmethod
     def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -763,6 +763,24 @@ class Baresip:
                 self._cond.wait(0.2)
 
     # ------------------------------------------------------------------ files
+
+    def wait_heard(self, seconds: float, timeout: float = 15.0) -> Path:
+        """Wait until the newest ``dec`` dump holds ``seconds`` of received audio; return it.
+
+        Use it to let a call carry enough audio before hanging up, instead of sleeping.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.recordings("dec")
+            heard = (found[-1].stat().st_size - 44) / (2 * RATE) if found else 0.0
+            if found and heard >= seconds:
+                return found[-1]
+            if time.monotonic() > deadline or not self.running:
+                raise BaresipError(
+                    f"heard {max(heard, 0.0):.2f} s of audio, wanted {seconds} s "
+                    f"(recordings: {found}):\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
 
     def recordings(self, kind: Literal["dec", "enc"] = "dec") -> list[Path]:
         """The ``sndfile`` dumps: ``dec`` = audio received (decoded), ``enc`` = audio sent.

@@ -240,7 +240,7 @@ def load_wav(path: Path | str) -> tuple[Pcm, WavInfo]:
     data = _read_file(file)
     fmt_body, payload = _riff_chunks(data, file)
     fmt = _parse_fmt(fmt_body, file)
-    encoding, width = _encoding(fmt, fmt_body, file)
+    encoding, width = _encoding(fmt, file)
     frames = len(payload) // fmt.block_align
     if frames == 0:
         raise AudioError(f"{file}: the WAV file has no audio samples")
@@ -262,19 +262,20 @@ def _read_file(file: Path) -> bytes:
         raise AudioError(f"{file}: cannot read: {exc.strerror or exc}") from None
 
 
-def _riff_chunks(data: bytes, file: Path) -> tuple[bytes, bytes]:
-    """The bodies of the ``fmt`` and first ``data`` chunk of a RIFF/WAVE file."""
+def _riff_chunks(data: bytes, file: Path) -> tuple[memoryview, memoryview]:
+    """The bodies of the ``fmt`` and first ``data`` chunk of a RIFF/WAVE file (not copied)."""
     if len(data) == 0:
         raise AudioError(f"{file}: the file is empty (0 bytes), not a WAV file")
     if data[:4] in (b"RIFX", b"RF64") and data[8:12] == b"WAVE":
         raise AudioError(f"{file}: {data[:4].decode()} WAV files are not supported")
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError(f"{file}: not a WAV file (no RIFF/WAVE header)")
-    chunks: dict[bytes, bytes] = {}
+    chunks: dict[bytes, memoryview] = {}
+    view = memoryview(data)
     offset = 12
     while offset + 8 <= len(data) and b"data" not in chunks:
         chunk_id, size = struct.unpack_from("<4sI", data, offset)
-        chunks.setdefault(chunk_id, data[offset + 8 : offset + 8 + size])  # clamps at EOF
+        chunks.setdefault(chunk_id, view[offset + 8 : offset + 8 + size])  # clamps at EOF
         offset += 8 + size + (size & 1)
     if b"fmt " not in chunks:
         raise AudioError(f"{file}: not a valid WAV file (no 'fmt ' chunk before the data)")
@@ -283,35 +284,31 @@ def _riff_chunks(data: bytes, file: Path) -> tuple[bytes, bytes]:
     return chunks[b"fmt "], chunks[b"data"]
 
 
-def _parse_fmt(body: bytes, file: Path) -> _Format:
+def _parse_fmt(body: memoryview, file: Path) -> _Format:
     if len(body) < 16:
         raise AudioError(f"{file}: not a valid WAV file ('fmt ' chunk of {len(body)} bytes)")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", body)
-    if channels == 0 or rate == 0 or block_align == 0:
-        raise AudioError(
-            f"{file}: not a valid WAV file ({channels} channels, {rate} Hz, "
-            f"block align {block_align})"
-        )
-    return _Format(tag, channels, rate, block_align, bits)
+    return _Format(_effective_tag(tag, body), channels, rate, block_align, bits)
 
 
-def _encoding(fmt: _Format, body: bytes, file: Path) -> tuple[str, int]:
+def _encoding(fmt: _Format, file: Path) -> tuple[str, int]:
     """The decoder name and the container bytes per sample, or an ``AudioError``."""
-    tag = _effective_tag(fmt.tag, body)
-    width, rest = divmod(fmt.block_align, fmt.channels)
     choices = {
         _FORMAT_PCM: ("pcm", (1, 2, 3, 4)),
         _FORMAT_FLOAT: ("float", (4, 8)),
         _FORMAT_ALAW: ("alaw", (1,)),
         _FORMAT_MULAW: ("mulaw", (1,)),
     }
-    if tag not in choices:
-        name = _FORMAT_NAMES.get(tag, "unknown")
+    if fmt.tag not in choices:
+        name = _FORMAT_NAMES.get(fmt.tag, "unknown")
         raise AudioError(
-            f"{file}: unsupported WAV encoding: format 0x{tag:04X} ({name}); "
+            f"{file}: unsupported WAV encoding: format 0x{fmt.tag:04X} ({name}); "
             f"supported: {_SUPPORTED}"
         )
-    encoding, widths = choices[tag]
+    if fmt.channels == 0 or fmt.rate == 0:
+        raise AudioError(f"{file}: not a valid WAV file ({fmt.channels} channels, {fmt.rate} Hz)")
+    encoding, widths = choices[fmt.tag]
+    width, rest = divmod(fmt.block_align, fmt.channels)
     if rest or width not in widths or fmt.bits > width * 8:
         raise AudioError(
             f"{file}: unsupported WAV encoding: {encoding} with {fmt.bits} bits in "
@@ -320,7 +317,7 @@ def _encoding(fmt: _Format, body: bytes, file: Path) -> tuple[str, int]:
     return encoding, width
 
 
-def _effective_tag(tag: int, body: bytes) -> int:
+def _effective_tag(tag: int, body: memoryview) -> int:
     """The format tag, looking inside ``WAVE_FORMAT_EXTENSIBLE`` at its sub-format GUID."""
     if tag != _FORMAT_EXTENSIBLE:
         return tag
@@ -330,7 +327,7 @@ def _effective_tag(tag: int, body: bytes) -> int:
     return sub_tag
 
 
-def _decode(payload: bytes, encoding: str, width: int) -> Float:
+def _decode(payload: memoryview, encoding: str, width: int) -> Float:
     """Interleaved little-endian samples → float64 in [-1, 1) (floats passed through)."""
     if encoding == "float":
         raw = np.frombuffer(payload, dtype="<f4" if width == 4 else "<f8")
@@ -341,7 +338,7 @@ def _decode(payload: bytes, encoding: str, width: int) -> Float:
     return _decode_pcm(payload, width)
 
 
-def _decode_pcm(payload: bytes, width: int) -> Float:
+def _decode_pcm(payload: memoryview, width: int) -> Float:
     if width == 1:  # 8-bit WAV samples are unsigned, 128 = silence
         return (np.frombuffer(payload, dtype=np.uint8).astype(np.float64) - 128) / 128
     if width == 3:  # widen to 32 bits: the three bytes become the top of a little-endian int32
