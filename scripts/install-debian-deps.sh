@@ -9,6 +9,8 @@ have baresip || need+=(baresip-core)
 have espeak-ng || need+=(espeak-ng)
 have sox || need+=(sox)
 have tshark || need+=(tshark)
+have chromium || need+=(chromium)
+have linphonec || need+=(linphone-cli)
 ((${#need[@]})) || exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -181,7 +181,9 @@ def explain(exc: BaseException) -> str:
         )
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or str(exc)).upper()
-        if "CERTIFICATE_REQUIRED" in reason or ("HANDSHAKE_FAILURE" in reason and "ALERT" in reason):
+        if "CERTIFICATE_REQUIRED" in reason or (
+            "HANDSHAKE_FAILURE" in reason and "ALERT" in reason
+        ):
             return "TLS: the server demanded a client certificate we could not give (configure [tls] certificate)"
         if (
             "PROTOCOL_VERSION" in reason

@@ -25,6 +25,11 @@ What 1.0.0 does that a test must know:
   ``-enc.wav`` (what was sent) per call into ``snd_path``; the WAV header is finalised when
   the call ends (two calls started in the same second share a name).
 * 1.0.0 does not verify the TLS server certificate (no ``sip_verify_server``).
+* ctrl_tcp only reports events that happen while a client is connected: the account is
+  therefore created with ``/uanew`` after the harness connected (``accounts`` stays empty,
+  the line is kept in ``config/account-line``), so ``REGISTER_OK`` is never missed.
+* ``CALL_RTCP`` events arrive at call start too, so "audio flowed" is best checked with
+  :meth:`Baresip.wait_heard` (the decoded dump has grown to N seconds).
 """
 
 from __future__ import annotations
@@ -309,6 +314,8 @@ class Baresip:
         self._cursors: dict[str, int] = {}
         self._tokens = itertools.count(1)
         self._reader_error: BaseException | None = None
+        self._send_lock = threading.Lock()
+        self.bad_messages: list[bytes] = []
 
     # ------------------------------------------------------------------ addresses
 
@@ -333,6 +340,11 @@ class Baresip:
         if self.proxy is not None:
             return f"sip:{self.user}@{self.proxy.domain};transport={self.transport}"
         return f"sip:{self.user}@{LOOPBACK}:{self.listen_port};transport={self.transport}"
+
+    @property
+    def wrapper_pid(self) -> int | None:
+        """PID of the ``timeout`` wrapper (also the process group id), while started."""
+        return None if self._proc is None else self._proc.pid
 
     @property
     def running(self) -> bool:
@@ -411,7 +423,12 @@ class Baresip:
         if self.record:
             items["snd_path"] = str(self.record_dir)
         for key, value in self.extra_config.items():
-            items[_check("config key", key, _NAME_RE)] = _check("value", value, _SAFE_VALUE_RE)
+            checked = _check("value", value, _SAFE_VALUE_RE)
+            current = items.get(_check("config key", key, _NAME_RE))
+            if isinstance(current, list):
+                current.append(checked)  # module / module_tmp / module_app: load one more
+            else:
+                items[key] = checked
         return items
 
     def write_config(self) -> None:
@@ -467,6 +484,10 @@ class Baresip:
         if missing:
             raise BaresipError(f"not installed: {', '.join(missing)}")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        with self._cond:
+            self.events.clear()
+            self._cursors.clear()
+            self._responses.clear()
         for attempt in range(4):
             offset = len(self.log_text())
             try:
@@ -561,6 +582,7 @@ class Baresip:
                 self._kill_group(proc)
             self._close_control()
             self._proc = None
+            self.pid = None
             if self._log is not None:
                 self._log.close()
                 self._log = None
@@ -615,7 +637,7 @@ class Baresip:
                 buffer += chunk
                 for payload in parse_netstrings(buffer):
                     self._dispatch(payload)
-        except (OSError, BaresipError, ValueError) as exc:
+        except (OSError, BaresipError) as exc:
             self._reader_error = exc
         finally:
             with self._cond:
@@ -623,8 +645,12 @@ class Baresip:
 
     def _dispatch(self, payload: bytes) -> None:
         text = payload.decode("utf-8", "replace")
-        message = json.loads(text)
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
         if not isinstance(message, dict):
+            self.bad_messages.append(payload)
             return
         with self._cond:
             if message.get("event"):
@@ -649,7 +675,8 @@ class Baresip:
         request: dict[str, str] = {"command": name, "token": token}
         if params is not None:
             request["params"] = params
-        sock.sendall(_netstring(json.dumps(request).encode()))
+        with self._send_lock:
+            sock.sendall(_netstring(json.dumps(request).encode()))
         deadline = time.monotonic() + timeout
         with self._cond:
             while token not in self._responses:
@@ -694,10 +721,13 @@ class Baresip:
 
         1.0.0 has no DTMF command: the digits go to the ``cons`` console as key presses,
         which ``menu`` turns into ``call_send_digit``; one key per ``interval`` seconds.
+        Only during a call: without one, ``menu`` would treat the keys as a number to dial.
         """
         bad = set(digits) - DTMF_DIGITS
         if bad or not digits:
             raise ValueError(f"DTMF digits must be 0-9, * or #: {digits!r}")
+        if self._sock is None:
+            raise BaresipError("baresip is not running")
         with socket.create_connection((LOOPBACK, self.cons_port), timeout=5.0) as sock:
             for digit in digits:
                 sock.sendall(digit.encode())
@@ -736,7 +766,8 @@ class Baresip:
                 dead = self._reader is None or not self._reader.is_alive()
                 if left <= 0 or dead:
                     seen = [str(e.get("type")) for e in self.events]
-                    why = "baresip's control connection closed" if dead else f"{timeout} s passed"
+                    why = f"control connection closed: {self._reader_error}" if dead else ""
+                    why = why or f"{timeout} s passed"
                     raise BaresipError(
                         f"no {event_type} event ({why}); events so far: {seen}\n{self.log_tail()}"
                     )

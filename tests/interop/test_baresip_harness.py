@@ -38,11 +38,13 @@ from .baresip import (
     PortRange,
     ProxyAccount,
     TlsFiles,
+    Transport,
     _group_members,
     missing_tools,
     parse_netstrings,
 )
 from .conftest import KamailioFactory
+from .kamailio import TlsConfig
 
 BaresipFactory = Callable[..., Baresip]
 
@@ -232,9 +234,12 @@ def test_process_is_stopped_when_the_test_fails(tmp_path: Path) -> None:
     phone = Baresip(tmp_path / "crash")
     with pytest.raises(RuntimeError, match="boom"), phone:
         assert phone.pid is not None and phone.running
-        pid, wrapper = phone.pid, phone._proc.pid if phone._proc else 0
+        pid, wrapper = phone.pid, phone.wrapper_pid or 0
+        assert phone.command("reginfo")["ok"] is True
+        with pytest.raises(BaresipError, match="no CALL_INCOMING event"):
+            phone.wait_event("CALL_INCOMING", timeout=0.2)  # nobody calls it
         raise RuntimeError("boom")
-    assert not phone.running
+    assert not phone.running and phone.pid is None
     assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
     assert _group_members(wrapper) == []
 
@@ -297,15 +302,7 @@ def _assert_media_ports_in_ranges(*phones: Baresip) -> None:
 def test_tls_srtp_call_with_manual_answer(
     baresip_factory: BaresipFactory, speech: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from securephone.pki.certs import create_ca, issue_certificate
-
-    ca = create_ca("baresip harness test CA")
-    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
-    files = {}
-    for name in ("alice", "bob"):
-        leaf = issue_certificate(ca, "localhost", kind="server", dns=["localhost"], ips=[LO])
-        (tmp_path / f"{name}.pem").write_bytes(leaf.key_pem + leaf.cert_pem + leaf.chain_pem)
-        files[name] = TlsFiles(tmp_path / f"{name}.pem", tmp_path / "ca.pem")
+    files = make_pki(tmp_path)
     common: dict[str, Any] = {"transport": "tls", "mediaenc": "srtp-mand"}
     alice = baresip_factory(user="alice", audio_source=speech[0], tls=files["alice"], **common)
     bob = baresip_factory(
@@ -333,25 +330,38 @@ def test_tls_srtp_call_with_manual_answer(
     _assert_media_ports_in_ranges(alice, bob)
 
 
+@pytest.mark.parametrize(("transport", "mediaenc"), [("udp", None), ("tls", "srtp-mand")])
 def test_register_and_call_through_kamailio(
     kamailio_factory: KamailioFactory,  # first: torn down after the phones (they unregister)
     baresip_factory: BaresipFactory,
     speech: tuple[Path, Path],
+    tmp_path: Path,
+    transport: Transport,
+    mediaenc: str | None,
 ) -> None:
     users = {"alice": "alice-secret", "bob": "bob-secret"}
-    kam = kamailio_factory(users=users)
-    proxy_uri = f"sip:127.0.0.1:{kam.port};transport=udp"
-    alice = baresip_factory(
-        proxy=ProxyAccount("alice", users["alice"], proxy_uri), audio_source=speech[0]
-    )
-    bob = baresip_factory(
-        proxy=ProxyAccount("bob", users["bob"], proxy_uri), audio_source=speech[1]
-    )
-    for phone in (alice, bob):
+    files = make_pki(tmp_path)
+    server = TlsConfig(tmp_path / "proxy.crt", tmp_path / "proxy.key", tmp_path / "ca.pem")
+    kam = kamailio_factory(users=users, tls=server if transport == "tls" else None)
+    proxy_uri = kam.uri(transport)
+    phones = [
+        baresip_factory(
+            proxy=ProxyAccount(name, users[name], proxy_uri),
+            transport=transport,
+            mediaenc=mediaenc,
+            audio_source=wav,
+            tls=files[name],
+        )
+        for name, wav in zip(("alice", "bob"), speech, strict=True)
+    ]
+    alice, bob = phones
+    for phone in phones:
         assert phone.wait_registered()["type"] == "REGISTER_OK"
     alice.dial("sip:bob@127.0.0.1")
     alice.wait_event("CALL_ESTABLISHED")
     bob.wait_event("CALL_ESTABLISHED")
+    if mediaenc is not None:
+        assert bob.wait_event("CALL_MENC")["param"].endswith("AES_CM_128_HMAC_SHA1_80")
     bob.wait_heard(3.0)
     alice.wait_heard(3.0)
     alice.hangup()
@@ -360,3 +370,29 @@ def test_register_and_call_through_kamailio(
     assert_audio_matches(speech[1], alice.wait_recordings()[0])
     # the INVITE went through the proxy with digest credentials (RFC 3261 §22.3)
     assert "Proxy-Authorization: Digest" in alice.log_text()
+    proxied = [sdp for sdp in kam.logged_sdp() if sdp.first in ("INVITE", "200 INVITE")]
+    assert len(proxied) >= 2
+    assert {a for sdp in proxied for a in sdp.connection_addresses()} == {LO}
+    if transport == "tls":
+        assert re.search(
+            rf"^TLS 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:{kam.tls_port}$", alice.log_text(), re.M
+        )
+        assert all("a=crypto:" in sdp.body for sdp in proxied)
+
+
+def make_pki(folder: Path) -> dict[str, TlsFiles]:
+    """A test CA (``ca.pem``), a proxy leaf (``proxy.crt``/``proxy.key``) and one combined
+    key+chain PEM per phone (``alice.pem``, ``bob.pem``), all for localhost / 127.0.0.1."""
+    from securephone.pki.certs import create_ca, issue_certificate
+
+    ca = create_ca("baresip harness test CA")
+    (folder / "ca.pem").write_bytes(ca.cert_pem)
+    proxy = issue_certificate(ca, "localhost", kind="server", dns=["localhost"], ips=[LO])
+    (folder / "proxy.crt").write_bytes(proxy.cert_pem + proxy.chain_pem)
+    (folder / "proxy.key").write_bytes(proxy.key_pem)
+    files = {}
+    for name in ("alice", "bob"):
+        leaf = issue_certificate(ca, "localhost", kind="server", dns=["localhost"], ips=[LO])
+        (folder / f"{name}.pem").write_bytes(leaf.key_pem + leaf.cert_pem + leaf.chain_pem)
+        files[name] = TlsFiles(folder / f"{name}.pem", folder / "ca.pem")
+    return files

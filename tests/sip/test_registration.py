@@ -224,3 +224,34 @@ def test_options_answered_with_allow_and_accept() -> None:
     assert [(c.handle, c.response.status) for c in completed] == [(handle, 200)]
     assert "INVITE" in (response.headers.get("Allow") or "")
     assert response.headers.get("Accept") == "application/sdp"
+
+
+def test_lost_connection_registers_again_soon() -> None:
+    ua = UserAgent({"tcp": ("127.0.0.1", 5070)})
+    ua.add_account(
+        AccountSpec(
+            name="alice",
+            aor=SipUri("sip", REALM, "alice"),
+            registrar=SipUri("sip", "127.0.0.1", port=5060, params=(("transport", "tcp"),)),
+            auth_user="alice",
+            password="secret",
+            transport="tcp",
+        )
+    )
+    reg = FakeRegistrar()
+    ua.register("alice", 0.0)
+    for _ in range(5):  # exchange over the fake stream
+        for item in ua.outgoing():
+            reg.receive(item.data, 0.0)
+        for item in reg.endpoint.outgoing():
+            ua.receive_datagram(item.data, Peer("tcp", "127.0.0.1", 5060), 0.0)
+    assert ua.registrations["alice"].state is RegState.REGISTERED
+    ua.transport_failed(Peer("tcp", "127.0.0.1", 5060), "the server closed the connection", 100.0)
+    registration = ua.registrations["alice"]
+    assert registration.state is RegState.FAILED and "closed the connection" in registration.reason
+    wake = registration.get_timer()
+    assert (
+        wake is not None and 100.5 <= wake <= 101.5
+    )  # RFC 5626 flow recovery, not the 30 s back-off
+    ua.handle_timer(wake)
+    assert [p.peer.transport for p in ua.outgoing()] == ["tcp"]  # a new REGISTER goes out at once

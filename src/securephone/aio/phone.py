@@ -114,6 +114,7 @@ class Phone:
             self._on_message, self._on_transport_error, on_bad_message=self._on_bad_message
         )
         self._tls = config.tls_settings()
+        self._transports.keepalive_interval = config.sip.keepalive_interval
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._listeners: list[EventCallback] = []

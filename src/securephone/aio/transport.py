@@ -55,6 +55,8 @@ class _StreamConnection(asyncio.Protocol):
         self.peer: Peer | None = None
         self.tls: TlsInfo | None = None
         self.verified = False
+        self.awaiting_pong = False
+        self._keepalive: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -73,6 +75,8 @@ class _StreamConnection(asyncio.Protocol):
         items = self.parser.feed_items(data)
         if self.parser.take_pings() and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        if self.parser.take_pongs():
+            self.awaiting_pong = False
         for item in items:
             if isinstance(item, ProtocolError):
                 self.layer.on_bad_message(item, self.peer)
@@ -82,7 +86,29 @@ class _StreamConnection(asyncio.Protocol):
             log.warning("closing %s: the stream lost its framing", self.peer)
             self.close()
 
+    def start_keepalive(self, interval: float) -> None:
+        """RFC 5626 §4.4.1: send a CRLFCRLF ping every ``interval``; no CRLF pong by the next one
+        means the flow is dead, and closing it lets the registration recover."""
+        if interval <= 0:
+            return
+        loop = asyncio.get_running_loop()
+
+        def ping() -> None:
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self.awaiting_pong:
+                log.warning("no keep-alive pong from %s: closing the flow", self.peer)
+                self.transport.close()
+                return
+            self.awaiting_pong = True
+            self.transport.write(b"\r\n\r\n")
+            self._keepalive = loop.call_later(interval, ping)
+
+        self._keepalive = loop.call_later(interval, ping)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         self.layer._forget_connection(self)
         if self.dialled is not None:
             reason = explain(exc) if exc is not None else "the server closed the connection"
@@ -123,6 +149,7 @@ class TransportLayer:
         self.trace = trace
         self.client_ssl = client_ssl
         self.listening: dict[str, tuple[str, int]] = {}
+        self.keepalive_interval = 0.0
         self._udp: socket.socket | None = None
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, _StreamConnection] = {}
@@ -270,6 +297,7 @@ class TransportLayer:
             self.on_error(peer, f"cannot connect to {peer}: TLS: {mismatch}")
             return
         self._register_connection(proto)
+        proto.start_keepalive(self.keepalive_interval)
         self._by_addr[key] = conn_id  # also reachable under the name we dialled
         for data in pending.queue:
             proto.write(data)

@@ -95,7 +95,11 @@ class CallManager:
 
     def _local_contact(self, call: Call, transport: str) -> NameAddr:
         spec = self.ua.accounts.get(call.account) if call.account else None
-        return self.ua.contact_for(spec, transport)
+        invite = call.invite
+        secure = (
+            invite is not None and isinstance(invite.uri, SipUri) and invite.uri.scheme == "sips"
+        )
+        return self.ua.contact_for(spec, transport, secure=secure)
 
     # -- outgoing calls ------------------------------------------------------------------------------
     def dial(self, target: SipUri, media: CallMedia, now: float, account: str | None) -> str:
@@ -116,7 +120,8 @@ class CallManager:
         headers.add("Call-ID", key)
         headers.add("CSeq", "1 INVITE")
         headers.add("Max-Forwards", "70")
-        headers.add("Contact", str(self.ua.contact_for(spec, peer.transport)))
+        secure = target.scheme == "sips"
+        headers.add("Contact", str(self.ua.contact_for(spec, peer.transport, secure=secure)))
         headers.add("Allow", self.ua.allow)
         headers.add("Content-Type", SDP)
         request = Request("INVITE", target, headers, media.create_offer(False))

@@ -231,6 +231,13 @@ class Registration:
         self.expires = self._want_expires = int(minimum)
         return self._build(self._want_expires)
 
+    def flow_failed(self, reason: str, now: float) -> None:
+        """The connection carrying a live registration broke (RFC 5626 §4.4): register again soon."""
+        if self.state is not RegState.REGISTERED:
+            return
+        self._wake_at = now + self.rng.uniform(0.5, 1.5)
+        self._set_state(RegState.FAILED, f"{reason}; registering again", None)
+
     def on_timeout(self, reason: str, now: float) -> None:
         """The REGISTER transaction timed out or could not be sent."""
         self._fail(reason, None, now)

@@ -135,16 +135,21 @@ class UserAgent:
             retry=spec.retry,
         )
 
-    def contact_for(self, spec: AccountSpec | None, transport: str | None = None) -> NameAddr:
-        """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1)."""
+    def contact_for(
+        self, spec: AccountSpec | None, transport: str | None = None, *, secure: bool = False
+    ) -> NameAddr:
+        """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1).
+
+        A sips: request carries a sips: Contact (RFC 5630 §3.1.3), with no ``transport=tls``.
+        """
         transport = transport or (spec.transport if spec else "udp")
         host, port = self._listener(transport)
-        params: tuple[tuple[str, str | None], ...] = ()
-        if transport != "udp":
-            params = (("transport", transport),)
         aor = spec.aor if spec else self.identity
-        scheme = "sips" if aor.scheme == "sips" else "sip"
-        uri = SipUri(scheme, _host(host), aor.user, port=port, params=params)
+        sips = transport == "tls" and (secure or aor.scheme == "sips")
+        params: tuple[tuple[str, str | None], ...] = ()
+        if transport != "udp" and not sips:
+            params = (("transport", transport),)
+        uri = SipUri("sips" if sips else "sip", _host(host), aor.user, port=port, params=params)
         return NameAddr(uri)
 
     def _listener(self, transport: str) -> tuple[str, int]:
@@ -255,6 +260,10 @@ class UserAgent:
         """Where a request goes: the outbound proxy, else the target (RFC 3263 without DNS SRV)."""
         proxy = spec.outbound_proxy if spec and use_proxy else None
         hop = proxy or target
+        if target.scheme == "sips" and hop.scheme != "sips" and (hop.transport or "") != "tls":
+            raise ValueError(
+                f"{target} needs TLS all the way (RFC 3261 §26.2.2), but the next hop {hop} is not TLS"
+            )
         transport = (hop.transport or (spec.transport if spec else "udp")).lower()
         if hop.scheme == "sips":
             transport = "tls"
@@ -301,6 +310,15 @@ class UserAgent:
     def transport_failed(self, peer: Peer, reason: str, now: float) -> None:
         """The shell could not reach ``peer``: fail what waits on it."""
         self.endpoint.transport_failed(peer, reason)
+        for name, reg in self.registrations.items():
+            hop = self.route_peer(self.accounts[name], self.accounts[name].registrar)
+            if peer.reliable and (hop.transport, hop.host, hop.port) == (
+                peer.transport,
+                peer.host,
+                peer.port,
+            ):
+                reg.flow_failed(reason, now)
+                self._emit_changes(name)
         self._drain(now)
 
     def get_timer(self) -> float | None:

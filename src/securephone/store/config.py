@@ -62,6 +62,7 @@ class SipSettings(_Model):
     tls_port: Port = 5061
     user_agent: str = "securephone/0.1"
     trace_file: str | None = None
+    keepalive_interval: float = Field(default=30.0, ge=0, le=3600)  # CRLF pings on TCP/TLS; 0 = off
 
     @field_validator("listen_address")
     @classmethod

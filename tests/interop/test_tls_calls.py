@@ -1,0 +1,172 @@
+"""Calls signalled over TLS end to end: through Kamailio (TLS) with baresip, and direct with sips: URIs,
+both directions; audio verified; the call summary shows TLS version, cipher and peer certificate."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from securephone.aio.phone import Phone
+from securephone.audio.sinks import WavRecorder
+from securephone.audio.sources import WavSource
+from securephone.pki.certs import issue_certificate, write_secret_file
+from securephone.sip.call import CallState
+from securephone.sip.registration import RegState
+from securephone.store.config import parse_config
+
+from .baresip import ProxyAccount, TlsFiles
+from .capture import LoopbackCapture, plaintext_sip
+from .conftest import KamailioFactory
+from .test_calls_baresip import (  # noqa: F401  (fixtures)
+    CALL_SECONDS,
+    BaresipFactory,
+    baresip_factory,
+    check_audio,
+    check_media,
+    first_call,
+    speech,
+)
+from .test_tls_kamailio import Pki, kam_tls, pki  # noqa: F401  (fixture)
+
+USERS = {"alice": "alice-tls-call", "bob": "bob-tls-call"}
+
+
+def tls_phone(
+    tmp_path: Path, pki: Pki, speech: Path, account: dict[str, Any] | None = None, **extra: Any
+) -> Phone:
+    cert = pki.dir / "phone-server.pem"
+    if not cert.exists():
+        issued = issue_certificate(
+            pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"], dns=["localhost"]
+        )
+        write_secret_file(cert, issued.combined_pem())
+    data: dict[str, Any] = {
+        "data_dir": str(pki.dir),
+        "sip": {
+            "listen_address": "127.0.0.1", "transports": ["udp", "tls"], "udp_port": 0, "tls_port": 0,
+            "trace_file": str(tmp_path / "sip-trace.txt"),
+        },
+        "tls": {"ca_file": str(pki.sips), "use_system_cas": False, "certificate": str(cert)},
+        "media": {"port_min": 30000, "port_max": 39999},
+        "calls": extra,
+    }  # fmt: skip
+    if account:
+        data["accounts"] = [account]
+    phone = Phone(parse_config(data))
+    phone.source_factory = lambda call: WavSource(speech)
+    phone.sink_factory = lambda call: WavRecorder(tmp_path / "we-heard.wav")
+    return phone
+
+
+def baresip_tls(pki: Pki) -> TlsFiles:
+    pem = pki.dir / "baresip.pem"
+    if not pem.exists():
+        issued = issue_certificate(
+            pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"], dns=["localhost"]
+        )
+        write_secret_file(pem, issued.key_pem + issued.cert_pem + issued.chain_pem)
+    return TlsFiles(certificate=pem, cafile=pki.sips)
+
+
+def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone test CA") -> None:
+    signalling = summary["signalling"]
+    assert signalling["transport"] == "tls"
+    tls = signalling["tls"]
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3") and tls["cipher"]
+    assert issuer in tls["peer_issuer"] and len(tls["peer_sha256"]) == 95
+
+
+async def test_tls_calls_through_kamailio_both_ways(
+    kamailio_factory: KamailioFactory,
+    baresip_factory: BaresipFactory,  # noqa: F811
+    pki: Pki,  # noqa: F811
+    speech: tuple[Path, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    kam = kamailio_factory(users=USERS, tls=kam_tls(pki))
+    host, port = kam.address("tls")
+    proxy = ProxyAccount("bob", USERS["bob"], f"sip:{host}:{port};transport=tls")
+    peer = baresip_factory(
+        transport="tls", proxy=proxy, audio_source=speech[1], tls=baresip_tls(pki)
+    )
+    await asyncio.to_thread(peer.wait_registered, 10)
+    account = {
+        "name": "alice", "user": "alice", "domain": "127.0.0.1", "password": USERS["alice"],
+        "registrar": f"sips:{host}:{port}", "outbound_proxy": f"sips:{host}:{port}",
+        "transport": "tls", "expires": 300,
+    }  # fmt: skip
+    phone = tls_phone(tmp_path, pki, speech[0], account, auto_answer=True)
+    bpf = f"port {kam.port} or tcp port {port}"
+    with LoopbackCapture(tmp_path / "calls.pcap", bpf) as capture:
+        await phone.start()
+        try:
+            state = await phone.wait_registration(
+                "alice", (RegState.REGISTERED, RegState.FAILED), 10
+            )
+            assert state is RegState.REGISTERED, phone.status()["accounts"][0]["reason"]
+            call = phone.dial("sips:bob@127.0.0.1", account="alice")
+            assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED, (
+                call.reason
+            )
+            await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 10)
+            await asyncio.sleep(CALL_SECONDS)
+            check_tls_summary(call.summary())
+            call.hangup()
+            await call.wait_ended(10)
+            check_media(call)
+            check_audio(tmp_path, speech, peer)
+            await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
+            phone.calls.clear()
+            await asyncio.to_thread(peer.dial, "sip:alice@127.0.0.1")
+            back = await first_call(phone)
+            await back.wait_for(CallState.CONNECTED, timeout=10)
+            await asyncio.sleep(CALL_SECONDS)
+            await asyncio.to_thread(peer.hangup)
+            await back.wait_ended(10)
+            assert back.reason == "the far end hung up"
+            check_media(back)
+            assert back.summary()["signalling"]["transport"] == "tls"
+        finally:
+            await phone.stop()
+    assert plaintext_sip(capture.segments()) == []  # all signalling on the wire was TLS
+
+
+async def test_direct_sips_calls_with_baresip_both_ways(
+    baresip_factory: BaresipFactory,  # noqa: F811
+    pki: Pki,  # noqa: F811
+    speech: tuple[Path, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    peer = baresip_factory(
+        user="bob", transport="tls", audio_source=speech[1], tls=baresip_tls(pki)
+    )
+    phone = tls_phone(tmp_path, pki, speech[0], auto_answer=True)
+    await phone.start()
+    try:
+        call = phone.dial(f"sips:bob@127.0.0.1:{peer.tls_port}")
+        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED, (
+            call.reason
+        )
+        await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 10)
+        await asyncio.sleep(CALL_SECONDS)
+        check_tls_summary(call.summary())
+        call.hangup()
+        await call.wait_ended(10)
+        check_media(call)
+        check_audio(tmp_path, speech, peer)
+        await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
+        phone.calls.clear()
+        our_tls = phone.status()["listen"]["tls"].split(":")[1]
+        # baresip 1.0.0 cannot dial a sips: URI (it turns it into sip:sips:...); it dials over TLS.
+        await asyncio.to_thread(peer.dial, f"sip:alice@127.0.0.1:{our_tls};transport=tls")
+        back = await first_call(phone)
+        await back.wait_for(CallState.CONNECTED, timeout=10)
+        await asyncio.sleep(CALL_SECONDS)
+        await asyncio.to_thread(peer.hangup)
+        await back.wait_ended(10)
+        assert back.reason == "the far end hung up"
+        check_media(back)
+        assert back.summary()["signalling"]["transport"] == "tls"
+    finally:
+        await phone.stop()
