@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import logging
 import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ class TlsSettings:
 
 
 def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
-    ctx.minimum_version = VERSIONS[settings.min_version]
+    with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated: we say so ourselves, below
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = VERSIONS[settings.min_version]
     if settings.min_version in WEAK_VERSIONS:
         log.warning(
             "TLS floor lowered to %s by configuration: TLS 1.0/1.1 are obsolete (RFC 8996)",

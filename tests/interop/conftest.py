@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
+from .audio_tools import make_speech_wav
+from .baresip import Baresip
+from .baresip import missing_tools as baresip_missing
 from .kamailio import Kamailio, missing_tools
+from .pki_tools import Pki, make_pki
 
 KamailioFactory = Callable[..., Kamailio]
+BaresipFactory = Callable[..., Baresip]
 
 _HERE = Path(__file__).parent
 
@@ -61,3 +66,39 @@ def kamailio_factory(tmp_path: Path) -> Iterator[KamailioFactory]:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture
+def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
+    missing = baresip_missing()
+    if missing:
+        pytest.skip(
+            f"baresip interop: {', '.join(missing)} not found (apt-get install baresip-core)"
+        )
+    started: list[Baresip] = []
+    counter = itertools.count()
+
+    def factory(**kwargs: Any) -> Baresip:
+        peer = Baresip(tmp_path / f"baresip-{next(counter)}", **kwargs)
+        started.append(peer)
+        peer.start()
+        return peer
+
+    try:
+        yield factory
+    finally:
+        for peer in started:
+            peer.stop()
+
+
+@pytest.fixture
+def speech(tmp_path: Path) -> tuple[Path, Path]:
+    ours = make_speech_wav(tmp_path / "ours.wav", "Securephone speaking, testing one two three.")
+    theirs = make_speech_wav(tmp_path / "theirs.wav", "Baresip here, reading another sentence.")
+    return ours, theirs
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A fresh CA, server certificate (localhost, 127.0.0.1) and alice's device certificate."""
+    return make_pki(tmp_path)

@@ -10,11 +10,10 @@ must correlate with what the far end sent, and not with what the recorder itself
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import os
 import re
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +50,6 @@ BaresipFactory = Callable[..., Baresip]
 LO = "127.0.0.1"
 SENTENCE_A = "The quick brown fox jumps over the lazy dog near the river bank."
 SENTENCE_B = "Seven silver spoons were hidden under the old wooden kitchen table."
-
-
-@pytest.fixture
-def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
-    """Start baresip instances on demand (keyword arguments go to :class:`Baresip`);
-    every one is stopped by PID at teardown, whatever the test did.  Skips if not installed."""
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"baresip interop: {', '.join(missing)} missing (apt-get install baresip-core)")
-    started: list[Baresip] = []
-    counter = itertools.count()
-
-    def factory(**kwargs: Any) -> Baresip:
-        phone = Baresip(tmp_path / f"baresip-{next(counter)}", **kwargs)
-        started.append(phone)
-        phone.start()
-        return phone
-
-    try:
-        yield factory
-    finally:
-        for phone in reversed(started):
-            phone.stop()
 
 
 @pytest.fixture(scope="module")

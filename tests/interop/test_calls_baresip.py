@@ -4,8 +4,6 @@ the call connects, lasts the asked time, and the audio that arrives is the audio
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,45 +17,13 @@ from securephone.sip.call import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
-from .audio_tools import assert_audio_matches, make_speech_wav, read_wav
+from .audio_tools import assert_audio_matches, read_wav
 from .baresip import Baresip, ProxyAccount
-from .baresip import missing_tools as baresip_missing
-from .conftest import KamailioFactory
+from .conftest import BaresipFactory, KamailioFactory
 from .kamailio import Kamailio
 
 CALL_SECONDS = 4.0
 USERS = {"alice": "alice-pw-9", "bob": "bob-pw-9"}
-BaresipFactory = Callable[..., Baresip]
-
-
-@pytest.fixture
-def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
-    missing = baresip_missing()
-    if missing:
-        pytest.skip(
-            f"baresip interop: {', '.join(missing)} not found (apt-get install baresip-core)"
-        )
-    started: list[Baresip] = []
-    counter = itertools.count()
-
-    def factory(**kwargs: Any) -> Baresip:
-        peer = Baresip(tmp_path / f"baresip-{next(counter)}", **kwargs)
-        started.append(peer)
-        peer.start()
-        return peer
-
-    try:
-        yield factory
-    finally:
-        for peer in started:
-            peer.stop()
-
-
-@pytest.fixture
-def speech(tmp_path: Path) -> tuple[Path, Path]:
-    ours = make_speech_wav(tmp_path / "ours.wav", "Securephone speaking, testing one two three.")
-    theirs = make_speech_wav(tmp_path / "theirs.wav", "Baresip here, reading another sentence.")
-    return ours, theirs
 
 
 def our_phone(

@@ -17,17 +17,9 @@ from securephone.store.config import parse_config
 
 from .baresip import ProxyAccount, TlsFiles
 from .capture import LoopbackCapture, plaintext_sip
-from .conftest import KamailioFactory
-from .test_calls_baresip import (  # noqa: F401  (fixtures)
-    CALL_SECONDS,
-    BaresipFactory,
-    baresip_factory,
-    check_audio,
-    check_media,
-    first_call,
-    speech,
-)
-from .test_tls_kamailio import Pki, kam_tls, pki  # noqa: F401  (fixture)
+from .conftest import BaresipFactory, KamailioFactory
+from .pki_tools import Pki, kam_tls
+from .test_calls_baresip import CALL_SECONDS, check_audio, check_media, first_call
 
 USERS = {"alice": "alice-tls-call", "bob": "bob-tls-call"}
 
@@ -79,9 +71,9 @@ def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone tes
 
 async def test_tls_calls_through_kamailio_both_ways(
     kamailio_factory: KamailioFactory,
-    baresip_factory: BaresipFactory,  # noqa: F811
-    pki: Pki,  # noqa: F811
-    speech: tuple[Path, Path],  # noqa: F811
+    baresip_factory: BaresipFactory,
+    pki: Pki,
+    speech: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     kam = kamailio_factory(users=USERS, tls=kam_tls(pki))
@@ -133,9 +125,9 @@ async def test_tls_calls_through_kamailio_both_ways(
 
 
 async def test_direct_sips_calls_with_baresip_both_ways(
-    baresip_factory: BaresipFactory,  # noqa: F811
-    pki: Pki,  # noqa: F811
-    speech: tuple[Path, Path],  # noqa: F811
+    baresip_factory: BaresipFactory,
+    pki: Pki,
+    speech: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     peer = baresip_factory(

@@ -4,7 +4,7 @@ failure explained with zero plaintext SIP on the wire."""
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ import pytest
 
 from securephone.aio.phone import Phone
 from securephone.pki.certs import (
-    Issued,
     create_ca,
     inspect_pem,
     issue_certificate,
@@ -23,49 +22,11 @@ from securephone.store.config import parse_config
 
 from .capture import LoopbackCapture, plaintext_sip, tls_records
 from .conftest import KamailioFactory
-from .kamailio import Kamailio, TlsConfig
+from .kamailio import Kamailio
+from .pki_tools import Pki, _write_pair, kam_tls
 
 USERS = {"alice": "alice-tls-pw"}
 STATES = (RegState.REGISTERED, RegState.FAILED)
-
-
-@dataclass
-class Pki:
-    dir: Path
-    ca: Issued
-    server: Path  # cert + key for Kamailio
-    server_key: Path
-    device: Path  # alice's client cert + key
-
-    @property
-    def sips(self) -> Path:
-        return self.dir / "sips.pem"
-
-
-def _write_pair(directory: Path, name: str, issued: Issued) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    write_secret_file(cert, issued.cert_pem + issued.chain_pem)
-    write_secret_file(key, issued.key_pem)
-    return cert, key
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    d = tmp_path / "pki"
-    d.mkdir()
-    ca = create_ca("securephone test CA")
-    write_secret_file(d / "sips.pem", ca.cert_pem)
-    server = issue_certificate(ca, "localhost", kind="server", dns=["localhost"], ips=["127.0.0.1"])
-    cert, key = _write_pair(d, "server", server)
-    device = issue_certificate(ca, "alice", kind="client", uris=["sip:alice@127.0.0.1"])
-    write_secret_file(d / "device.pem", device.combined_pem())
-    return Pki(d, ca, cert, key, d / "device.pem")
-
-
-def kam_tls(pki: Pki, cert: Path | None = None, key: Path | None = None, **kw: Any) -> TlsConfig:
-    return TlsConfig(
-        certificate=cert or pki.server, private_key=key or pki.server_key, ca_list=pki.sips, **kw
-    )
 
 
 def phone(pki: Pki, kam: Kamailio, host: str = "127.0.0.1", **tls: Any) -> Phone:
@@ -186,7 +147,9 @@ async def test_rejected_server_certificates(
 def _can_offer_tls10() -> bool:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         return False
