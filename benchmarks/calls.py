@@ -53,7 +53,7 @@ async def _run(calls: int, seconds: float, port: int) -> Row:
     config = parse_config(
         {
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
-            "media": {"port_min": 24000, "port_max": 27999},
+            "media": {"port_min": 24000, "port_max": 27999, "srtp": "off"},
             "calls": {"max_calls": calls},
         }
     )
@@ -100,7 +100,7 @@ def run(levels: list[int], seconds: float) -> list[Row]:
         port = _free_port()
         answer = subprocess.Popen(
             [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{port}",
-             "--calls", str(calls), "--play", "tone:300"],
+             "--calls", str(calls), "--play", "tone:300", "--srtp", "off"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

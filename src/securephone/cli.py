@@ -121,12 +121,20 @@ ListenOption = Annotated[
         "--listen", help="SIP listen address and port, HOST:PORT (UDP and TCP); port 0 = any."
     ),
 ]
+SrtpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--srtp",
+        help="Media encryption for this run: off, optional or mandatory (default: the config's, "
+        "which defaults to mandatory).",
+    ),
+]
 OptConfig = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
 ]
 
 
-def _call_config(config: Path | None, listen: str | None) -> Config:
+def _call_config(config: Path | None, listen: str | None, srtp: str | None = None) -> Config:
     cfg = (
         _load(config)
         if config is not None
@@ -141,6 +149,13 @@ def _call_config(config: Path | None, listen: str | None) -> Config:
             cfg.sip.udp_port = cfg.sip.tcp_port = int(port)
         except ValueError as exc:
             raise fail(f"--listen: {exc}", 2) from None
+    if srtp is not None:
+        try:
+            cfg.media.srtp = srtp  # type: ignore[assignment]  # validated by pydantic
+            for account in cfg.accounts:
+                account.srtp = None
+        except ValueError:
+            raise fail(f"--srtp must be off, optional or mandatory, not {srtp!r}", 2) from None
     return cfg
 
 
@@ -171,11 +186,12 @@ def call(
         float, typer.Option(help="Give up when not answered within this time.")
     ] = 60.0,
     listen: ListenOption = None,
+    srtp: SrtpOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Place one call; exit 0 only if it was answered and ended cleanly."""
-    cfg = _call_config(config, listen)
+    cfg = _call_config(config, listen, srtp)
     _check_audio_options(play)
     _setup_logging(log_level)
     if direct:
@@ -200,11 +216,12 @@ def answer(
     duration: DurationOption = None,
     dtmf: Annotated[str | None, typer.Option(help="DTMF digits to send after answer.")] = None,
     listen: ListenOption = None,
+    srtp: SrtpOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
-    cfg = _call_config(config, listen)
+    cfg = _call_config(config, listen, srtp)
     _check_audio_options(play)
     _setup_logging(log_level)
     options = CallOptions(play, record, duration, dtmf)

@@ -36,7 +36,7 @@ def our_phone(
             "tcp_port": 0,
             "trace_file": str(tmp_path / "sip-trace.txt"),
         },
-        "media": {"port_min": 30000, "port_max": 39999},
+        "media": {"port_min": 30000, "port_max": 39999, "srtp": "off"},
         "calls": calls,
     }
     if account is not None:

@@ -26,7 +26,7 @@ def config(**calls: Any) -> Any:
     return parse_config(
         {
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
-            "media": {"port_min": 30000, "port_max": 39999},
+            "media": {"port_min": 30000, "port_max": 39999, "srtp": "off"},
             "calls": calls,
         }
     )
@@ -156,7 +156,7 @@ def free_port() -> int:
 def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> None:
     port = free_port()
     answer = run_cli(
-        "answer", "--listen", f"127.0.0.1:{port}", "--calls", "1", "--json",
+        "answer", "--listen", f"127.0.0.1:{port}", "--calls", "1", "--json", "--srtp", "off",
         "--play", str(speech[1]), "--record", str(tmp_path / "answer-heard.wav"), "--dtmf", "42",
     )  # fmt: skip
     try:
@@ -167,7 +167,7 @@ def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> 
             [
                 sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
                 "--play", str(speech[0]), "--record", str(tmp_path / "call-heard.wav"),
-                "--duration", "4", "--dtmf", "0*", "--json",
+                "--duration", "4", "--dtmf", "0*", "--json", "--srtp", "off",
             ],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -201,9 +201,22 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert bad.stderr.strip().count("\n") == 0 and "bad URI" in bad.stderr
     port = free_port()  # nobody listens on TCP there: connection refused
     refused = subprocess.run(
-        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp", "--json"],
+        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp",
+         "--json", "--srtp", "off"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 1
     assert "cannot connect" in refused.stderr and refused.stderr.strip().count("\n") == 0
     assert json.loads(refused.stdout)["answered"] is False
+    # By default SRTP is mandatory: keys are never put in SDP over plaintext TCP/UDP signalling.
+    default = subprocess.run(
+        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert default.returncode == 1 and default.stderr.strip().count("\n") == 0
+    assert "SRTP is mandatory" in default.stderr and "plaintext signalling" in default.stderr
+    bad_mode = subprocess.run(
+        [sys.executable, "-m", "securephone.cli", "call", "sip:x@127.0.0.1", "--srtp", "sometimes"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad_mode.returncode == 2 and "--srtp must be" in bad_mode.stderr

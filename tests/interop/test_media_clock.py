@@ -26,7 +26,7 @@ def free_port() -> int:
 def write_config(path: Path, port_min: int, port_max: int) -> Path:
     path.write_text(
         '[sip]\nlisten_address = "127.0.0.1"\nudp_port = 0\ntcp_port = 0\n\n'
-        f"[media]\nport_min = {port_min}\nport_max = {port_max}\n"
+        f'[media]\nport_min = {port_min}\nport_max = {port_max}\nsrtp = "off"\n'
     )
     return path
 
@@ -80,7 +80,7 @@ def test_sixty_second_call_no_drift(tmp_path: Path) -> None:
     )  # fmt: skip
     answer = subprocess.Popen(
         [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{answer_port}",
-         "--calls", "1"],
+         "--calls", "1", "--srtp", "off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

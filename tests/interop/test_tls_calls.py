@@ -61,6 +61,14 @@ def baresip_tls(pki: Pki) -> TlsFiles:
     return TlsFiles(certificate=pem, cafile=pki.sips)
 
 
+def check_srtp(summary: dict[str, Any], suite: str = "AES_CM_128_HMAC_SHA1_80") -> None:
+    """Media keyed with SDES over the TLS signalling; nothing failed authentication or replay."""
+    media = summary["media"]
+    assert media["encryption"] == "srtp" and media["srtp"]["suite"] == suite
+    assert media["srtp"]["packets_unprotected"] >= CALL_SECONDS * 50 * 0.8
+    assert media["srtp"]["auth_failures"] == 0 and media["srtp"]["replay_failures"] == 0
+
+
 def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone test CA") -> None:
     signalling = summary["signalling"]
     assert signalling["transport"] == "tls"
@@ -80,7 +88,11 @@ async def test_tls_calls_through_kamailio_both_ways(
     host, port = kam.address("tls")
     proxy = ProxyAccount("bob", USERS["bob"], f"sip:{host}:{port};transport=tls")
     peer = baresip_factory(
-        transport="tls", proxy=proxy, audio_source=speech[1], tls=baresip_tls(pki)
+        transport="tls",
+        proxy=proxy,
+        audio_source=speech[1],
+        tls=baresip_tls(pki),
+        mediaenc="srtp-mand",
     )
     await asyncio.to_thread(peer.wait_registered, 10)
     account = {
@@ -107,6 +119,7 @@ async def test_tls_calls_through_kamailio_both_ways(
             call.hangup()
             await call.wait_ended(10)
             check_media(call)
+            check_srtp(call.summary(), "AEAD_AES_128_GCM")  # our offer leads with GCM
             check_audio(tmp_path, speech, peer)
             await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
             phone.calls.clear()
@@ -118,6 +131,7 @@ async def test_tls_calls_through_kamailio_both_ways(
             await back.wait_ended(10)
             assert back.reason == "the far end hung up"
             check_media(back)
+            check_srtp(back.summary())
             assert back.summary()["signalling"]["transport"] == "tls"
         finally:
             await phone.stop()
@@ -131,7 +145,11 @@ async def test_direct_sips_calls_with_baresip_both_ways(
     tmp_path: Path,
 ) -> None:
     peer = baresip_factory(
-        user="bob", transport="tls", audio_source=speech[1], tls=baresip_tls(pki)
+        user="bob",
+        transport="tls",
+        audio_source=speech[1],
+        tls=baresip_tls(pki),
+        mediaenc="srtp-mand",
     )
     phone = tls_phone(tmp_path, pki, speech[0], auto_answer=True)
     await phone.start()
@@ -146,6 +164,7 @@ async def test_direct_sips_calls_with_baresip_both_ways(
         call.hangup()
         await call.wait_ended(10)
         check_media(call)
+        check_srtp(call.summary(), "AEAD_AES_128_GCM")  # our offer leads with GCM
         check_audio(tmp_path, speech, peer)
         await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
         phone.calls.clear()
@@ -159,6 +178,7 @@ async def test_direct_sips_calls_with_baresip_both_ways(
         await back.wait_ended(10)
         assert back.reason == "the far end hung up"
         check_media(back)
+        check_srtp(back.summary())
         assert back.summary()["signalling"]["transport"] == "tls"
     finally:
         await phone.stop()

@@ -148,7 +148,8 @@ class Call:
             "local_rtp": f"{local[0]}:{local[1]}",
             "remote_rtp": None,
             "codec": None,
-            "encryption": "none",
+            "srtp_mode": sdp.srtp.mode,
+            "not_encrypted_reason": sdp.plain_reason,
         }
         if media is not None:
             out["remote_rtp"] = f"{media.remote_address}:{media.remote_port}"

@@ -19,8 +19,10 @@ from securephone.aio.transport import TransportLayer
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.media.codecs.dtmf import DtmfDigit
-from securephone.media.negotiation import SdpMedia
+from securephone.media.negotiation import SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
+from securephone.media.srtp import SrtpContext, write_key_export
+from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.call import (
     CallMediaUpdated,
@@ -28,6 +30,7 @@ from securephone.sip.call import (
     CallStateChanged,
     HoldChanged,
     IncomingCall,
+    MediaError,
 )
 from securephone.sip.calls import CallError
 from securephone.sip.errors import ProtocolError
@@ -92,7 +95,7 @@ class SipTrace:
             + f".{int(time.time() * 1000) % 1000:03d}Z"
         )
         arrow = "<<" if direction == "in" else ">>"
-        text = data.decode("utf-8", errors="replace")
+        text = redact(data.decode("utf-8", errors="replace"))  # SDES keys never reach a trace
         self._file.write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")
         self._file.flush()
 
@@ -322,8 +325,32 @@ class Phone:
             return
         media = sdp.negotiated
         channel.stream.configure(media)
+        context = sdp.keying.context(allow_key_export=self._export_keys) if sdp.keying else None
+        channel.stream.set_srtp(context, required=sdp.srtp.mode == "mandatory")
+        if context is not None and self._export_keys:
+            self._write_key_export(context)
         channel.set_remote(media.remote_address, media.remote_port, media.remote_rtcp_port)
         channel.start()
+
+    @property
+    def _export_keys(self) -> bool:
+        return self.config.media.srtp_key_export is not None
+
+    def _write_key_export(self, context: SrtpContext) -> None:
+        path = Path(str(self.config.media.srtp_key_export)).expanduser()
+        log.warning("SRTP key export is ON: this call's keys are written to %s", path)
+        write_key_export(path, context.export_keys())
+
+    def _srtp_policy(self, account: str | None, transport: str) -> SrtpPolicy:
+        media = self.config.media
+        spec = next((a for a in self.config.accounts if a.name == account), None)
+        mode = (spec.srtp if spec is not None else None) or media.srtp
+        return SrtpPolicy(
+            mode=mode,
+            suites=tuple(media.srtp_suites),
+            secure_signalling=transport == "tls",
+            allow_plaintext_keys=media.allow_sdes_over_plaintext,
+        )
 
     def _caps(self) -> MediaCapabilities:
         media = self.config.media
@@ -333,7 +360,7 @@ class Phone:
             telephone_event_pt=media.dtmf_payload_type,
         )
 
-    def _new_media(self, call: Call) -> SdpMedia:
+    def _new_media(self, call: Call, transport: str) -> SdpMedia:
         media = self.config.media
         sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
         stream = MediaStream(
@@ -347,7 +374,8 @@ class Phone:
         channel.source = self.source_factory(call)
         channel.sink = self.sink_factory(call)
         call.channel = channel
-        call.sdp = SdpMedia(self._caps(), channel.local_port)
+        policy = self._srtp_policy(call.account, transport)
+        call.sdp = SdpMedia(self._caps(), channel.local_port, policy)
         return call.sdp
 
     def dial(self, target: str, *, account: str | None = None) -> Call:
@@ -360,10 +388,11 @@ class Phone:
         if account is not None and account not in ua.accounts:
             raise PhoneError(f"no account named {account!r}")
         call = Call(self, "", True, str(uri), account)
-        sdp = self._new_media(call)
         try:
+            spec = ua.accounts.get(account) if account else None
+            sdp = self._new_media(call, ua.route_peer(spec, uri).transport)
             call.key = ua.dial(uri, sdp, self._now(), account=account)
-        except (CallError, ValueError) as exc:
+        except (CallError, ValueError, MediaError) as exc:
             if call.channel is not None:
                 call.channel.close()
             raise PhoneError(str(exc)) from None
@@ -375,7 +404,8 @@ class Phone:
         """Answer an incoming call (media from the phone's source and sink factories)."""
         if call.state is not CallState.INCOMING:
             raise PhoneError(f"the call is {call.state.value}, not ringing")
-        sdp = self._new_media(call)
+        peer = self._core().calls.peer_of(call.key)
+        sdp = self._new_media(call, peer.transport if peer else "udp")
         self.core_call("answer", call.key, sdp)
 
     def core_call(self, name: str, *args: object) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass, replace
 
+from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator, SrtpError
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
+    RTP_PROTO,
+    SRTP_PROTO,
     MediaCapabilities,
     NegotiatedMedia,
     create_answer,
@@ -20,57 +24,142 @@ from securephone.sip.call import MediaError
 log = logging.getLogger(__name__)
 
 
-class SdpMedia:
-    """Holds our last local description and the negotiated stream of one call."""
+@dataclass(frozen=True)
+class SrtpPolicy:
+    """How a call keys its media with SDES (RFC 4568), decided before the first offer.
 
-    def __init__(self, caps: MediaCapabilities, port: int) -> None:
-        self.caps = caps
+    ``secure_signalling`` says the SDP travels over TLS (the first hop); SDES keys are never put
+    in SDP that crosses plaintext signalling unless ``allow_plaintext_keys`` (labs only).
+    """
+
+    mode: str = "mandatory"  # off | optional | mandatory
+    suites: tuple[str, ...] = DEFAULT_SUITES
+    secure_signalling: bool = False
+    allow_plaintext_keys: bool = False
+
+    @property
+    def keys_allowed(self) -> bool:
+        return self.secure_signalling or self.allow_plaintext_keys
+
+
+PLAINTEXT_KEYS = (
+    "SDES keys would cross plaintext signalling (use TLS, or allow_sdes_over_plaintext for labs)"
+)
+
+
+class SdpMedia:
+    """Holds our last local description, the negotiated stream and its SRTP keys for one call."""
+
+    def __init__(self, caps: MediaCapabilities, port: int, srtp: SrtpPolicy | None = None) -> None:
+        self.srtp = srtp or SrtpPolicy(mode="off")
+        proto = SRTP_PROTO if self.srtp.mode == "mandatory" else RTP_PROTO
+        self.caps = replace(caps, proto=proto)
         self.port = port
         self.session_id = secrets.randbelow(2**62)
         self.local: SessionDescription | None = None
         self.remote: SessionDescription | None = None
         self.negotiated: NegotiatedMedia | None = None
+        self.keying: SdesChoice | None = None
+        self.plain_reason: str | None = "SRTP is off" if self.srtp.mode == "off" else None
+        self._sdes = SdesNegotiator(self.srtp.suites)
         self._pending_offer: SessionDescription | None = None
+        self._offered_crypto: list[str] = []
 
     def _direction(self, hold: bool) -> str:
         return "sendonly" if hold else "sendrecv"
 
+    @property
+    def encryption(self) -> str:
+        """``srtp`` when the stream is keyed, else ``none``."""
+        return "srtp" if self.keying is not None else "none"
+
+    # -- offers ------------------------------------------------------------------------------------
+    def _offer_crypto(self) -> list[str]:
+        """Fresh keys for every offer (RFC 4568 §6.1), or none when SRTP is off or not allowed."""
+        mode = self.srtp.mode
+        if mode == "off":
+            return []
+        if not self.srtp.keys_allowed:
+            if mode == "mandatory":
+                raise MediaError(f"SRTP is mandatory but {PLAINTEXT_KEYS}", 488)
+            self.plain_reason = f"not offered: {PLAINTEXT_KEYS}"
+            return []
+        return self._sdes.offer_lines()
+
     def create_offer(self, hold: bool) -> bytes:
         """Our (re-)offer; a re-offer keeps the session and bumps the version (RFC 3264 §8)."""
+        lines = self._offer_crypto()
         if self.local is None:
-            offer = create_offer(self.caps, self.port, self.session_id, 0, self._direction(hold))
+            offer = create_offer(
+                self.caps, self.port, self.session_id, 0, self._direction(hold), lines
+            )
         else:
             offer = make_reoffer(self.local, self._direction(hold))
-        self._pending_offer = offer
+            _replace_crypto(offer, lines)
+        self._pending_offer, self._offered_crypto = offer, lines
         self.local = offer
         return offer.to_bytes()
 
+    # -- answers -----------------------------------------------------------------------------------
     def receive_offer(self, body: bytes, hold: bool) -> bytes:
         """Answer the peer's (re-)offer; MediaError(488) when nothing is acceptable."""
         try:
             offer = sdp_session.parse(body)
+            lines, keying = self._answer_crypto(offer)
             version = 0 if self.local is None else self.local.origin.sess_version + 1
             answer, negotiated = create_answer(
-                offer, self.caps, self.port, self.session_id, version, self._direction(hold)
+                offer, self.caps, self.port, self.session_id, version, self._direction(hold), lines
             )
         except SdpError as exc:
             raise MediaError(str(exc), exc.status_hint) from None
         self.remote, self.local, self.negotiated = offer, answer, negotiated
-        self._log()
+        self._keyed(keying, "the offer carried no usable a=crypto line")
         return answer.to_bytes()
 
+    def _answer_crypto(self, offer: SessionDescription) -> tuple[list[str], SdesChoice | None]:
+        offered = _audio_crypto(offer)
+        if self.srtp.mode == "off" or not offered:
+            return [], None
+        if not self.srtp.keys_allowed:
+            if self.srtp.mode == "mandatory":
+                raise MediaError(f"refusing to answer with SRTP keys: {PLAINTEXT_KEYS}", 488)
+            self.plain_reason = f"not answered with keys: {PLAINTEXT_KEYS}"
+            return [], None
+        try:
+            lines, choice = self._sdes.answer_lines(offered)
+        except SrtpError:
+            if self.srtp.mode == "mandatory":
+                raise
+            return [], None
+        return lines, choice
+
     def receive_answer(self, body: bytes) -> None:
-        """Check the peer's answer to our pending offer."""
+        """Check the peer's answer to our pending offer (and its crypto line)."""
         offer = self._pending_offer
         if offer is None:
             raise MediaError("an answer arrived but no offer was pending", 400)
         try:
             answer = sdp_session.parse(body)
             negotiated = process_answer(offer, answer, self.caps)
+            answered = _audio_crypto(answer)
+            keying = None
+            if self._offered_crypto and answered:
+                keying = self._sdes.accept_answer(answered, self._offered_crypto)
         except SdpError as exc:
             raise MediaError(str(exc), exc.status_hint) from None
+        if self.srtp.mode == "mandatory" and keying is None:
+            raise MediaError("SRTP is mandatory but the answer carries no crypto line", 488)
         self._pending_offer = None
         self.remote, self.negotiated = answer, negotiated
+        self._keyed(keying, "the peer answered without SRTP")
+
+    def _keyed(self, keying: SdesChoice | None, plain: str) -> None:
+        if keying is not None:
+            self.keying, self.plain_reason = keying, None
+        elif self.srtp.mode != "off":
+            self.keying = None
+            self.plain_reason = self.plain_reason or plain
+            log.warning("media is NOT encrypted: %s", self.plain_reason)
         self._log()
 
     @property
@@ -82,12 +171,29 @@ class SdpMedia:
         media = self.negotiated
         if media is not None:
             log.info(
-                "media: %s/%d to %s:%d, %s (we %s, they %s)",
+                "media: %s/%d to %s:%d, %s, %s (we %s, they %s)",
                 media.codec,
                 media.clock_rate,
                 media.remote_address,
                 media.remote_port,
                 media.proto,
+                self.keying.suite if self.keying else "NOT ENCRYPTED",
                 media.local_direction,
                 media.remote_direction,
             )
+
+
+def _audio_crypto(sdp: SessionDescription) -> list[str]:
+    """The a=crypto values of the first active audio stream."""
+    for media in sdp.media:
+        if media.media == "audio" and media.port != 0:
+            return list(media.crypto_lines)
+    return []
+
+
+def _replace_crypto(sdp: SessionDescription, lines: list[str]) -> None:
+    """New keys in a re-offer (RFC 4568 §6.1: fresh keys when the media is re-negotiated)."""
+    for media in sdp.media:
+        if media.media == "audio" and media.port != 0:
+            media.attributes = [a for a in media.attributes if a[0] != "crypto"]
+            media.attributes += [("crypto", line) for line in lines]

@@ -20,6 +20,7 @@ from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, d
 from securephone.media.codecs.g711 import Codec, codec_by_name
 from securephone.media.jitterbuffer import Concealer, JitterBuffer
 from securephone.media.rtp import MediaParseError, RtpPacket, RtpReceiverStats, is_rtcp
+from securephone.media.srtp import SrtpContext
 from securephone.sdp.offer_answer import NegotiatedMedia
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class MediaStream:
         self._last_sr: tuple[int, float] | None = None  # middle 32 bits of its NTP time, arrival
         self._avg_rtcp = 100.0
         self.digits: list[DtmfDigit] = []
+        self.srtp: SrtpContext | None = None
+        self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
+        self.plain_dropped = 0
 
     # -- configuration -------------------------------------------------------------------------
     def configure(self, negotiated: NegotiatedMedia) -> None:
@@ -82,8 +86,14 @@ class MediaStream:
         self.codec = codec_by_name(negotiated.codec)
         self.samples = negotiated.clock_rate * negotiated.ptime // 1000
 
+    def set_srtp(self, context: SrtpContext | None, required: bool) -> None:
+        """Key the stream (a new context after every offer/answer that carried keys)."""
+        self.srtp, self.require_srtp = context, required
+
     @property
     def sending(self) -> bool:
+        if self.require_srtp and self.srtp is None:
+            return False  # never a plain packet when SRTP is mandatory
         return self.negotiated is not None and self.negotiated.can_send
 
     # -- sending -------------------------------------------------------------------------------
@@ -121,7 +131,7 @@ class MediaStream:
         self.counters.packets_sent += 1
         self.counters.bytes_sent += len(packet.payload)
         self._sent_since_report = True
-        return bytes(packet)
+        return self.srtp.protect(bytes(packet)) if self.srtp is not None else bytes(packet)
 
     def _dtmf_step(self, timestamp: int) -> RtpPacket | None:
         """During a key press: the due telephone-event packet, or an empty packet to send nothing."""
@@ -158,12 +168,24 @@ class MediaStream:
         if is_rtcp(data):
             self.receive_rtcp(data, now)
             return []
+        clear = self._unprotect(data, rtcp=False)
+        if clear is None:
+            return []
         try:
-            packet = RtpPacket.parse(data)
+            packet = RtpPacket.parse(clear)
         except MediaParseError:
             self.counters.malformed += 1
             return []
         return self._receive_packet(packet, len(data), now)
+
+    def _unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
+        """SRTP/SRTCP check and decrypt; a failing packet is dropped (and counted by the context)."""
+        if self.srtp is not None:
+            return self.srtp.unprotect_rtcp(data) if rtcp else self.srtp.unprotect(data)
+        if self.require_srtp:
+            self.plain_dropped += 1
+            return None
+        return data
 
     def _receive_packet(self, packet: RtpPacket, size: int, now: float) -> list[DtmfDigit]:
         media = self.negotiated
@@ -235,6 +257,8 @@ class MediaStream:
         if bye:
             packets.append(rtcp.Bye([self.ssrc]))
         data = rtcp.serialize_compound(packets)
+        if self.srtp is not None:
+            data = self.srtp.protect_rtcp(data)
         self._avg_rtcp = rtcp.update_avg_rtcp_size(self._avg_rtcp, len(data) + 28)
         self._next_rtcp = now + self._interval(initial=False)
         self._sent_since_report = False
@@ -252,8 +276,11 @@ class MediaStream:
 
     def receive_rtcp(self, data: bytes, now: float) -> None:
         """Read the peer's reports: its view of our stream and the round-trip time."""
+        clear = self._unprotect(data, rtcp=True)
+        if clear is None:
+            return
         try:
-            packets = rtcp.parse_compound(data)
+            packets = rtcp.parse_compound(clear)
         except MediaParseError:
             self.counters.malformed += 1
             return
@@ -300,4 +327,22 @@ class MediaStream:
             "rtcp_received": c.rtcp_received,
             "remote_fraction_lost": c.remote_fraction_lost,
             "remote_jitter_ms": c.remote_jitter_ms,
+            **self._srtp_stats(),
+        }
+
+    def _srtp_stats(self) -> dict[str, object]:
+        srtp = self.srtp
+        if srtp is None:
+            return {"encryption": "none", "srtp": None, "plain_dropped": self.plain_dropped}
+        figures = srtp.stats()
+        return {
+            "encryption": "srtp",
+            "srtp": {
+                "suite": figures["suite"],
+                "packets_protected": figures["protected"],
+                "packets_unprotected": figures["unprotected"],
+                "auth_failures": figures["auth_failures"],
+                "replay_failures": figures["replay_failures"],
+            },
+            "plain_dropped": self.plain_dropped,
         }

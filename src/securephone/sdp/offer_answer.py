@@ -390,7 +390,8 @@ def _answer_media(
     crypto_lines: Sequence[str],
     extra: Sequence[Attribute],
 ) -> MediaDescription:
-    keys = crypto_lines if offered.proto == SRTP_PROTO else ()
+    # RTP/SAVP carries keys; so does best-effort SRTP: RTP/AVP with a=crypto (RFC 4568 §7.5 note)
+    keys = crypto_lines if offered.proto == SRTP_PROTO or offered.crypto_lines else ()
     _check_answer_keys(offered.crypto_lines, keys)
     formats = [str(choice.codec.payload_type)]
     attributes: list[Attribute] = [("rtpmap", _rtpmap_value(choice.codec))]
@@ -501,7 +502,7 @@ def process_answer(
     event = _find_format(answered, TELEPHONE_EVENT, 8000) if caps.telephone_event else None
     local = offer.direction(offered)
     _check_answer_direction(local, answer.direction(answered))
-    if answered.proto == SRTP_PROTO:
+    if answered.proto == SRTP_PROTO or (offered.crypto_lines and answered.crypto_lines):
         _check_answered_keys(offered, answered)
     mux = offered.rtcp_mux and answered.rtcp_mux
     return _negotiated(answer, answered, index, _Choice(codec, event), local, caps, mux)

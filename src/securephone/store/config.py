@@ -25,6 +25,10 @@ from securephone.sip.uri import SipUri
 from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
+SrtpMode = Literal["off", "optional", "mandatory"]
+SrtpSuite = Literal[
+    "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_256_GCM"
+]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
@@ -88,6 +92,22 @@ class MediaSettings(_Model):
     codecs: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]
     dtmf_payload_type: int = Field(default=101, ge=96, le=127)
     jitter_buffer_frames: int = Field(default=3, ge=1, le=25)
+    srtp: SrtpMode = "mandatory"
+    srtp_suites: list[SrtpSuite] = [
+        "AEAD_AES_128_GCM",
+        "AES_CM_128_HMAC_SHA1_80",
+        "AES_CM_128_HMAC_SHA1_32",
+        "AEAD_AES_256_GCM",
+    ]
+    allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
+    srtp_key_export: str | None = None  # debugging only: append SRTP keys to this JSON file
+
+    @field_validator("srtp_suites")
+    @classmethod
+    def _suites(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each SRTP suite once, at least one")
+        return value
 
     @field_validator("address")
     @classmethod
@@ -143,6 +163,7 @@ class AccountConfig(_Model):
     registrar: str | None = None
     outbound_proxy: str | None = None
     transport: Transport = "udp"
+    srtp: SrtpMode | None = None  # None: [media] srtp
     register_: bool = Field(default=True, alias="register")
     expires: int = Field(default=600, ge=60, le=86400)
     retry_base: float = Field(default=30.0, gt=0, le=3600)

@@ -1,0 +1,259 @@
+"""Web users: argon2 password hashes, the forced change of the default password, API tokens,
+and the login throttle (lockout per client address).
+
+The file (``users.json`` in the data directory) is written atomically with mode 0600. It holds
+argon2id hashes (RFC 9106) and SHA-256 digests of API tokens, never a password or a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from securephone.store.config import atomic_write
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER = "admin"
+DEFAULT_PASSWORD = "admin"  # the desk-phone default; it must be changed at first login
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256  # argon2 hashes anything, but a megabyte "password" is an attack
+TOKEN_PREFIX = "sp_"
+
+
+class UserError(Exception):
+    """A password or token operation was refused; the message is meant for the user."""
+
+
+@dataclass
+class User:
+    """One web user as stored: name, argon2 hash, and whether the password must change."""
+
+    name: str
+    password_hash: str
+    must_change: bool = False
+    changed_at: float = 0.0
+
+
+@dataclass
+class ApiToken:
+    """A bearer token for the API; only its SHA-256 digest is kept."""
+
+    id: str
+    label: str
+    user: str
+    digest: str
+    created_at: float
+
+
+@dataclass
+class _Data:
+    users: dict[str, User] = field(default_factory=dict)
+    tokens: list[ApiToken] = field(default_factory=list)
+
+
+def check_password_policy(user: str, password: str) -> None:
+    """Refuse passwords that are short, the default, or the user's own name."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+    lowered = password.lower()
+    if not lowered.strip():
+        raise UserError("the password must not be blank")
+    if not lowered.replace(DEFAULT_PASSWORD, "").strip() or lowered == user.lower():
+        raise UserError("the password must not be 'admin' (repeated) or the user name")
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class UserStore:
+    """The web users and API tokens of one phone, backed by a JSON file (0600)."""
+
+    def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
+        self.path = path
+        self.hasher = hasher or PasswordHasher()
+        self._data = _Data()
+        self._dummy_hash = ""
+        self._load()
+
+    # -- file --------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if not self.path.exists():
+            user = User(DEFAULT_USER, self.hasher.hash(DEFAULT_PASSWORD), must_change=True)
+            self._data = _Data(users={user.name: user})
+            self.save()
+            log.warning("web login created: user 'admin', password 'admin' (must change at login)")
+            return
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            self._data = _Data(
+                users={u["name"]: User(**u) for u in raw.get("users", [])},
+                tokens=[ApiToken(**t) for t in raw.get("tokens", [])],
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"{self.path}: not a valid users file: {exc}") from None
+
+    def save(self) -> None:
+        """Write the file atomically with mode 0600."""
+        data: dict[str, Any] = {
+            "version": 1,
+            "users": [asdict(u) for u in self._data.users.values()],
+            "tokens": [asdict(t) for t in self._data.tokens],
+        }
+        atomic_write(self.path, json.dumps(data, indent=2).encode("utf-8"), mode=0o600)
+
+    # -- passwords ---------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """The user names."""
+        return sorted(self._data.users)
+
+    def must_change(self, name: str) -> bool:
+        """True while the user still has to replace the default password."""
+        user = self._data.users.get(name)
+        return user is not None and user.must_change
+
+    def verify(self, name: str, password: str) -> bool:
+        """True when ``password`` is the user's; the same argon2 work for unknown users."""
+        user = self._data.users.get(name)
+        if len(password) > MAX_PASSWORD_LENGTH:
+            return False
+        if user is None:
+            self._burn(password)
+            return False
+        try:
+            return self.hasher.verify(user.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _burn(self, password: str) -> None:
+        """Spend one verification so that unknown names cannot be told apart by timing."""
+        if not self._dummy_hash:
+            self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
+            self.hasher.verify(self._dummy_hash, password)
+
+    def hash_new_password(self, name: str, new: str) -> str:
+        """Check ``new`` against the policy and return its argon2 hash (slow: run in a thread)."""
+        if name not in self._data.users:
+            raise UserError(f"no user named {name!r}")
+        check_password_policy(name, new)
+        user = self._data.users[name]
+        try:
+            if self.hasher.verify(user.password_hash, new):
+                raise UserError("the new password must differ from the current one")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            pass
+        return self.hasher.hash(new)
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        """Store a hash made by :meth:`hash_new_password` and clear the forced change."""
+        user = self._data.users[name]
+        user.password_hash, user.must_change, user.changed_at = password_hash, False, time.time()
+        self.save()
+        log.info("web user %s changed the password", name)
+
+    def change_password(self, name: str, old: str, new: str) -> None:
+        """Verify ``old``, check ``new`` and store it (synchronous; for tools and tests)."""
+        if not self.verify(name, old):
+            raise UserError("the current password is wrong")
+        self.set_password_hash(name, self.hash_new_password(name, new))
+
+    # -- API tokens --------------------------------------------------------------------------------
+    def create_token(self, user: str, label: str) -> tuple[ApiToken, str]:
+        """A new bearer token for ``user``; the secret is returned once and never stored."""
+        label = label.strip()[:64] or "token"
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = ApiToken(secrets.token_hex(6), label, user, _token_digest(secret), time.time())
+        self._data.tokens.append(token)
+        self.save()
+        log.info("web user %s created API token %s (%s)", user, token.id, label)
+        return token, secret
+
+    def tokens(self) -> list[ApiToken]:
+        """Every API token (digests only)."""
+        return list(self._data.tokens)
+
+    def revoke_token(self, token_id: str) -> bool:
+        """Remove a token; False when there is none with that id."""
+        before = len(self._data.tokens)
+        self._data.tokens = [t for t in self._data.tokens if t.id != token_id]
+        if len(self._data.tokens) == before:
+            return False
+        self.save()
+        log.info("API token %s revoked", token_id)
+        return True
+
+    def check_token(self, secret: str) -> str | None:
+        """The user a bearer token belongs to, or None."""
+        digest = _token_digest(secret)
+        for token in self._data.tokens:
+            if hmac.compare_digest(token.digest, digest):
+                return token.user
+        return None
+
+
+class LoginThrottle:
+    """Too many failed logins from one address within ``window`` lock it out for ``lockout``."""
+
+    def __init__(
+        self,
+        max_failures: int = 5,
+        window: float = 60.0,
+        lockout: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def locked_for(self, address: str) -> float:
+        """Seconds left of the lockout of ``address`` (0 when it may try)."""
+        until = self._locked_until.get(address, 0.0)
+        left = until - self._clock()
+        if left <= 0:
+            self._locked_until.pop(address, None)
+            return 0.0
+        return left
+
+    def failure(self, address: str) -> bool:
+        """Count a failed login; True when this failure locks the address out."""
+        now = self._clock()
+        recent = self._failures.setdefault(address, deque())
+        recent.append(now)
+        while recent and now - recent[0] > self.window:
+            recent.popleft()
+        if len(recent) < self.max_failures:
+            return False
+        recent.clear()
+        self._locked_until[address] = now + self.lockout
+        log.warning(
+            "web login locked for %s for %d s after %d failed attempts within %d s",
+            address,
+            self.lockout,
+            self.max_failures,
+            self.window,
+        )
+        return True
+
+    def success(self, address: str) -> None:
+        """A good login clears the address's failures."""
+        self._failures.pop(address, None)
