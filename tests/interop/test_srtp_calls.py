@@ -114,14 +114,9 @@ def sent_payloads(segments: list[Segment], port: int, tag: int) -> list[bytes]:
     """RTP payloads (after the 12-byte header, minus the auth tag) from our media port."""
     found = []
     for s in segments:
-        if (
-            s.proto == "udp"
-            and s.src[1] == port
-            and len(s.payload) > 12 + tag
-            and s.payload[0] >> 6 == 2
-        ):
-            if s.payload[1] & 0x7F in (0, 8):
-                found.append(s.payload[12 : len(s.payload) - tag] if tag else s.payload[12:])
+        ours = s.proto == "udp" and s.src[1] == port and len(s.payload) > 12 + tag
+        if ours and s.payload[0] >> 6 == 2 and s.payload[1] & 0x7F in (0, 8):
+            found.append(s.payload[12 : len(s.payload) - tag] if tag else s.payload[12:])
     return found
 
 
@@ -171,7 +166,7 @@ async def test_optional_with_plain_peer_says_not_encrypted(
 ) -> None:
     plain = phone(tmp_path, pki, "plain", speech[0], srtp="off")
     relaxed = phone(tmp_path, pki, "relaxed", speech[1], srtp="optional")
-    call, their = await talk(plain, relaxed, "tls")
+    _, their = await talk(plain, relaxed, "tls")
     summary = their.summary()
     assert summary["answered"] and summary["media"]["encryption"] == "none"
     assert summary["media"]["not_encrypted_reason"]
