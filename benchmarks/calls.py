@@ -9,13 +9,16 @@ schedule (p50/p99). Numbers are printed, never asserted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from securephone.store.config import parse_config
 @dataclass
 class Row:
     calls: int
+    srtp: bool
     connected: int
     seconds: float
     cpu_per_call_second_ms: float
@@ -49,11 +53,17 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _run(calls: int, seconds: float, port: int) -> Row:
+def _media(srtp: bool, port_min: int) -> dict[str, object]:
+    """Plain RTP, or SRTP keyed over loopback UDP (the lab option: benchmarks only)."""
+    mode = {"srtp": "mandatory", "allow_sdes_over_plaintext": True} if srtp else {"srtp": "off"}
+    return {"port_min": port_min, "port_max": port_min + 3999, **mode}
+
+
+async def _run(calls: int, seconds: float, port: int, srtp: bool) -> Row:
     config = parse_config(
         {
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
-            "media": {"port_min": 24000, "port_max": 27999, "srtp": "off"},
+            "media": _media(srtp, 24000),
             "calls": {"max_calls": calls},
         }
     )
@@ -80,6 +90,7 @@ async def _run(calls: int, seconds: float, port: int) -> Row:
     received = sum(s["packets_received"] for s in summaries) - sum(start_counts)
     return Row(
         calls=calls,
+        srtp=srtp,
         connected=len(connected),
         seconds=wall1 - wall0,
         cpu_per_call_second_ms=(cpu1 - cpu0) / call_seconds * 1000,
@@ -91,39 +102,58 @@ async def _run(calls: int, seconds: float, port: int) -> Row:
     )
 
 
+def _answer_config(calls: int, srtp: bool) -> Path:
+    media = _media(srtp, 28000)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in media.items()]
+    fd, name = tempfile.mkstemp(suffix=".toml")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"[calls]\nmax_calls = {calls}\n\n[media]\n" + "\n".join(lines) + "\n")
+    return Path(name)
+
+
 def run(levels: list[int], seconds: float) -> list[Row]:
-    """One answering process for every level; one row per level."""
+    """One answering process per level and mode; one row each."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     rows = []
-    for calls in levels:
-        port = _free_port()
-        answer = subprocess.Popen(
-            [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{port}",
-             "--calls", str(calls), "--play", "tone:300", "--srtp", "off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            if hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(answer.pid, {1 % (os.cpu_count() or 1)})
-            time.sleep(1.5)
-            rows.append(asyncio.run(_run(calls, seconds, port)))
-            answer.wait(timeout=30)
-        finally:
-            if answer.poll() is None:
-                answer.kill()
-                answer.wait()
+    for srtp in (False, True):
+        for calls in levels:
+            rows.append(_level(calls, seconds, srtp))
     return rows
 
 
+def _level(calls: int, seconds: float, srtp: bool) -> Row:
+    port = _free_port()
+    config = _answer_config(calls, srtp)
+    answer = subprocess.Popen(
+        [sys.executable, "-m", "securephone.cli", "answer", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", "--calls", str(calls), "--play", "tone:300"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(answer.pid, {1 % (os.cpu_count() or 1)})
+        time.sleep(1.5)
+        row = asyncio.run(_run(calls, seconds, port, srtp))
+        answer.wait(timeout=30)
+        return row
+    finally:
+        config.unlink(missing_ok=True)
+        if answer.poll() is None:
+            answer.kill()
+            answer.wait()
+
+
 def print_table(rows: list[Row]) -> None:
-    head = f"{'calls':>6} {'up':>4} {'CPU ms/call-s':>14} {'pkts sent':>10} {'pkts recv':>10} {'lost':>6} {'late p50 ms':>12} {'late p99 ms':>12}"
-    print("G.711 calls carried by one phone process on one core (RTP, 20 ms frames)")
+    head = f"{'media':>6} {'calls':>6} {'up':>4} {'CPU ms/call-s':>14} {'pkts sent':>10} {'pkts recv':>10} {'lost':>6} {'late p50 ms':>12} {'late p99 ms':>12}"
+    print(
+        "G.711 calls carried by one phone process on one core (20 ms frames; SRTP: AEAD_AES_128_GCM)"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r.calls:>6} {r.connected:>4} {r.cpu_per_call_second_ms:>14.2f} {r.sent:>10} "
+            f"{'SRTP' if r.srtp else 'RTP':>6} {r.calls:>6} {r.connected:>4} {r.cpu_per_call_second_ms:>14.2f} {r.sent:>10} "
             f"{r.received:>10} {r.lost:>6} {r.late_p50_ms:>12.3f} {r.late_p99_ms:>12.3f}"
         )
 
