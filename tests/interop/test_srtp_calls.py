@@ -198,3 +198,60 @@ async def test_optional_mode_encrypts_with_baresip_best_effort(
     assert media["encryption"] == "srtp" and media["srtp"]["suite"] == "AES_CM_128_HMAC_SHA1_80"
     assert media["srtp"]["packets_unprotected"] >= SECONDS * 50 * 0.8
     assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "alice-heard.wav")[0])
+
+
+def _tls_phone_config(pki: Pki, transports: tuple[str, ...] = ("udp",), **tls: Any) -> Any:
+    cert = pki.dir / "phone-server.pem"
+    if not cert.exists():
+        issued = issue_certificate(pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"])
+        write_secret_file(cert, issued.combined_pem())
+    return parse_config(
+        {
+            "data_dir": str(pki.dir),
+            "sip": {"listen_address": "127.0.0.1", "transports": list(transports), "udp_port": 0,
+                    "tls_port": 0},
+            "tls": {"ca_file": str(pki.sips), "use_system_cas": False, **tls},
+            "media": {"port_min": 30000, "port_max": 39999},
+            "calls": {"auto_answer": True},
+        }
+    )  # fmt: skip
+
+
+async def test_tls_listener_requires_client_certificates_and_key_log(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """As a TLS server (incoming calls) the phone can demand and verify client certificates; the
+    optional key log writes SSLKEYLOGFILE lines for Wireshark."""
+    server_cert = pki.dir / "phone-server.pem"
+    _tls_phone_config(pki)  # creates the listener certificate
+    bob = Phone(
+        _tls_phone_config(
+            pki, ("udp", "tls"), certificate=str(server_cert), require_client_cert=True
+        )
+    )
+    keylog = tmp_path / "keys.log"
+    anonymous = Phone(_tls_phone_config(pki, keylog_file=str(keylog)))
+    device = Phone(_tls_phone_config(pki, certificate=str(pki.device)))
+    await bob.start()
+    try:
+        for caller, expect in ((anonymous, CallState.TERMINATED), (device, CallState.CONNECTED)):
+            await caller.start()
+            try:
+                call = caller.dial(uri(bob))
+                state = await call.wait_for(CallState.CONNECTED, timeout=10)
+                assert state is expect, call.reason
+                if expect is CallState.TERMINATED:
+                    assert "certificate" in call.reason, call.reason
+                else:
+                    assert call.summary()["media"]["encryption"] == "srtp"
+                    call.hangup()
+                    await call.wait_ended(10)
+            finally:
+                await caller.stop()
+    finally:
+        await bob.stop()
+    lines = [line for line in keylog.read_text().splitlines() if not line.startswith("#")]
+    assert lines and all(len(line.split()) == 3 for line in lines)  # LABEL client_random secret
+    assert any(
+        line.startswith(("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_RANDOM")) for line in lines
+    )

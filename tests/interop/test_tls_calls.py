@@ -4,8 +4,11 @@ both directions; audio verified; the call summary shows TLS version, cipher and 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from securephone.aio.phone import Phone
 from securephone.audio.sinks import WavRecorder
@@ -25,7 +28,12 @@ USERS = {"alice": "alice-tls-call", "bob": "bob-tls-call"}
 
 
 def tls_phone(
-    tmp_path: Path, pki: Pki, speech: Path, account: dict[str, Any] | None = None, **extra: Any
+    tmp_path: Path,
+    pki: Pki,
+    speech: Path,
+    account: dict[str, Any] | None = None,
+    srtp: str = "mandatory",
+    **extra: Any,
 ) -> Phone:
     cert = pki.dir / "phone-server.pem"
     if not cert.exists():
@@ -40,7 +48,7 @@ def tls_phone(
             "trace_file": str(tmp_path / "sip-trace.txt"),
         },
         "tls": {"ca_file": str(pki.sips), "use_system_cas": False, "certificate": str(cert)},
-        "media": {"port_min": 30000, "port_max": 39999},
+        "media": {"port_min": 30000, "port_max": 39999, "srtp": srtp},
         "calls": extra,
     }  # fmt: skip
     if account:
@@ -66,7 +74,8 @@ def check_srtp(summary: dict[str, Any], suite: str = "AES_CM_128_HMAC_SHA1_80") 
     media = summary["media"]
     assert media["encryption"] == "srtp" and media["srtp"]["suite"] == suite
     assert media["srtp"]["packets_unprotected"] >= CALL_SECONDS * 50 * 0.8
-    assert media["srtp"]["auth_failures"] == 0 and media["srtp"]["replay_failures"] == 0
+    srtp = media["srtp"]
+    assert srtp["auth_failures"] == 0 and srtp["replay_failures"] == 0, srtp
 
 
 def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone test CA") -> None:
@@ -77,7 +86,10 @@ def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone tes
     assert issuer in tls["peer_issuer"] and len(tls["peer_sha256"]) == 95
 
 
+@pytest.mark.parametrize(("mediaenc", "srtp"), [("srtp-mand", "mandatory"), ("srtp", "optional")])
 async def test_tls_calls_through_kamailio_both_ways(
+    mediaenc: str,
+    srtp: str,
     kamailio_factory: KamailioFactory,
     baresip_factory: BaresipFactory,
     pki: Pki,
@@ -92,7 +104,7 @@ async def test_tls_calls_through_kamailio_both_ways(
         proxy=proxy,
         audio_source=speech[1],
         tls=baresip_tls(pki),
-        mediaenc="srtp-mand",
+        mediaenc=mediaenc,
     )
     await asyncio.to_thread(peer.wait_registered, 10)
     account = {
@@ -100,7 +112,7 @@ async def test_tls_calls_through_kamailio_both_ways(
         "registrar": f"sips:{host}:{port}", "outbound_proxy": f"sips:{host}:{port}",
         "transport": "tls", "expires": 300,
     }  # fmt: skip
-    phone = tls_phone(tmp_path, pki, speech[0], account, auto_answer=True)
+    phone = tls_phone(tmp_path, pki, speech[0], account, srtp, auto_answer=True)
     bpf = f"port {kam.port} or tcp port {port}"
     with LoopbackCapture(tmp_path / "calls.pcap", bpf) as capture:
         await phone.start()
@@ -136,6 +148,9 @@ async def test_tls_calls_through_kamailio_both_ways(
         finally:
             await phone.stop()
     assert plaintext_sip(capture.segments()) == []  # all signalling on the wire was TLS
+    trace = (tmp_path / "sip-trace.txt").read_text()
+    assert "a=crypto:" in trace and "inline:" in trace  # the SDP is traced ...
+    assert re.findall(r"inline:(?!<redacted>)", trace) == []  # ... but no SDES key ever is
 
 
 async def test_direct_sips_calls_with_baresip_both_ways(

@@ -30,15 +30,28 @@ class PortRangeExhausted(OSError):
     """No free RTP/RTCP port pair in the configured range."""
 
 
+_cursor: dict[tuple[int, int], int] = {}
+
+
+def _candidates(port_min: int, port_max: int) -> list[int]:
+    """Even ports of the range, starting after the last one handed out (first time: at random).
+
+    Walking the range instead of drawing at random means a port is not reused until the whole
+    range has been: packets still in flight for an ended call cannot land in the next one.
+    """
+    ports = list(range(port_min + (port_min % 2), port_max, 2))
+    if not ports:
+        return []
+    start = _cursor.get((port_min, port_max), random.randrange(len(ports)))
+    return ports[start:] + ports[:start]
+
+
 def bind_rtp_pair(
     address: str, port_min: int, port_max: int
 ) -> tuple[socket.socket, socket.socket]:
-    """Bind an even RTP port and the next odd RTCP port (RFC 3550 §11) from the range, at random."""
+    """Bind an even RTP port and the next odd RTCP port (RFC 3550 §11) from the range."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    first = port_min + (port_min % 2)
-    candidates = list(range(first, port_max, 2))
-    random.shuffle(candidates)
-    for port in candidates:
+    for port in _candidates(port_min, port_max):
         rtp = socket.socket(family, socket.SOCK_DGRAM)
         rtcp = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -50,6 +63,8 @@ def bind_rtp_pair(
             continue
         rtp.setblocking(False)
         rtcp.setblocking(False)
+        ports = range(port_min + (port_min % 2), port_max, 2)
+        _cursor[(port_min, port_max)] = (ports.index(port) + 1) % len(ports)
         return rtp, rtcp
     raise PortRangeExhausted(f"no free RTP port pair in {port_min}-{port_max} on {address}")
 

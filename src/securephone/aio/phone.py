@@ -118,6 +118,7 @@ class Phone:
         )
         self._tls = config.tls_settings()
         self._transports.keepalive_interval = config.sip.keepalive_interval
+        self._transports.client_has_cert = self._tls.certificate is not None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._listeners: list[EventCallback] = []
@@ -139,10 +140,12 @@ class Phone:
             a.transport == "tls" for a in self.config.accounts
         )
         try:
-            if uses_tls:
-                self._transports.client_ssl = client_context(self._tls)
+            self._transports.client_ssl = client_context(self._tls)
         except TlsConfigError as exc:
-            raise PhoneError(str(exc)) from None
+            if uses_tls:
+                raise PhoneError(str(exc)) from None
+            self._transports.tls_unavailable = str(exc)  # only sips:/TLS calls will say so
+            log.warning("outgoing TLS is unavailable: %s", exc)
         listen = await self._open_listeners()
         self.ua = UserAgent(
             listen, user_agent=self.config.sip.user_agent, max_calls=self.config.calls.max_calls

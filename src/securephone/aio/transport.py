@@ -56,6 +56,7 @@ class _StreamConnection(asyncio.Protocol):
         self.tls: TlsInfo | None = None
         self.verified = False
         self.awaiting_pong = False
+        self.received = 0
         self._keepalive: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,6 +73,7 @@ class _StreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        self.received += len(data)
         items = self.parser.feed_items(data)
         if self.parser.take_pings() and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
@@ -111,10 +113,19 @@ class _StreamConnection(asyncio.Protocol):
             self._keepalive.cancel()
         self.layer._forget_connection(self)
         if self.dialled is not None:
-            reason = explain(exc) if exc is not None else "the server closed the connection"
-            self.layer.on_error(self.dialled, reason)
+            self.layer.on_error(self.dialled, self._close_reason(exc))
         elif exc is not None and self.peer is not None:
             log.info("connection from %s lost: %s", self.peer, explain(exc))
+
+    def _close_reason(self, exc: Exception | None) -> str:
+        if exc is not None:
+            return explain(exc)
+        if self.tls is not None and not self.received and not self.layer.client_has_cert:
+            return (
+                "TLS: the server closed the connection right after the handshake without a word: "
+                "it probably demands a client certificate, and none is configured ([tls] certificate)"
+            )
+        return "the server closed the connection"
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -150,6 +161,8 @@ class TransportLayer:
         self.client_ssl = client_ssl
         self.listening: dict[str, tuple[str, int]] = {}
         self.keepalive_interval = 0.0
+        self.tls_unavailable = "no TLS settings"
+        self.client_has_cert = False
         self._udp: socket.socket | None = None
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, _StreamConnection] = {}
@@ -274,7 +287,7 @@ class TransportLayer:
         ctx = self.client_ssl if peer.transport == "tls" else None
         if peer.transport == "tls" and ctx is None:
             self._connecting.pop(key, None)
-            self.on_error(peer, "TLS is not configured on this phone")
+            self.on_error(peer, f"TLS is not available on this phone: {self.tls_unavailable}")
             return
         try:
             _, proto = await loop.create_connection(

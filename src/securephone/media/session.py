@@ -117,7 +117,10 @@ class MediaStream:
         if dtmf is not None:
             return self._emit(dtmf) if dtmf.payload else None
         payload = self.codec.encode(pcm)
-        packet = RtpPacket(self.codec_pt, self._seq, timestamp, self.ssrc, payload)
+        first = (
+            self.counters.packets_sent == 0
+        )  # the first packet starts a talkspurt (RFC 3551 §4.1)
+        packet = RtpPacket(self.codec_pt, self._seq, timestamp, self.ssrc, payload, marker=first)
         return self._emit(packet)
 
     @property
