@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import dpkt
 import numpy as np
 import pytest
+
+from .capture import read_segments
 
 CALL_SECONDS = 60
 
@@ -34,35 +35,12 @@ def write_config(path: Path, port_min: int, port_max: int) -> Path:
 def rtp_packets(pcap: Path, port_min: int, port_max: int) -> list[tuple[float, bytes, str]]:
     """(capture time, RTP bytes, destination address) for UDP packets sent from the port range."""
     found = []
-    with pcap.open("rb") as handle:
-        for stamp, frame in (
-            dpkt.pcapng.Reader(handle) if _is_pcapng(pcap) else dpkt.pcap.Reader(handle)
-        ):
-            ip = _ip_of(frame)
-            if ip is None or not isinstance(ip.data, dpkt.udp.UDP):
-                continue
-            udp = ip.data
-            rtp = (
-                port_min <= udp.sport <= port_max and len(udp.data) >= 12 and udp.data[0] >> 6 == 2
-            )
-            if rtp and udp.data[1] & 0x7F in (0, 8):  # PCMU/PCMA, not RTCP
-                found.append((float(stamp), bytes(udp.data), socket.inet_ntoa(ip.dst)))
+    for seg in read_segments(pcap):
+        data = seg.payload
+        rtp = seg.proto == "udp" and port_min <= seg.src[1] <= port_max and len(data) >= 12
+        if rtp and data[0] >> 6 == 2 and data[1] & 0x7F in (0, 8):  # PCMU/PCMA, not RTCP
+            found.append((seg.time, data, seg.dst[0]))
     return found
-
-
-def _is_pcapng(path: Path) -> bool:
-    return path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
-
-
-def _ip_of(frame: bytes) -> dpkt.ip.IP | None:
-    for parse in (dpkt.ethernet.Ethernet, dpkt.sll.SLL):
-        try:
-            packet = parse(frame)
-        except (dpkt.UnpackError, ValueError):
-            continue
-        if isinstance(packet.data, dpkt.ip.IP):
-            return packet.data
-    return None
 
 
 @pytest.mark.skipif(

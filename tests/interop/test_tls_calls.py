@@ -18,7 +18,7 @@ from securephone.sip.call import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
-from .baresip import ProxyAccount, TlsFiles
+from .baresip import Baresip, ProxyAccount, TlsFiles
 from .capture import LoopbackCapture, plaintext_sip
 from .conftest import BaresipFactory, KamailioFactory
 from .pki_tools import Pki, kam_tls
@@ -86,6 +86,41 @@ def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone tes
     assert issuer in tls["peer_issuer"] and len(tls["peer_sha256"]) == 95
 
 
+async def call_out_and_back(
+    phone: Phone,
+    peer: Baresip,
+    tmp_path: Path,
+    speech: tuple[Path, Path],
+    out_uri: str,
+    back_uri: str,
+    account: str | None,
+) -> None:
+    """We call baresip (GCM leads our offer), then baresip calls us (its one AES_CM_80 line)."""
+    call = phone.dial(out_uri, account=account)
+    state = await call.wait_for(CallState.CONNECTED, timeout=10)
+    assert state is CallState.CONNECTED, call.reason
+    await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 10)
+    await asyncio.sleep(CALL_SECONDS)
+    check_tls_summary(call.summary())
+    call.hangup()
+    await call.wait_ended(10)
+    check_media(call)
+    check_srtp(call.summary(), "AEAD_AES_128_GCM")
+    check_audio(tmp_path, speech, peer)
+    await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
+    phone.calls.clear()
+    await asyncio.to_thread(peer.dial, back_uri)
+    back = await first_call(phone)
+    await back.wait_for(CallState.CONNECTED, timeout=10)
+    await asyncio.sleep(CALL_SECONDS)
+    await asyncio.to_thread(peer.hangup)
+    await back.wait_ended(10)
+    assert back.reason == "the far end hung up"
+    check_media(back)
+    check_srtp(back.summary())
+    assert back.summary()["signalling"]["transport"] == "tls"
+
+
 @pytest.mark.parametrize(("mediaenc", "srtp"), [("srtp-mand", "mandatory"), ("srtp", "optional")])
 async def test_tls_calls_through_kamailio_both_ways(
     mediaenc: str,
@@ -121,30 +156,9 @@ async def test_tls_calls_through_kamailio_both_ways(
                 "alice", (RegState.REGISTERED, RegState.FAILED), 10
             )
             assert state is RegState.REGISTERED, phone.status()["accounts"][0]["reason"]
-            call = phone.dial("sips:bob@127.0.0.1", account="alice")
-            assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED, (
-                call.reason
+            await call_out_and_back(
+                phone, peer, tmp_path, speech, "sips:bob@127.0.0.1", "sip:alice@127.0.0.1", "alice"
             )
-            await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 10)
-            await asyncio.sleep(CALL_SECONDS)
-            check_tls_summary(call.summary())
-            call.hangup()
-            await call.wait_ended(10)
-            check_media(call)
-            check_srtp(call.summary(), "AEAD_AES_128_GCM")  # our offer leads with GCM
-            check_audio(tmp_path, speech, peer)
-            await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
-            phone.calls.clear()
-            await asyncio.to_thread(peer.dial, "sip:alice@127.0.0.1")
-            back = await first_call(phone)
-            await back.wait_for(CallState.CONNECTED, timeout=10)
-            await asyncio.sleep(CALL_SECONDS)
-            await asyncio.to_thread(peer.hangup)
-            await back.wait_ended(10)
-            assert back.reason == "the far end hung up"
-            check_media(back)
-            check_srtp(back.summary())
-            assert back.summary()["signalling"]["transport"] == "tls"
         finally:
             await phone.stop()
     assert plaintext_sip(capture.segments()) == []  # all signalling on the wire was TLS
@@ -169,31 +183,11 @@ async def test_direct_sips_calls_with_baresip_both_ways(
     phone = tls_phone(tmp_path, pki, speech[0], auto_answer=True)
     await phone.start()
     try:
-        call = phone.dial(f"sips:bob@127.0.0.1:{peer.tls_port}")
-        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED, (
-            call.reason
-        )
-        await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 10)
-        await asyncio.sleep(CALL_SECONDS)
-        check_tls_summary(call.summary())
-        call.hangup()
-        await call.wait_ended(10)
-        check_media(call)
-        check_srtp(call.summary(), "AEAD_AES_128_GCM")  # our offer leads with GCM
-        check_audio(tmp_path, speech, peer)
-        await asyncio.to_thread(peer.wait_event, "CALL_CLOSED", 10)
-        phone.calls.clear()
         our_tls = phone.status()["listen"]["tls"].split(":")[1]
         # baresip 1.0.0 cannot dial a sips: URI (it turns it into sip:sips:...); it dials over TLS.
-        await asyncio.to_thread(peer.dial, f"sip:alice@127.0.0.1:{our_tls};transport=tls")
-        back = await first_call(phone)
-        await back.wait_for(CallState.CONNECTED, timeout=10)
-        await asyncio.sleep(CALL_SECONDS)
-        await asyncio.to_thread(peer.hangup)
-        await back.wait_ended(10)
-        assert back.reason == "the far end hung up"
-        check_media(back)
-        check_srtp(back.summary())
-        assert back.summary()["signalling"]["transport"] == "tls"
+        back_uri = f"sip:alice@127.0.0.1:{our_tls};transport=tls"
+        await call_out_and_back(
+            phone, peer, tmp_path, speech, f"sips:bob@127.0.0.1:{peer.tls_port}", back_uri, None
+        )
     finally:
         await phone.stop()
