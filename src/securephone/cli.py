@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from securephone.aio.phone import Phone, PhoneError
+from securephone.aio.phone import PhoneError
 from securephone.aio.runner import CallOptions, answer_calls, place_call
 from securephone.audio.sources import AudioError, open_source
 from securephone.pki.cli import app as cert_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
+from securephone.web.manager import load_file
+from securephone.web.run import run_phone
 
 app = typer.Typer(
     name="securephone",
@@ -65,37 +66,24 @@ def run(
     status_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON status summary when stopping.")
     ] = False,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="Serve the web interface ([web]).")
+    ] = True,
 ) -> None:
-    """Run the phone (register its accounts, answer OPTIONS) until SIGINT or SIGTERM."""
-    cfg = _load(config)
+    """Run the phone (register, answer calls and OPTIONS, serve the web interface) until stopped."""
+    try:
+        load_file(config)  # validates [web] too; the error names the key
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
     _setup_logging(log_level)
     try:
-        summary = asyncio.run(_run(cfg, trace))
-    except (PhoneError, OSError) as exc:
+        restart, summary = asyncio.run(run_phone(config, trace_file=trace, web=web))
+    except (ConfigError, PhoneError, OSError) as exc:
         raise fail(str(exc)) from None
     if status_json:
         typer.echo(json.dumps(summary, indent=2))
-
-
-async def _run(cfg: Config, trace: Path | None) -> dict[str, object]:
-    phone = Phone(cfg, trace_file=trace)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await phone.start()
-    logging.getLogger("securephone").info("phone running; stop with Ctrl-C or SIGTERM")
-    try:
-        await stop.wait()
-    finally:
-        summary = phone.status()
-        await phone.stop()
-        final = phone.status()
-        summary["accounts_after_stop"] = final["accounts"]
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-    return summary
+    if restart:  # the web page's "restart the phone" button
+        os.execv(sys.executable, [sys.executable, "-m", "securephone.cli", *sys.argv[1:]])
 
 
 # -- calls ------------------------------------------------------------------------------------------

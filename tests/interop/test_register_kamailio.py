@@ -125,7 +125,7 @@ def test_cli_run_registers_traces_and_unregisters_on_sigterm(
         f'password = "{USERS["alice"]}"\nregistrar = "sip:{host}:{port}"\nexpires = 120\n'
     )
     trace = tmp_path / "sip.trace"
-    cmd = [sys.executable, "-m", "securephone.cli", "run", "--config", str(config)]
+    cmd = [sys.executable, "-m", "securephone.cli", "run", "--config", str(config), "--no-web"]
     proc = subprocess.Popen(
         [*cmd, "--trace", str(trace), "--json"],
         stdout=subprocess.PIPE,

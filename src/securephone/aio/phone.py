@@ -52,6 +52,7 @@ from securephone.tls import TlsConfigError, client_context, server_context
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], None]
+KEEP_ENDED_CALLS = 50
 SourceFactory = Callable[[Call], AudioSource]
 SinkFactory = Callable[[Call], AudioSink]
 
@@ -305,11 +306,20 @@ class Phone:
             return
         if isinstance(event, CallStateChanged):
             call._update(event.new, event.reason, event.status)
+            if event.new is CallState.TERMINATED:
+                self._forget_ended()
         elif isinstance(event, CallMediaUpdated):
             self._media_updated(call)
         else:
             call.local_hold, call.remote_hold = event.local_hold, event.remote_hold
             call._notify()
+
+    def _forget_ended(self, keep: int = KEEP_ENDED_CALLS) -> None:
+        """A long-running phone keeps the last ``keep`` ended calls (history lives in the store)."""
+        ended = [key for key, call in self.calls.items() if call.ended]
+        for key in ended[: max(0, len(ended) - keep)]:
+            del self.calls[key]
+        self._core().calls.forget_ended(keep)
 
     def _incoming(self, event: IncomingCall) -> None:
         request = event.request

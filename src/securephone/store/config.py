@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,7 @@ from pydantic import (
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
 from securephone.tls import TlsSettings
+from securephone.web.settings import WebSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
@@ -30,6 +32,16 @@ SrtpSuite = Literal[
     "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_256_GCM"
 ]
 Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _printable_path(value: str) -> str:
+    """File names come from forms and the API too: no NUL or control characters."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a file name must not contain control characters")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_printable_path)]
 
 
 class ConfigError(Exception):
@@ -65,7 +77,7 @@ class SipSettings(_Model):
     tcp_port: Port = 5060
     tls_port: Port = 5061
     user_agent: str = "securephone/0.1"
-    trace_file: str | None = None
+    trace_file: PathText | None = None
     keepalive_interval: float = Field(default=30.0, ge=0, le=3600)  # CRLF pings on TCP/TLS; 0 = off
 
     @field_validator("listen_address")
@@ -100,7 +112,7 @@ class MediaSettings(_Model):
         "AEAD_AES_256_GCM",
     ]
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
-    srtp_key_export: str | None = None  # debugging only: append SRTP keys to this JSON file
+    srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
 
     @field_validator("srtp_suites")
     @classmethod
@@ -131,16 +143,16 @@ class MediaSettings(_Model):
 class TlsConfig(_Model):
     """SIP over TLS: trust, our device certificate, versions (RFC 3261 §26, RFC 5922)."""
 
-    ca_file: str | None = None  # default: DATA_DIR/sips.pem when it exists
+    ca_file: PathText | None = None  # default: DATA_DIR/sips.pem when it exists
     use_system_cas: bool = True
     verify_server: bool = True
-    certificate: str | None = (
+    certificate: PathText | None = (
         None  # device certificate (+ key, one PEM) for mutual TLS and TLS listeners
     )
-    private_key: str | None = None  # when the key is in its own file
+    private_key: PathText | None = None  # when the key is in its own file
     min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
     ciphers: str | None = None
-    keylog_file: str | None = None  # SSLKEYLOGFILE format, for Wireshark; off by default
+    keylog_file: PathText | None = None  # SSLKEYLOGFILE format, for Wireshark; off by default
     require_client_cert: bool = False  # for incoming TLS connections
 
 
@@ -185,11 +197,12 @@ class AccountConfig(_Model):
 class Config(_Model):
     """The whole configuration file."""
 
-    data_dir: str = "~/.local/share/securephone"
+    data_dir: PathText = "~/.local/share/securephone"
     sip: SipSettings = SipSettings()
     tls: TlsConfig = TlsConfig()
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
+    web: WebSettings = WebSettings()
     accounts: list[AccountConfig] = []
 
     @property

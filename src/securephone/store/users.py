@@ -32,6 +32,7 @@ DEFAULT_PASSWORD = "admin"  # the desk-phone default; it must be changed at firs
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256  # argon2 hashes anything, but a megabyte "password" is an attack
 TOKEN_PREFIX = "sp_"
+MAX_TRACKED = 10_000  # addresses whose failed logins are counted at once
 
 
 class UserError(Exception):
@@ -237,6 +238,8 @@ class LoginThrottle:
     def failure(self, address: str) -> bool:
         """Count a failed login; True when this failure locks the address out."""
         now = self._clock()
+        if address not in self._failures and len(self._failures) >= MAX_TRACKED:
+            self._failures.pop(next(iter(self._failures)))  # forget the oldest address
         recent = self._failures.setdefault(address, deque())
         recent.append(now)
         while recent and now - recent[0] > self.window:

@@ -1,0 +1,265 @@
+"""Logins, sessions, CSRF tokens and bearer tokens for the web interface and the API.
+
+Sessions are random 256-bit ids kept in memory, sent in an HttpOnly, SameSite=Strict cookie
+(Secure and ``__Host-`` prefixed on HTTPS, RFC 6265bis §4.1.3) and dropped after an idle
+timeout. Every form carries the session's CSRF token; API calls that use the session cookie
+must repeat it in ``X-CSRF-Token``. Bearer tokens need no CSRF token (browsers never send them
+on their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from securephone.store.users import UserError
+
+if TYPE_CHECKING:
+    from securephone.web.manager import PhoneManager
+
+log = logging.getLogger("securephone.web")
+
+SECURE_COOKIE = "__Host-sp_session"
+PLAIN_COOKIE = "sp_session"
+LOGIN_COOKIE = "sp_login"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_SESSIONS = 200
+PASSWORD_PATHS = ("/password", "/api/v1/password", "/logout", "/api/v1/session")
+
+
+class AuthError(Exception):
+    """Authentication or authorisation failed; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 401, *, redirect: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.redirect = redirect
+
+
+@dataclass
+class Session:
+    """One logged-in browser."""
+
+    id: str
+    user: str
+    csrf: str
+    must_change: bool
+    last_seen: float
+    flash: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who makes an API call: a session user, or the owner of a bearer token."""
+
+    user: str
+    session: Session | None
+
+
+class SessionStore:
+    """Sessions in memory with an idle timeout."""
+
+    def __init__(
+        self, idle_seconds: Callable[[], float], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._idle = idle_seconds
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+
+    def create(self, user: str, must_change: bool) -> Session:
+        """A fresh session (a new id at every login: no session fixation)."""
+        self._expire()
+        if len(self._sessions) >= MAX_SESSIONS:
+            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
+            self._sessions.pop(oldest.id, None)
+        session = Session(
+            secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), must_change, self._clock()
+        )
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        """The live session with this id (and mark it used), or None."""
+        if not session_id:
+            return None
+        session = self._sessions.get(session_id)
+        now = self._clock()
+        if session is None:
+            return None
+        if now - session.last_seen > self._idle():
+            self._sessions.pop(session_id, None)
+            log.info("web session of %s ended after the idle timeout", session.user)
+            return None
+        session.last_seen = now
+        return session
+
+    def drop(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def drop_user(self, user: str, keep: str | None = None) -> None:
+        """End every session of ``user`` except ``keep`` (after a password change)."""
+        for sid in [s.id for s in self._sessions.values() if s.user == user and s.id != keep]:
+            self._sessions.pop(sid, None)
+
+    def _expire(self) -> None:
+        now, idle = self._clock(), self._idle()
+        for sid in [s.id for s in self._sessions.values() if now - s.last_seen > idle]:
+            self._sessions.pop(sid, None)
+
+
+# -- cookies -------------------------------------------------------------------------------------
+def is_secure(request: Request) -> bool:
+    """True when the request came over HTTPS."""
+    return request.url.scheme == "https"
+
+
+def cookie_name(request: Request) -> str:
+    return SECURE_COOKIE if is_secure(request) else PLAIN_COOKIE
+
+
+def set_session_cookie(response: Response, request: Request, session: Session) -> None:
+    """HttpOnly, SameSite=Strict, Path=/, Secure on HTTPS; no Max-Age (ends with the browser)."""
+    response.set_cookie(
+        cookie_name(request),
+        session.id,
+        httponly=True,
+        secure=is_secure(request),
+        samesite="strict",
+        path="/",
+    )
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        cookie_name(request), path="/", secure=is_secure(request), httponly=True, samesite="strict"
+    )
+
+
+def set_login_cookie(response: Response, request: Request, token: str) -> None:
+    """The pre-login CSRF token (double submit), so nobody can log a browser in remotely."""
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        secure=is_secure(request),
+        samesite="strict",
+        path="/login",
+        max_age=3600,
+    )
+
+
+def manager_of(request: Request) -> PhoneManager:
+    """The PhoneManager behind the app."""
+    manager: PhoneManager = request.app.state.manager
+    return manager
+
+
+def client_address(request: Request) -> str:
+    """The peer address of the connection (X-Forwarded-For is never trusted)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def session_of(request: Request) -> Session | None:
+    """The request's session from its cookie, if it is alive."""
+    return manager_of(request).sessions.get(request.cookies.get(cookie_name(request)))
+
+
+def tokens_equal(a: str | None, b: str | None) -> bool:
+    """Constant-time comparison of two tokens (False when either is missing)."""
+    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+
+
+# -- login ---------------------------------------------------------------------------------------
+async def authenticate(request: Request, user: str, password: str) -> Session:
+    """Check a login against the throttle and the argon2 hash; a new session when it succeeds."""
+    manager = manager_of(request)
+    address = client_address(request)
+    left = manager.throttle.locked_for(address)
+    if left > 0:
+        log.warning("web login refused for %s: locked for %d more s", address, left)
+        raise AuthError(f"too many failed logins: try again in {int(left) + 1} s", 429)
+    ok = await asyncio.to_thread(manager.users.verify, user, password)
+    if not ok:
+        locked = manager.throttle.failure(address)
+        log.warning("web login failed for user %r from %s", user[:64], address)
+        message = "wrong user name or password"
+        if locked:
+            message += f"; login from {address} is now locked for {int(manager.throttle.lockout)} s"
+        raise AuthError(message, 429 if locked else 401)
+    manager.throttle.success(address)
+    log.info("web login: %s from %s", user, address)
+    return manager.sessions.create(user, manager.users.must_change(user))
+
+
+async def change_password(
+    request: Request, user: str, old: str, new: str, keep: str | None
+) -> None:
+    """Verify ``old``, enforce the policy, store ``new``; end the user's other sessions."""
+    manager = manager_of(request)
+    if not await asyncio.to_thread(manager.users.verify, user, old):
+        raise AuthError("the current password is wrong", 400)
+    try:
+        digest = await asyncio.to_thread(manager.users.hash_new_password, user, new)
+    except UserError as exc:
+        raise AuthError(f"new password: {exc}", 400) from None
+    manager.users.set_password_hash(user, digest)
+    manager.sessions.drop_user(user, keep=keep)
+
+
+# -- dependencies ----------------------------------------------------------------------------------
+def _allowed_before_change(path: str) -> bool:
+    return path in PASSWORD_PATHS or path.startswith("/static/")
+
+
+def page_session(request: Request) -> Session:
+    """FastAPI dependency for HTML pages: the session, or a redirect to log in / change password."""
+    session = session_of(request)
+    if session is None:
+        raise AuthError("please log in", 303, redirect="/login")
+    if session.must_change and not _allowed_before_change(request.url.path):
+        raise AuthError("change the default password first", 303, redirect="/password")
+    return session
+
+
+async def page_form(request: Request) -> tuple[Session, FormData]:
+    """The session and the posted form, after checking the form's CSRF token."""
+    session = page_session(request)
+    form = await request.form(max_files=4, max_fields=200, max_part_size=256 * 1024)
+    token = form.get(CSRF_FIELD)
+    if not tokens_equal(session.csrf, token if isinstance(token, str) else None):
+        log.warning("form refused: bad CSRF token from %s", client_address(request))
+        raise AuthError("the form was not sent from this page (CSRF check); reload and retry", 403)
+    return session, form
+
+
+def api_principal(request: Request) -> Principal:
+    """FastAPI dependency for the API: bearer token, or session cookie plus X-CSRF-Token."""
+    manager = manager_of(request)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        user = manager.users.check_token(header[7:].strip())
+        if user is None:
+            raise AuthError("invalid API token", 401)
+        return Principal(user, None)
+    session = session_of(request)
+    if session is None:
+        raise AuthError("not logged in: POST /api/v1/session or send a bearer token", 401)
+    if request.method not in SAFE_METHODS and not tokens_equal(
+        session.csrf, request.headers.get(CSRF_HEADER)
+    ):
+        raise AuthError("missing or wrong X-CSRF-Token header", 403)
+    if session.must_change and not _allowed_before_change(request.url.path):
+        raise AuthError("change the default password first: POST /api/v1/password", 403)
+    return Principal(session.user, session)

@@ -1,0 +1,146 @@
+"""Web users: argon2 hashes, the forced change of admin/admin, tokens, the login throttle."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from securephone.store.users import (
+    DEFAULT_PASSWORD,
+    LoginThrottle,
+    UserError,
+    UserStore,
+    check_password_policy,
+)
+
+from .conftest import fast_hasher
+
+
+def store(tmp_path: Path) -> UserStore:
+    return UserStore(tmp_path / "users.json", fast_hasher())
+
+
+def test_first_start_creates_admin_admin_that_must_change(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    assert users.names() == ["admin"]
+    assert users.must_change("admin")
+    assert users.verify("admin", "admin")
+    assert not users.verify("admin", "Admin")
+    assert stat.S_IMODE((tmp_path / "users.json").stat().st_mode) == 0o600
+
+
+def test_file_holds_argon2id_hashes_never_the_password(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    users.change_password("admin", "admin", "a-much-better-one")
+    text = (tmp_path / "users.json").read_text()
+    assert "a-much-better-one" not in text
+    hashed = json.loads(text)["users"][0]["password_hash"]
+    assert hashed.startswith("$argon2id$")
+    reloaded = store(tmp_path)
+    assert reloaded.verify("admin", "a-much-better-one")
+    assert not reloaded.must_change("admin")
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "why"),
+    [
+        ("admin", "admin", "at least 10"),
+        ("admin", "short", "at least 10"),
+        ("admin", "adminadmin", "must not be 'admin'"),
+        ("admin", "ADMIN admin", "must not be 'admin'"),
+        ("admin", " " * 12, "blank"),
+        ("operator-7", "OPERATOR-7", "user name"),
+        ("admin", "x" * 300, "at most"),
+    ],
+)
+def test_password_policy_refuses(user: str, password: str, why: str) -> None:
+    with pytest.raises(UserError, match=why):
+        check_password_policy(user, password)
+
+
+def test_password_policy_accepts_a_reasonable_password() -> None:
+    check_password_policy("admin", "admin-but-longer")  # contains admin, yet more than that
+
+
+def test_new_password_must_differ_and_old_must_be_right(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    with pytest.raises(UserError, match="current password is wrong"):
+        users.change_password("admin", "nope", "a-much-better-one")
+    users.change_password("admin", DEFAULT_PASSWORD, "a-much-better-one")
+    with pytest.raises(UserError, match="differ"):
+        users.change_password("admin", "a-much-better-one", "a-much-better-one")
+
+
+def test_unknown_user_never_verifies(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    assert not users.verify("root", "admin")
+    assert not users.verify("admin", "x" * 10_000)
+
+
+def test_tokens_are_stored_as_digests_and_can_be_revoked(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    token, secret = users.create_token("admin", "monitoring")
+    assert secret.startswith("sp_") and len(secret) > 40
+    assert secret not in (tmp_path / "users.json").read_text()
+    assert users.check_token(secret) == "admin"
+    assert users.check_token(secret + "x") is None
+    assert users.revoke_token(token.id)
+    assert users.check_token(secret) is None
+    assert not users.revoke_token(token.id)
+
+
+def test_broken_users_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "users.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a valid users file"):
+        store(tmp_path)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_failures_within_a_minute_lock_the_address() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(4):
+        assert not throttle.failure("10.0.0.1")
+        clock.now += 10
+    assert throttle.locked_for("10.0.0.1") == 0
+    assert throttle.failure("10.0.0.1")  # the fifth within 60 s
+    assert throttle.locked_for("10.0.0.1") == pytest.approx(300)
+    assert throttle.locked_for("10.0.0.2") == 0  # other addresses are not affected
+    clock.now += 301
+    assert throttle.locked_for("10.0.0.1") == 0
+
+
+def test_failures_spread_over_more_than_a_minute_do_not_lock() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(10):
+        assert not throttle.failure("10.0.0.1")
+        clock.now += 16  # at most 4 inside any 60 s window
+    assert throttle.locked_for("10.0.0.1") == 0
+
+
+def test_success_clears_the_count() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(4):
+        throttle.failure("a")
+    throttle.success("a")
+    assert not throttle.failure("a")
+
+
+def test_throttle_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("securephone.store.users.MAX_TRACKED", 3)
+    throttle = LoginThrottle(clock=Clock())
+    for address in ("a", "b", "c", "d"):
+        throttle.failure(address)
+    assert list(throttle._failures) == ["b", "c", "d"]
