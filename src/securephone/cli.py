@@ -15,7 +15,10 @@ import typer
 from securephone.aio.phone import PhoneError
 from securephone.aio.runner import CallOptions, answer_calls, place_call
 from securephone.audio.sources import AudioError, open_source
+from securephone.audit import app as audit_app
+from securephone.capture import app as capture_app
 from securephone.pki.cli import app as cert_app
+from securephone.verify.cli import app as verify_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.web.manager import load_file
 from securephone.web.run import run_phone
@@ -32,6 +35,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(
     cert_app, name="cert", help="Create and inspect certificates (CA, server, device, web)."
 )
+app.add_typer(capture_app)
+app.add_typer(verify_app)
+app.add_typer(audit_app)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)

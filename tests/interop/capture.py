@@ -53,7 +53,11 @@ class LoopbackCapture:
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("tshark did not start capturing")
+        assert self._proc is not None and self._proc.stderr is not None
+        why = self._proc.stderr.read().decode(errors="replace").strip()
+        if "permission" in why.lower() or "not permitted" in why.lower():
+            pytest.skip(f"capturing on the loopback is not permitted here: {why.splitlines()[-1]}")
+        raise RuntimeError(f"tshark did not start capturing: {why}")
 
     def __exit__(
         self,

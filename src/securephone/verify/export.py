@@ -140,6 +140,7 @@ def render_png(path: Path, samples: Pcm, title: str, subtitle: str = "") -> Path
     if len(x) >= 256:
         with np.errstate(divide="ignore"):  # digital silence has zero power
             spec_ax.specgram(x, NFFT=256, Fs=RATE, noverlap=128, cmap="magma", vmin=-120, vmax=-20)
+    spec_ax.set_facecolor("black")  # silence (zero power) is left out of the image
     spec_ax.set_ylabel("Hz")
     spec_ax.set_xlabel("seconds")
     figure.tight_layout()

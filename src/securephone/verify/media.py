@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import pylibsrtp
 
-from securephone.media.rtp import is_rtcp, seq_diff, ts_diff
+from securephone.media.rtcp import SourceDescription, parse_compound
+from securephone.media.rtp import MediaParseError, is_rtcp, seq_diff, ts_diff
 from securephone.sdp.crypto import CryptoAttributeError
 from securephone.sdp.crypto import parse as parse_crypto
 from securephone.verify.flows import SipMessage
@@ -56,6 +57,8 @@ __all__ = [
     "MediaStream",
     "PacketKind",
     "PayloadStats",
+    "PlainRtcp",
+    "RtcpInfo",
     "RtpHeader",
     "RtpPacketSeen",
     "SdpMedia",
@@ -66,6 +69,7 @@ __all__ = [
     "keys_from_sdp",
     "parse_rtp_header",
     "payload_stats",
+    "read_plain_rtcp",
     "rtcp_is_plain",
     "sdp_media_from",
 ]
@@ -74,6 +78,7 @@ MIN_STREAM_PACKETS = 8
 MIN_RANDOM_BYTES = 2048
 MIN_FIRST_BYTE_PACKETS = 40
 MAX_STAT_BYTES = 1 << 20
+PROBE_PACKETS = 8
 CHI2_Z_LIMIT = 6.0
 FIRST_BYTE_SHARE = 0.8
 TAG_LENGTHS = {
@@ -167,18 +172,51 @@ class RtpPacketSeen:
         return self.data[self.header.length :]
 
 
-def rtcp_is_plain(data: bytes) -> bool:
-    """True when the datagram is a whole plaintext RTCP compound packet (RFC 3550 §6.1).
+_RTCP_NAMES = {
+    200: "SR",
+    201: "RR",
+    202: "SDES",
+    203: "BYE",
+    204: "APP",
+    205: "RTPFB",
+    206: "PSFB",
+    207: "XR",
+}
 
-    SRTCP (RFC 3711 §3.4) encrypts everything after the first 8 bytes and appends the
-    E-flag/index word and the tag, so its length chain does not end exactly at the end.
+
+@dataclass(frozen=True, slots=True)
+class PlainRtcp:
+    """What a plaintext RTCP compound packet shows: packet types and SDES CNAMEs."""
+
+    types: tuple[str, ...]
+    cnames: tuple[str, ...]
+
+
+def read_plain_rtcp(data: bytes) -> PlainRtcp | None:
+    """The packet types and CNAMEs of a plaintext RTCP compound packet, else None.
+
+    A datagram is plaintext RTCP when it parses as a whole compound packet (RFC 3550 §6.1,
+    App. A.2). SRTCP (RFC 3711 §3.4) encrypts everything after the first 8 bytes and appends
+    the E-flag/index word and the tag, so its length chain does not end at the end.
     """
-    pos = 0
-    while pos + 4 <= len(data):
-        if data[pos] >> 6 != 2 or not 192 <= data[pos + 1] <= 223:
-            return False
-        pos += 4 * (struct.unpack_from("!H", data, pos + 2)[0] + 1)
-    return pos == len(data)
+    try:
+        packets = parse_compound(data)
+    except MediaParseError:
+        return None
+    types = tuple(_RTCP_NAMES.get(p.packet_type, str(p.packet_type)) for p in packets)
+    cnames = tuple(
+        cname
+        for p in packets
+        if isinstance(p, SourceDescription)
+        for chunk in p.chunks
+        if (cname := chunk.cname)
+    )
+    return PlainRtcp(types, cnames)
+
+
+def rtcp_is_plain(data: bytes) -> bool:
+    """True when the datagram is a whole plaintext RTCP compound packet (see above)."""
+    return read_plain_rtcp(data) is not None
 
 
 # --------------------------------------------------------------------------- SDP
@@ -435,6 +473,7 @@ class DecryptionResult:
     payloads: list[tuple[int, int, bytes]] = field(default_factory=list, repr=False)
     plain_stats: PayloadStats | None = None
     note: str = ""
+    tried: int = 1
 
     @property
     def confirmed(self) -> bool:
@@ -452,6 +491,7 @@ class DecryptionResult:
             "replayed": self.replayed,
             "other_errors": self.other_errors,
             "confirmed": self.confirmed,
+            "keys_tried": self.tried,
             "decrypted_random": None if self.plain_stats is None else self.plain_stats.random,
             "note": self.note,
         }
@@ -459,10 +499,21 @@ class DecryptionResult:
 
 @dataclass(slots=True)
 class RtcpInfo:
-    """RTCP sent alongside a stream (same SSRC): plaintext or SRTCP."""
+    """RTCP sent alongside a stream (same SSRC): plaintext (what it showed) or SRTCP."""
 
     plain: int = 0
     encrypted: int = 0
+    plain_types: list[str] = field(default_factory=list)
+    cnames: list[str] = field(default_factory=list)
+
+    def add(self, seen: PlainRtcp | None) -> None:
+        """Count one RTCP datagram (None: SRTCP)."""
+        if seen is None:
+            self.encrypted += 1
+            return
+        self.plain += 1
+        self.plain_types += [t for t in seen.types if t not in self.plain_types]
+        self.cnames += [c for c in seen.cnames if c not in self.cnames]
 
 
 @dataclass(slots=True)
@@ -578,7 +629,7 @@ def find_media(
 class _SideTraffic:
     zrtp: dict[frozenset[Endpoint], ZrtpInfo] = field(default_factory=dict)
     dtls: Counter[frozenset[Endpoint]] = field(default_factory=Counter)
-    rtcp: dict[tuple[Endpoint, int], list[bool]] = field(default_factory=dict)
+    rtcp: dict[tuple[Endpoint, int], RtcpInfo] = field(default_factory=dict)
     stun: int = 0
     dtls_total: int = 0
     rtcp_plain_left: int = 0
@@ -601,7 +652,7 @@ def _sort_datagram(
             )
     elif kind is PacketKind.RTCP:
         ssrc = struct.unpack_from("!I", dgram.payload, 4)[0]
-        side.rtcp.setdefault((dgram.src, ssrc), []).append(rtcp_is_plain(dgram.payload))
+        side.rtcp.setdefault((dgram.src, ssrc), RtcpInfo()).add(read_plain_rtcp(dgram.payload))
     elif kind is PacketKind.ZRTP:
         info = side.zrtp.setdefault(pair, ZrtpInfo())
         info.packets += 1
@@ -621,14 +672,13 @@ def _attach_side_traffic(streams: list[MediaStream], side: _SideTraffic) -> dict
             stream.zrtp = side.zrtp[pair]
             used.add(pair)
         stream.dtls_records = side.dtls.get(pair, 0)
-        for (src, ssrc), flags in list(side.rtcp.items()):
+        for (src, ssrc), info in list(side.rtcp.items()):
             if ssrc == stream.ssrc and src.ip == stream.src.ip:
-                stream.rtcp.plain += sum(flags)
-                stream.rtcp.encrypted += len(flags) - sum(flags)
+                stream.rtcp = info
                 del side.rtcp[(src, ssrc)]
-    for flags in side.rtcp.values():
-        side.rtcp_plain_left += sum(flags)
-        side.rtcp_encrypted_left += len(flags) - sum(flags)
+    for info in side.rtcp.values():
+        side.rtcp_plain_left += info.plain
+        side.rtcp_encrypted_left += info.encrypted
     return {
         " ⇄ ".join(sorted(str(e) for e in pair)): info
         for pair, info in side.zrtp.items()
@@ -742,16 +792,23 @@ def _candidate_keys(stream: MediaStream, keys: Sequence[KeyEntry]) -> list[KeyEn
 
 
 def _decrypt_if_keyed(stream: MediaStream, keys: Sequence[KeyEntry]) -> None:
+    """Try each candidate key on a few packets first; decrypt the stream with the one that fits.
+
+    When no key fits, the first candidate's full result is kept to report the failed tags.
+    """
     if stream.media_class is MediaClass.PLAIN_RTP:
         return
-    best: DecryptionResult | None = None
-    for key in _candidate_keys(stream, keys):
-        result = decrypt_stream(stream.packets, key)
-        if best is None or result.ok > best.ok:
-            best = result
-        if result.confirmed:
-            break
-    stream.decryption = best
+    candidates = _candidate_keys(stream, keys)
+    for key in candidates:
+        if decrypt_stream(stream.packets[:PROBE_PACKETS], key).ok:
+            result = decrypt_stream(stream.packets, key)
+            result.tried = len(candidates)
+            stream.decryption = result
+            if result.confirmed:
+                return
+    if stream.decryption is None and candidates:
+        stream.decryption = decrypt_stream(stream.packets, candidates[0])
+        stream.decryption.tried = len(candidates)
 
 
 def decrypt_stream(packets: Sequence[RtpPacketSeen], key: KeyEntry) -> DecryptionResult:

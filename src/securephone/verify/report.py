@@ -307,12 +307,23 @@ def _stream_verdict(stream: MediaStream) -> tuple[Verdict, str]:
         done = stream.decryption is not None and stream.decryption.confirmed
         how = "and was decrypted with it" if done else "(key not confirmed)"
         return Verdict.EXPOSED, f"SRTP, but its SDES key is in plaintext SDP {how}"
-    summary = "SRTP: payload indistinguishable from random"
+    summary = "SRTP" + _keyed_by(stream) + ": payload indistinguishable from random"
     if stream.tag_length == 0:
         return Verdict.WEAK, summary + ", but no authentication tag"
+    summary += f", {stream.suite_hint}" if stream.suite_hint else ""
     if stream.rtcp.plain:
-        return Verdict.WEAK, summary + f", but {stream.rtcp.plain} RTCP packets in plaintext"
-    return Verdict.ENCRYPTED, summary + (f", {stream.suite_hint}" if stream.suite_hint else "")
+        kinds = "/".join(stream.rtcp.plain_types)
+        return (
+            Verdict.WEAK,
+            summary + f"; but {stream.rtcp.plain} RTCP packets ({kinds}) in plaintext",
+        )
+    return Verdict.ENCRYPTED, summary
+
+
+def _keyed_by(stream: MediaStream) -> str:
+    if stream.zrtp.completed:
+        return " keyed by ZRTP"
+    return " keyed by DTLS-SRTP" if stream.dtls_records else ""
 
 
 def _stream_details(stream: MediaStream, keyed: bool) -> list[str]:
@@ -345,8 +356,14 @@ def _keying_details(stream: MediaStream) -> list[str]:
             details.append("ZRTP GoClear seen: encryption may have been switched off")
     if stream.dtls_records:
         details.append(f"DTLS-SRTP: {stream.dtls_records} DTLS records on this port pair")
-    if stream.rtcp.plain or stream.rtcp.encrypted:
-        details.append(f"RTCP: {stream.rtcp.plain} plaintext, {stream.rtcp.encrypted} SRTCP")
+    rtcp = stream.rtcp
+    if rtcp.plain or rtcp.encrypted:
+        line = f"RTCP: {rtcp.plain} plaintext, {rtcp.encrypted} SRTCP"
+        if rtcp.plain_types:
+            line += f"; readable RTCP: {', '.join(rtcp.plain_types)}"
+        if rtcp.cnames:
+            line += f" (CNAME {', '.join(rtcp.cnames)})"
+        details.append(line)
     return details
 
 
@@ -366,6 +383,8 @@ def _decryption_details(stream: MediaStream, keyed: bool) -> list[str]:
     )
     if result.confirmed and result.plain_stats is not None and result.plain_stats.random is False:
         line += "; decrypted payload is structured audio"
+    if not result.ok and result.tried > 1:
+        return [f"none of the {result.tried} keys tried verifies a tag ({result.packets} packets)"]
     return [line if result.ok else line + " (wrong key)"]
 
 
@@ -407,6 +426,8 @@ def _stream_dict(stream: MediaStream) -> dict[str, Any]:
         "dtls_records": stream.dtls_records,
         "rtcp_plain": stream.rtcp.plain,
         "rtcp_encrypted": stream.rtcp.encrypted,
+        "rtcp_plain_types": stream.rtcp.plain_types,
+        "rtcp_cnames": stream.rtcp.cnames,
         "found_by": "SDP" if stream.by_sdp else "RTP header heuristics",
         "sdes_keys_exposed": len(stream.exposed_keys),
         "decryption": None if stream.decryption is None else stream.decryption.to_dict(),
@@ -450,8 +471,10 @@ def render_terminal(report: VerifyReport, console: Console) -> None:
     """A rich table on a terminal (plain lines when piped), then the overall verdict."""
     cap = report.capture
     console.print(
-        f"{cap.path}: {cap.file_format}, {', '.join(cap.link_names)}, "
-        f"{cap.frames} frames, {_duration(cap):.1f} s",
+        Text(
+            f"{cap.path}: {cap.file_format}, {', '.join(cap.link_names)}, "
+            f"{cap.frames} frames, {_duration(cap):.1f} s"
+        ),
         soft_wrap=True,
     )
     if console.is_terminal:
@@ -463,9 +486,9 @@ def render_terminal(report: VerifyReport, console: Console) -> None:
         f"plaintext SIP anywhere in the capture: {answer} ({report.plaintext_sip} messages)"
     )
     for warning in report.warnings:
-        console.print(f"warning: {warning}", style="yellow", soft_wrap=True)
+        console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
     for name, path in report.files.items():
-        console.print(f"{name}: {path}", soft_wrap=True)
+        console.print(Text(f"{name}: {path}"), soft_wrap=True)
     colour = _COLOURS[report.overall]
     console.print(Text(f"overall: {report.overall_text}", style=f"bold {colour}"), soft_wrap=True)
 
@@ -479,7 +502,7 @@ def _table(report: VerifyReport, console: Console) -> None:
     for number, item in enumerate(report.items, start=1):
         verdict = Text(item.verdict.value.upper(), style=f"bold {_COLOURS[item.verdict]}")
         body = "\n".join([item.summary, *[f"• {d}" for d in item.details]])
-        table.add_row(str(number), item.kind, item.name, verdict, body)
+        table.add_row(str(number), item.kind, Text(item.name), verdict, Text(body))
     console.print(table)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from securephone.aio.call import Call
 from securephone.aio.phone import PhoneError
+from securephone.audit import Finding, audit_config
 from securephone.pki.certs import CertError, write_secret_file
 from securephone.store.config import (
     AccountConfig,
@@ -141,6 +142,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "accounts": [],
         "calls": [],
         "recent_calls": [r.to_dict() for r in manager.history.recent(history)],
+        "audit": [f.to_dict() for f in _audit(manager)],
     }
     if phone is not None and phone.ua is not None:
         raw = phone.status()
@@ -148,6 +150,15 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         data["accounts"] = account_views(raw)
         data["calls"] = [call_view(c) for c in phone.calls.values() if not c.ended]
     return data
+
+
+def _audit(manager: PhoneManager) -> list[Finding]:
+    """The self-audit (``securephone audit``) with what only the running phone knows."""
+    return audit_config(
+        manager.config,
+        default_web_password=manager.users.must_change("admin"),
+        web_scheme=manager.web.type,
+    )
 
 
 # -- calls -----------------------------------------------------------------------------------------
