@@ -18,8 +18,8 @@ from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
 from securephone.capture import app as capture_app
 from securephone.pki.cli import app as cert_app
-from securephone.verify.cli import app as verify_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
+from securephone.verify.cli import app as verify_app
 from securephone.web.manager import load_file
 from securephone.web.run import run_phone
 
