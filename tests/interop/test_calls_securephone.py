@@ -220,3 +220,30 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad_mode.returncode == 2 and "--srtp must be" in bad_mode.stderr
+
+
+async def test_caller_display_name_reaches_the_callee(tmp_path: Path) -> None:
+    """The far end's display name (untrusted text, quoted per RFC 3261 §25.1) is kept as given."""
+    name = 'Alice "<b>&amp;" O\'Hara'
+    data = {
+        "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
+        "media": {"port_min": 30000, "port_max": 39999, "srtp": "off"},
+        "accounts": [
+            {"name": "alice", "user": "alice", "domain": "127.0.0.1", "register": False,
+             "display_name": name}
+        ],
+    }  # fmt: skip
+    alice, bob = Phone(parse_config(data)), Phone(config(auto_answer=True))
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(bob_uri(bob), account="alice")
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their = await only_call(bob)
+        assert their.remote_display_name == name
+        assert their.summary()["remote_display_name"] == name
+        call.hangup()
+        await call.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()

@@ -40,6 +40,7 @@ class Call:
         self.connected_at: float | None = None
         self.ended_at: float | None = None
         self.digits = ""
+        self.remote_display_name: str | None = None  # as the far end gave it: untrusted text
         self.on_digit: Callable[[str], None] | None = None
         self._changed = asyncio.Event()
 
@@ -119,6 +120,7 @@ class Call:
             "call_id": self.key,
             "direction": "outgoing" if self.outgoing else "incoming",
             "remote": self.remote,
+            "remote_display_name": self.remote_display_name,
             "account": self.account,
             "state": self.state.value,
             "reason": self.reason,

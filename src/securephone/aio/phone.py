@@ -325,6 +325,7 @@ class Phone:
         request = event.request
         account = self._core().calls.get(event.call_id).account
         call = Call(self, event.call_id, False, str(request.from_.uri), account)
+        call.remote_display_name = request.from_.display_name
         self.calls[call.key] = call
         log.info("incoming call from %s", call.remote)
         if self.on_incoming is not None:
