@@ -29,12 +29,15 @@ including ``Negotiated media encryption is LinphoneMediaEncryptionSRTP`` for SDE
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Sequence
@@ -413,6 +416,8 @@ class Linphonec:
 
     def _launch(self) -> None:
         master, slave = os.openpty()
+        # A wide terminal, so readline never scrolls a long command line sideways.
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
         self._master = master
         with self._cond:
             self._output = ""
