@@ -23,7 +23,20 @@ Audio goes through files (``soundcard use files``): ``play`` sets the WAV sent i
 ``record`` the WAV that receives what linphonec hears (one file per call: call
 :meth:`Linphonec.record_to` before each call).  ``-d 6`` makes liblinphone log everything,
 including ``Negotiated media encryption is LinphoneMediaEncryptionSRTP`` for SDES calls
-(linphonec itself prints nothing about SDES).
+(linphonec itself prints nothing about SDES) and every SIP message sent and received.
+
+What linphonec 5.1.65 (Debian 12) does that a test must know:
+
+* On a terminal it exits on ``quit`` (in ``--pipe`` mode it does not).
+* Calls do not follow the registration proxy unless the account has a route: without
+  ``reg_route`` it sends ``call sip:alice@127.0.0.1`` straight to UDP 127.0.0.1:5060 with the
+  SDES keys in clear.  :class:`LinphoneAccount` therefore always sets ``reg_route``.
+* ``-l FILE`` truncates the debug log at start; a SIP port already taken is only reported
+  there (``udp bind() failed``) and linphonec carries on without it (the harness retries).
+* SDES: no AEAD_AES_*_GCM in Debian's build ("Unsupported crypto suite"); for
+  AES_CM_128_HMAC_SHA1_32 it protects SRTCP with a 32-bit tag too (mediastreamer2 uses the
+  RTP policy for RTCP), where RFC 4568 §6.2.2 keeps 80 bits, so RFC-conformant peers fail to
+  authenticate its SRTCP with that suite.  It rewrites ``linphonerc`` on exit.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import contextlib
 import fcntl
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -40,6 +54,7 @@ import subprocess
 import termios
 import threading
 import time
+from codecs import getincrementaldecoder
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +100,7 @@ KNOWN_CODECS = (
     ("L16", 44100, 1),
 )
 NEGOTIATED_RE = re.compile(r"Negotiated media encryption is (LinphoneMediaEncryption\w+)")
+_REGISTRATION_RE = re.compile(r"moving from state \[\w+\] to \[(LinphoneRegistration\w+)\]")
 _NAME_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
 _URI_RE = re.compile(r"sips?:[^\s\"<>]+")
 _SECRET_RE = re.compile(r"[^\s\"\r\n]{1,128}")
@@ -208,6 +224,7 @@ class Linphonec:
         self._cond = threading.Condition()
         self._output = ""
         self._out_file: IO[bytes] | None = None
+        self._stopping = threading.Event()
         self._recordings = 0
 
     # ------------------------------------------------------------------ addresses
@@ -259,8 +276,9 @@ class Linphonec:
             "sip": sip,
             "rtp": {
                 "bind_address": LOOPBACK,
-                "audio_rtp_port": f"{first}-{first + 49}",
-                "video_rtp_port": f"{first + 50}-{last}",
+                "audio_rtp_port": f"{first}-{first + 39}",
+                "video_rtp_port": f"{first + 40}-{first + 69}",
+                "text_rtp_port": f"{first + 70}-{last}",
                 "rtcp_mux": "0",
                 "audio_jitt_comp": "60",
             },
@@ -299,6 +317,9 @@ class Linphonec:
         return {
             "proxy_0": {
                 "reg_proxy": f"<{_check('proxy', account.proxy, _URI_RE)}>",
+                # Without a route linphonec sends calls straight to the request URI's host
+                # (sip:alice@127.0.0.1 -> UDP 127.0.0.1:5060), SDES keys in clear.
+                "reg_route": f"<{account.proxy};lr>",
                 "reg_identity": f"<sip:{user}@{domain}>",
                 "reg_expires": str(int(account.expires)),
                 "reg_sendregister": "1",
@@ -364,7 +385,6 @@ class Linphonec:
             raise LinphoneError(f"not installed: {', '.join(missing)}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(4):
-            offset = len(self.log_text())
             try:
                 self.sip_port = free_udp_port()
                 if self.rtp_ports is None:
@@ -375,8 +395,9 @@ class Linphonec:
                 self.command("soundcard use files")
                 self.command(f"play {_check('play file', str(self.play_path), _PATH_RE)}")
                 return
-            except LinphoneError:
-                new_log = self.log_text()[offset:]
+            except LinphoneError as exc:
+                # linphonec truncates its debug log at start: it is this attempt's.
+                new_log = self.log_text() + str(exc)
                 self.stop()
                 if attempt == 3 or not any(err in new_log for err in _BIND_ERRORS):
                     raise
@@ -419,6 +440,7 @@ class Linphonec:
         # A wide terminal, so readline never scrolls a long command line sideways.
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
         self._master = master
+        self._stopping.clear()
         with self._cond:
             self._output = ""
         self._out_file = self.output_path.open("ab")
@@ -445,8 +467,15 @@ class Linphonec:
                 time.sleep(0.01)
 
     def _wait_ready(self, timeout: float) -> None:
-        """Wait for the first prompt and for the SIP/UDP socket to be bound."""
+        """Wait for the first prompt and for the SIP/UDP socket to be bound.
+
+        A port taken in the meantime only shows in the debug log (``udp bind() failed``):
+        linphonec carries on without that listener.
+        """
         self.wait_output(PROMPT, timeout)
+        self.wait_log(rf"listening point \[\w+\] on \[sip:127\.0\.0\.1:{self.sip_port};", timeout)
+        if f"bind() failed for {LOOPBACK} port {self.sip_port}" in self.log_text():
+            raise LinphoneError(f"UDP {self.sip_port}: Address already in use")
         deadline = time.monotonic() + timeout
         while _port_free_udp(self.sip_port):
             if not self.running or time.monotonic() > deadline:
@@ -483,13 +512,16 @@ class Linphonec:
                 proc.wait(timeout=1.0)
 
     def _close_pty(self) -> None:
+        """Stop the reader thread, then close the terminal (never the other way round: a
+        closed descriptor number can be reused at once by another thread's open())."""
+        self._stopping.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+            self._reader = None
         master, self._master = self._master, None
         if master is not None:
             with contextlib.suppress(OSError):
                 os.close(master)
-        if self._reader is not None:
-            self._reader.join(timeout=5.0)
-            self._reader = None
         if self._out_file is not None:
             self._out_file.close()
             self._out_file = None
@@ -498,18 +530,22 @@ class Linphonec:
 
     def _read_loop(self) -> None:
         master = self._master
-        while master is not None:
+        decoder = getincrementaldecoder("utf-8")("replace")
+        while master is not None and not self._stopping.is_set():
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
             try:
                 chunk = os.read(master, 65536)
             except OSError:
-                break  # EIO: linphonec closed the terminal (or we closed the master)
+                break  # EIO: every process holding the terminal has exited
             if not chunk:
                 break
             if self._out_file is not None:
                 self._out_file.write(chunk)
                 self._out_file.flush()
             with self._cond:
-                self._output += clean_output(chunk.decode("utf-8", "replace"))
+                self._output += clean_output(decoder.decode(chunk))
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -598,6 +634,21 @@ class Linphonec:
             if time.monotonic() > deadline:
                 raise LinphoneError(f"not registered after {timeout} s:\n{self.log_tail()}")
             time.sleep(0.3)
+
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until the debug log matches the regex ``pattern``; return the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while (found := regex.search(self.log_text())) is None:
+            if time.monotonic() > deadline or not self.running:
+                raise LinphoneError(f"no {pattern!r} in the debug log:\n{self.log_tail()}")
+            time.sleep(0.1)
+        return found
+
+    def registration_states(self) -> list[str]:
+        """Every account registration state the debug log shows, in order
+        (``LinphoneRegistrationProgress``, ``...Ok``, ``...Failed``, ...)."""
+        return _REGISTRATION_RE.findall(self.log_text())
 
     def negotiated_encryptions(self) -> list[str]:
         """Every ``Negotiated media encryption is X`` in the debug log, in order."""
