@@ -225,3 +225,19 @@ def test_glare_491_then_retry() -> None:
     assert ma.negotiated is not None and mb.negotiated is not None
     assert pair.a.calls.get(key).local_hold and pair.b.calls.get(incoming).local_hold
     assert ma.negotiated.local_direction in ("sendonly", "inactive")
+
+
+def test_ended_calls_are_forgotten_with_their_indexes() -> None:
+    pair = Pair()
+    keys = []
+    for _ in range(3):
+        pair.events["b"].clear()
+        key, _, _, _ = connect(pair)
+        pair.a.hangup(key, pair.now)
+        pair.flush()
+        keys.append(key)
+    manager = pair.a.calls
+    manager.forget_ended(keep=1)
+    assert list(manager.calls) == [keys[-1]]
+    for table in (manager._by_tx, manager._by_dialog, manager._byes):
+        assert set(table.values()) <= {keys[-1]}

@@ -612,10 +612,15 @@ class CallManager:
     def forget_ended(self, keep: int = 50) -> None:
         """Drop the oldest ended calls beyond ``keep`` (history lives in the store, not here)."""
         ended = [c for c in self.calls.values() if c.ended]
-        for call in ended[: max(0, len(ended) - keep)]:
-            self.calls.pop(call.key, None)
-            if call.dialog is not None:
-                self._by_dialog.pop(call.dialog.id, None)
+        gone = {call.key for call in ended[: max(0, len(ended) - keep)]}
+        if not gone:
+            return
+        for key in gone:
+            self.calls.pop(key, None)
+            self._peers.pop(key, None)
+        for table in (self._by_tx, self._by_dialog, self._by_invite, self._byes):
+            for ref in [ref for ref, key in table.items() if key in gone]:
+                del table[ref]  # type: ignore[arg-type]
 
 
 def _warning_text(text: str) -> str:
