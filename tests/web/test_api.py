@@ -80,9 +80,22 @@ async def test_openapi_documents_every_api_route(client: httpx.AsyncClient) -> N
         "/api/v1/tokens",
         "/api/v1/log",
         "/api/v1/reboot",
+        "/api/v1/capture",
+        "/api/v1/capture/start",
+        "/api/v1/capture/stop",
+        "/api/v1/capture/file",
+        "/api/v1/capture/verify",
+        "/api/v1/capture/report/{name}",
     ):
         assert path in paths, path
     assert not any(p.startswith("/accounts") or p == "/" for p in paths)  # pages stay out
+    # errors are documented with the shape they really have
+    start = paths["/api/v1/capture/start"]["post"]["responses"]
+    assert {"201", "409", "422", "503"} <= set(start)
+    invalid = start["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert invalid.endswith("/ValidationErrorOut")
+    pcap = paths["/api/v1/capture/file"]["get"]["responses"]["200"]["content"]
+    assert list(pcap) == ["application/vnd.tcpdump.pcap"]
 
 
 # -- accounts ----------------------------------------------------------------------------------------

@@ -326,3 +326,55 @@ async def test_import_https_pem_switch_port_and_the_browser_trusts_it(
         expected = x509.load_pem_x509_certificate(p.server.cert_pem).fingerprint(hashes.SHA256())
         assert fingerprint == expected.hex(":").upper()
         await shots(strict, "10-status-at-new-url")
+
+
+async def test_capture_a_call_from_the_page_and_open_the_report(
+    tmp_path: Path, served: PhoneManager, shots: Callable[[Page, str], Awaitable[None]]
+) -> None:
+    from securephone.web.capturing import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(str(unavailable_reason()))
+    bob = Phone(phone_config(tmp_path / "bob", calls={"auto_answer": True}))
+    await bob.start()
+    refused: list[str] = []
+    try:
+        target = f"sip:bob@{bob.status()['listen']['udp']}"
+        async with browser_page() as page:
+            page.on("console", lambda m: refused.append(m.text) if "Refused" in m.text else None)
+            await log_in(page, url_of(served))
+            await change_password(page)
+            await page.click('nav a[href="/capture"]')
+            await page.fill("#capture-seconds", "120")
+            await page.click("#capture-start button")
+            assert "capturing with" in await page.inner_text("main")
+            await page.goto(url_of(served))
+            await page.fill("#dial-uri", target)
+            await page.click("#dial-form button")
+            await reload_until(page, 'td.call-state[data-state="connected"]', "the call to connect")
+            await page.goto(url_of(served) + "capture")
+            for _ in range(100):  # some RTP after the SIP
+                if served.capture.state().packets > 30:
+                    break
+                await asyncio.sleep(0.05)
+            await shots(page, "11-capture-running")
+            await page.click("#capture-stop button")
+            assert "capture stopped:" in await page.inner_text("main")
+            async with page.expect_download() as info:
+                await page.click("#capture-download")
+            download = await info.value
+            assert download.suggested_filename.endswith(".pcap")
+            await page.click("#capture-verify button")
+            verdict = page.locator("#verdict")
+            assert await verdict.get_attribute("data-verdict") in ("plaintext", "exposed")
+            await shots(page, "12-capture-verified")
+            await page.click("#report-link")
+            assert "Wire verification of" in await page.inner_text("h1")
+            images = page.locator("img")
+            for index in range(await images.count()):  # data: pictures allowed by its CSP
+                width = await images.nth(index).evaluate("i => i.naturalWidth")
+                assert width > 0
+            await shots(page, "13-capture-report")
+        assert refused == []  # the report's CSP lets its styles, pictures and audio through
+    finally:
+        await bob.stop(2)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +30,7 @@ from securephone.store.config import (
     format_validation_error,
 )
 from securephone.web import backup, certstore
+from securephone.web.capturing import CaptureRefused, CaptureState, Verification, interfaces
 from securephone.web.manager import (
     ApplyError,
     PhoneManager,
@@ -409,3 +412,71 @@ async def restore_backup(manager: PhoneManager, blob: bytes, passphrase: str | N
     if config.data_dir != manager.config.data_dir:
         raise ApplyError("restore refused: data_dir differs from this phone's")
     return await manager.replace(config, web, "restore")
+
+
+# -- packet capture --------------------------------------------------------------------------------
+def capture_ports(manager: PhoneManager) -> list[str]:
+    """The phone's SIP listen ports (as bound) and its RTP/RTCP port range, for the capture."""
+    listen: dict[str, str] = _phone(manager).status()["listen"]
+    sip = sorted({int(address.rsplit(":", 1)[1]) for address in listen.values()})
+    media = manager.config.media
+    return [*(str(port) for port in sip if port > 0), f"{media.port_min}-{media.port_max}"]
+
+
+def default_interface(manager: PhoneManager) -> str:
+    """``lo`` when the phone listens on a loopback address, else the first other interface."""
+    names = interfaces()
+    try:
+        loopback = ipaddress.ip_address(manager.config.sip.listen_address).is_loopback
+    except ValueError:
+        loopback = False
+    others = [name for name in names if name != "lo"]
+    if loopback or not others:
+        return "lo"
+    return others[0]
+
+
+def capture_state(manager: PhoneManager) -> CaptureState:
+    return manager.capture.state()
+
+
+async def start_capture(
+    manager: PhoneManager, interface: str | None = None, seconds: int | None = None
+) -> CaptureState:
+    """Capture the phone's own traffic (one capture at a time, bounded in time and size)."""
+    ports = capture_ports(manager)
+    try:
+        await manager.capture.start(ports, interface or default_interface(manager), seconds)
+    except CaptureRefused as exc:
+        raise ApplyError(f"capture: {exc}", exc.status) from None
+    return manager.capture.state()
+
+
+async def stop_capture(manager: PhoneManager) -> CaptureState:
+    try:
+        return await manager.capture.stop()
+    except CaptureRefused as exc:
+        raise ApplyError(f"capture: {exc}", exc.status) from None
+
+
+def capture_file(manager: PhoneManager) -> tuple[Path, str]:
+    """The finished pcap file and the name to download it as."""
+    try:
+        return manager.capture.download(), manager.capture.download_name()
+    except CaptureRefused as exc:
+        raise ApplyError(f"capture: {exc}", exc.status) from None
+
+
+async def verify_capture(manager: PhoneManager) -> Verification:
+    """Run ``securephone verify`` on the finished capture: verdicts and an HTML report."""
+    try:
+        return await manager.capture.verify()
+    except CaptureRefused as exc:
+        raise ApplyError(f"capture: {exc}", exc.status) from None
+
+
+def capture_report_file(manager: PhoneManager, name: str) -> Path:
+    try:
+        return manager.capture.report_file(name)
+    except CaptureRefused as exc:
+        raise ApplyError(f"capture: {exc}", exc.status) from None

@@ -7,10 +7,11 @@ plus the ``X-CSRF-Token`` header on changes, or ``Authorization: Bearer <token>`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr
 
 from securephone.store.config import (
@@ -30,11 +31,46 @@ from securephone.web.auth import (
     manager_of,
     set_session_cookie,
 )
+from securephone.web.capturing import MAX_SECONDS, REPORT_TYPES, CaptureState, Verification
 from securephone.web.certstore import MAX_UPLOAD
 from securephone.web.manager import ApplyError
 from securephone.web.settings import WebSettings
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+
+class ErrorOut(BaseModel):
+    """Why a request was refused, in one sentence; nothing was changed."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A request that does not fit the schema: every problem, each naming its field."""
+
+    detail: str
+    errors: list[FieldError] = []
+
+
+def _error(text: str, model: type[BaseModel] = ErrorOut) -> dict[str, Any]:
+    return {"model": model, "description": text}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("refused: a value is not acceptable (the message names the field)"),
+    401: _error("not logged in, wrong credentials, or an invalid bearer token"),
+    403: _error("missing CSRF header, or the default password must be changed first"),
+    404: _error("no such item"),
+    409: _error("not possible in the current state"),
+    413: _error("the request is too large"),
+    422: _error("the request does not fit the schema", ValidationErrorOut),
+    429: _error("too many failed logins from this address: wait"),
+    503: _error("the phone is not running, or capturing is not possible here"),
+}
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 Auth = Annotated[Principal, Depends(api_principal)]
 Slot = Literal["https", "sips", "device"]
 CallAction = Literal["answer", "hangup", "hold", "resume"]
@@ -88,6 +124,20 @@ class TokenOut(BaseModel):
     user: str
     created_at: float
     token: str | None = Field(default=None, description="the secret, shown only once")
+
+
+class CaptureStartIn(BaseModel):
+    """Where and how long to capture; the ports are always the phone's own."""
+
+    interface: str | None = Field(
+        default=None,
+        max_length=64,
+        description="network interface (default: lo when the phone listens on loopback)",
+        examples=["lo"],
+    )
+    seconds: int = Field(
+        default=MAX_SECONDS, ge=1, le=MAX_SECONDS, description="stop by itself after this long"
+    )
 
 
 class BackupIn(BaseModel):
@@ -350,3 +400,60 @@ async def reboot(request: Request, who: Auth) -> Message:
     """Restart the whole phone process cleanly (unregister, hang up, start again)."""
     manager_of(request).request_stop(reboot=True)
     return Message(message="the phone restarts")
+
+
+# -- packet capture --------------------------------------------------------------------------------
+PCAP_TYPE = "application/vnd.tcpdump.pcap"
+
+
+@router.get("/capture", response_model=CaptureState)
+async def capture_state(request: Request, who: Auth) -> CaptureState:
+    """The packet capture: running, packets, size, backend, or why capturing is not possible."""
+    return actions.capture_state(manager_of(request))
+
+
+@router.post("/capture/start", response_model=CaptureState, status_code=201)
+async def capture_start(
+    request: Request, who: Auth, body: CaptureStartIn | None = None
+) -> CaptureState:
+    """Capture the phone's SIP and RTP traffic (409 when one runs, 503 when not possible)."""
+    body = body or CaptureStartIn()
+    return await actions.start_capture(manager_of(request), body.interface, body.seconds)
+
+
+@router.post("/capture/stop", response_model=CaptureState)
+async def capture_stop(request: Request, who: Auth) -> CaptureState:
+    """Stop the running capture (409 when none runs)."""
+    return await actions.stop_capture(manager_of(request))
+
+
+@router.get(
+    "/capture/file",
+    response_class=Response,
+    responses={200: {"content": {PCAP_TYPE: {}}, "description": "the pcap file"}},
+)
+async def capture_file(request: Request, who: Auth) -> Response:
+    """Download the finished capture as a pcap file."""
+    path, name = actions.capture_file(manager_of(request))
+    return FileResponse(path, media_type=PCAP_TYPE, filename=name)
+
+
+@router.post("/capture/verify", response_model=Verification)
+async def capture_verify(request: Request, who: Auth) -> Verification:
+    """Verify the finished capture (securephone verify): a verdict per flow and overall."""
+    return await actions.verify_capture(manager_of(request))
+
+
+@router.get(
+    "/capture/report/{name}",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in REPORT_TYPES.values()}, "description": "a file"}},
+)
+async def capture_report(request: Request, name: str, who: Auth) -> Response:
+    """A file of the verification report: report.html, report.json, stream-N.wav/png."""
+    return report_response(actions.capture_report_file(manager_of(request), name))
+
+
+def report_response(path: Path) -> Response:
+    """A report file with its type (the report's own CSP is set in app.py)."""
+    return FileResponse(path, media_type=REPORT_TYPES[path.suffix])

@@ -34,6 +34,7 @@ from securephone.store.config import (
 from securephone.store.history import CallHistory
 from securephone.store.users import LoginThrottle, UserStore
 from securephone.web.auth import SessionStore
+from securephone.web.capturing import CaptureControl
 from securephone.web.logbuffer import RingBufferHandler
 from securephone.web.server import ASGIApp, WebServer
 from securephone.web.settings import WebSettings
@@ -153,6 +154,7 @@ class PhoneManager:
         self.users = UserStore(data / "users.json", hasher)
         self.throttle = LoginThrottle()
         self.sessions = SessionStore(lambda: self.web.session_idle_minutes * 60.0)
+        self.capture = CaptureControl(data / "capture")
         self.server: WebServer | None = None
         self.reboot_requested = False
         self._stop = asyncio.Event()
@@ -229,9 +231,10 @@ class PhoneManager:
             await phone.stop(timeout)
 
     async def shutdown(self) -> None:
-        """Stop the web server and the phone; close the history."""
+        """Stop the web server, a running packet capture and the phone; close the history."""
         if self.server is not None:
             await self.server.stop()
+        await self.capture.close()
         await self.stop_phone(5.0)
         for task in list(self._tasks):
             task.cancel()

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData, UploadFile
 
 from securephone import __version__
 from securephone.store.config import AccountConfig
-from securephone.web import actions, forms
+from securephone.web import actions, api, forms
 from securephone.web.auth import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -36,6 +36,7 @@ from securephone.web.auth import (
     set_session_cookie,
     tokens_equal,
 )
+from securephone.web.capturing import MAX_SECONDS, size_text
 from securephone.web.certstore import MAX_UPLOAD
 from securephone.web.manager import ApplyError
 from securephone.web.settings import WebSettings
@@ -398,6 +399,97 @@ async def import_certificate(request: Request, slot: str, posted: PageForm) -> R
     session.flash.append(("ok", message))
     session.flash.extend(("warning", w) for w in warnings)
     return redirect("/certificates")
+
+
+# -- packet capture --------------------------------------------------------------------------------
+def _capture_page(
+    request: Request, session: Session, error: str | None = None, status: int = 200
+) -> Response:
+    manager = manager_of(request)
+    state = actions.capture_state(manager)
+    ports: list[str] = []
+    interface = "lo"
+    if manager.phone is not None:
+        ports, interface = actions.capture_ports(manager), actions.default_interface(manager)
+    return render(
+        request,
+        "capture.html",
+        session,
+        code=status,
+        title="Packet capture",
+        capture=state,
+        ports=ports,
+        default_interface=interface,
+        max_seconds=MAX_SECONDS,
+        max_size=size_text(state.max_bytes),
+        refresh=5 if state.running else 0,
+        error=error,
+    )
+
+
+@router.get("/capture")
+async def capture_page(request: Request, session: PageSession) -> Response:
+    return _capture_page(request, session)
+
+
+def _seconds(text: str) -> int | None:
+    """The posted duration; None (the maximum) when empty, ApplyError when not a number."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 6:
+        raise ApplyError(f"seconds: a whole number from 1 to {MAX_SECONDS}")
+    return int(text)
+
+
+@router.post("/capture/start")
+async def capture_start(request: Request, posted: PageForm) -> Response:
+    session, form = posted
+    try:
+        seconds = _seconds(_text(form, "seconds"))
+        state = await actions.start_capture(
+            manager_of(request), _text(form, "interface") or None, seconds
+        )
+    except ApplyError as exc:
+        return _capture_page(request, session, str(exc), exc.status)
+    session.flash.append(("ok", f"capturing with {state.backend} on {state.interface}"))
+    return redirect("/capture")
+
+
+@router.post("/capture/stop")
+async def capture_stop(request: Request, posted: PageForm) -> Response:
+    session, _ = posted
+    try:
+        state = await actions.stop_capture(manager_of(request))
+    except ApplyError as exc:
+        return _capture_page(request, session, str(exc), exc.status)
+    session.flash.append(("ok", f"capture stopped: {state.packets} packets"))
+    return redirect("/capture")
+
+
+@router.get("/capture/file")
+async def capture_file(request: Request, session: PageSession) -> Response:
+    try:
+        path, name = actions.capture_file(manager_of(request))
+    except ApplyError as exc:
+        return _capture_page(request, session, str(exc), exc.status)
+    return FileResponse(path, media_type=api.PCAP_TYPE, filename=name)
+
+
+@router.post("/capture/verify")
+async def capture_verify(request: Request, posted: PageForm) -> Response:
+    session, _ = posted
+    try:
+        result = await actions.verify_capture(manager_of(request))
+    except ApplyError as exc:
+        return _capture_page(request, session, str(exc), exc.status)
+    session.flash.append(("ok" if result.encrypted else "warning", result.overall_text))
+    return redirect("/capture")
+
+
+@router.get("/capture/report/{name}")
+async def capture_report(request: Request, name: str, session: PageSession) -> Response:
+    return api.report_response(actions.capture_report_file(manager_of(request), name))
 
 
 # -- system ----------------------------------------------------------------------------------------
