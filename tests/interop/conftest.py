@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -13,10 +13,13 @@ from .audio_tools import make_speech_wav
 from .baresip import Baresip
 from .baresip import missing_tools as baresip_missing
 from .kamailio import Kamailio, missing_tools
+from .linphone import Linphonec
+from .linphone import missing_tools as linphone_missing
 from .pki_tools import Pki, make_pki
 
 KamailioFactory = Callable[..., Kamailio]
 BaresipFactory = Callable[..., Baresip]
+LinphonecFactory = Callable[..., Linphonec]
 
 _HERE = Path(__file__).parent
 
@@ -68,18 +71,22 @@ def kamailio_factory(tmp_path: Path) -> Iterator[KamailioFactory]:
             raise errors[0]
 
 
-@pytest.fixture
-def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
-    missing = baresip_missing()
-    if missing:
-        pytest.skip(
-            f"baresip interop: {', '.join(missing)} not found (apt-get install baresip-core)"
-        )
-    started: list[Baresip] = []
+class _Peer(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Peer)
+
+
+def _peers(make: Callable[..., P], workdir: Path, name: str) -> Iterator[Callable[..., P]]:
+    """Start far-end programs on demand, each in its own folder; stop every one at teardown."""
+    started: list[P] = []
     counter = itertools.count()
 
-    def factory(**kwargs: Any) -> Baresip:
-        peer = Baresip(tmp_path / f"baresip-{next(counter)}", **kwargs)
+    def factory(**kwargs: Any) -> P:
+        peer = make(workdir / f"{name}-{next(counter)}", **kwargs)
         started.append(peer)
         peer.start()
         return peer
@@ -87,8 +94,29 @@ def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
     try:
         yield factory
     finally:
-        for peer in started:
+        for peer in reversed(started):
             peer.stop()
+
+
+@pytest.fixture
+def baresip_factory(tmp_path: Path) -> Iterator[BaresipFactory]:
+    missing = baresip_missing()
+    if missing:
+        pytest.skip(
+            f"baresip interop: {', '.join(missing)} not found (apt-get install baresip-core)"
+        )
+    yield from _peers(Baresip, tmp_path, "baresip")
+
+
+@pytest.fixture
+def linphonec_factory(tmp_path: Path) -> Iterator[LinphonecFactory]:
+    """linphonec instances on demand; every one is stopped (by PID) at teardown."""
+    missing = linphone_missing()
+    if missing:
+        pytest.skip(
+            f"linphonec interop: {', '.join(missing)} not found (apt-get install linphone-cli)"
+        )
+    yield from _peers(Linphonec, tmp_path, "linphonec")
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,14 @@ from securephone.store.config import parse_config
 
 from .audio_tools import assert_audio_matches, make_speech_wav, read_wav
 from .capture import LoopbackCapture, plaintext_sip, tls_records
-from .conftest import KamailioFactory
+from .conftest import KamailioFactory, LinphonecFactory
 from .kamailio import Kamailio
-from .linphone import LinphoneAccount, Linphonec, LinphoneTls, missing_tools
+from .linphone import LinphoneAccount, Linphonec, LinphoneTls
 from .pki_tools import Pki, kam_tls
 
 USERS = {"alice": "alice-linphone-7", "bob": "bob-linphone-7"}
 CALL_SECONDS = 4.0
 SRTP = "LinphoneMediaEncryptionSRTP"
-LinphonecFactory = Callable[..., Linphonec]
 
 
 @pytest.fixture
@@ -55,30 +53,6 @@ def linphone_speech(tmp_path: Path) -> tuple[Path, Path]:
     ours = make_speech_wav(tmp_path / "ours.wav", "Securephone speaking, testing one two three.")
     theirs = make_speech_wav(tmp_path / "theirs.wav", "Linphone answering, four five six seven.")
     return ours, theirs
-
-
-@pytest.fixture
-def linphonec_factory(tmp_path: Path) -> Iterator[LinphonecFactory]:
-    """Start linphonec instances on demand; every one is stopped (by PID) at teardown."""
-    missing = missing_tools()
-    if missing:
-        pytest.skip(
-            f"linphonec interop: {', '.join(missing)} not found (apt-get install linphone-cli)"
-        )
-    started: list[Linphonec] = []
-    counter = itertools.count()
-
-    def factory(**kwargs: Any) -> Linphonec:
-        peer = Linphonec(tmp_path / f"linphonec-{next(counter)}", **kwargs)
-        started.append(peer)
-        peer.start()
-        return peer
-
-    try:
-        yield factory
-    finally:
-        for peer in started:
-            peer.stop()
 
 
 def securephone(
