@@ -24,7 +24,7 @@ import numpy as np
 
 from securephone.aio.phone import Phone
 from securephone.audio.sources import ToneSource
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 
 

@@ -30,7 +30,7 @@ from securephone.aio.phone import Phone
 from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
 from securephone.pki.certs import create_ca, issue_certificate, write_public_file, write_secret_file
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 from securephone.verify.keys import load_key_file
 from securephone.verify.report import analyze, render_terminal, write_outputs

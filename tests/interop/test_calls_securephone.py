@@ -16,7 +16,7 @@ from securephone.aio.call import Call
 from securephone.aio.phone import Phone
 from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 
 from .audio_tools import assert_audio_matches, best_alignment, make_speech_wav, read_wav

@@ -31,7 +31,7 @@ from securephone.aio.phone import Phone
 from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
 from securephone.pki.certs import create_ca, issue_certificate, write_secret_file
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 

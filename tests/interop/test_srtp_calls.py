@@ -17,7 +17,7 @@ from securephone.audio.sources import WavSource
 from securephone.media.codecs.g711 import ulaw_decode
 from securephone.media.srtp import SUITES
 from securephone.pki.certs import issue_certificate, write_secret_file
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 
 from .audio_tools import assert_audio_matches, best_alignment, read_wav

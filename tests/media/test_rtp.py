@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from securephone.errors import RemoteProtocolError
 from securephone.media.rtcp import parse_compound
 from securephone.media.rtp import (
     HeaderExtension,
@@ -21,7 +22,6 @@ from securephone.media.rtp import (
     seq_lt,
     ts_diff,
 )
-from securephone.sip.errors import RemoteProtocolError
 
 # RFC 3550 §5.1 fixed header, built by hand:
 #  byte 0: V=2 (10) P=0 X=0 CC=0000          -> 0x80

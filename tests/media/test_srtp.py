@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from securephone.errors import MediaError
 from securephone.media.rtp import RtpPacket
 from securephone.media.srtp import (
     DEFAULT_SUITES,
@@ -23,7 +24,6 @@ from securephone.media.srtp import (
     write_key_export,
 )
 from securephone.sdp import crypto
-from securephone.sip.call import MediaError
 
 KEY30 = bytes(range(30))
 B64_30 = base64.b64encode(KEY30).decode()  # AES_CM_128 key||salt

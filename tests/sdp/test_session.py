@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from securephone.errors import RemoteProtocolError
 from securephone.sdp.session import (
     Connection,
     MediaDescription,
@@ -17,7 +18,6 @@ from securephone.sdp.session import (
     ZrtpHash,
     parse,
 )
-from securephone.sip.errors import RemoteProtocolError
 
 # RFC 4566 §5, the example session description (identical in RFC 8866 §5).
 RFC4566_EXAMPLE = (

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from securephone.errors import LocalProtocolError, RemoteProtocolError
 from securephone.sip.auth import (
     ALGORITHMS_BY_STRENGTH,
     SUPPORTED_ALGORITHMS,
@@ -28,7 +29,6 @@ from securephone.sip.auth import (
     parse_auth_params,
     parse_challenges,
 )
-from securephone.sip.errors import LocalProtocolError, RemoteProtocolError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 

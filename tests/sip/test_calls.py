@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from securephone.media.negotiation import SdpMedia
 from securephone.sdp.offer_answer import MediaCapabilities
-from securephone.sip.call import (
+from securephone.sip.callstate import CallState
+from securephone.sip.events import (
     CallMediaUpdated,
-    CallState,
     CallStateChanged,
+    Event,
     HoldChanged,
     IncomingCall,
 )
-from securephone.sip.events import Event
 from securephone.sip.message import Request, parse_message
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
@@ -79,7 +79,7 @@ def media(port: int, codecs: tuple[str, ...] = ("PCMU", "PCMA")) -> SdpMedia:
 
 def connect(pair: Pair) -> tuple[str, str, SdpMedia, SdpMedia]:
     ma, mb = media(40000), media(40002)
-    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), ma, pair.now)
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), ma, pair.now).key
     pair.flush()
     incoming = pair.incoming()
     pair.b.answer(incoming, mb, pair.now)
@@ -118,7 +118,7 @@ def test_bye_from_either_side() -> None:
 
 def test_cancel_while_ringing_gives_487() -> None:
     pair = Pair()
-    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now)
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
     pair.flush()
     incoming = pair.incoming()
     pair.a.hangup(key, pair.now)
@@ -134,7 +134,7 @@ def test_cancel_while_ringing_gives_487() -> None:
 def test_busy_when_call_limit_reached() -> None:
     pair = Pair(max_calls=1)
     connect(pair)
-    second = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40004), pair.now)
+    second = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40004), pair.now).key
     pair.flush()
     call = pair.a.calls.get(second)
     assert call.state is CallState.TERMINATED
@@ -143,7 +143,7 @@ def test_busy_when_call_limit_reached() -> None:
 
 def test_no_common_codec_is_488_with_reason() -> None:
     pair = Pair()
-    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000, ("PCMA",)), pair.now)
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000, ("PCMA",)), pair.now).key
     pair.flush()
     pair.b.answer(pair.incoming(), media(40002, ("PCMU",)), pair.now)
     pair.flush()
@@ -239,5 +239,5 @@ def test_ended_calls_are_forgotten_with_their_indexes() -> None:
     manager = pair.a.calls
     manager.forget_ended(keep=1)
     assert list(manager.calls) == [keys[-1]]
-    for table in (manager._by_tx, manager._by_dialog, manager._byes):
+    for table in (manager._by_tx, manager._by_dialog, manager._by_invite):
         assert set(table.values()) <= {keys[-1]}

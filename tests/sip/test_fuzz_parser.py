@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import RemoteProtocolError
 from securephone.sip.message import Request, Response, StreamParser, parse_message
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "rfc4475"

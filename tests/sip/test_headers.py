@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securephone.sip.errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
 from securephone.sip.headers import (
     COMPACT,
     WILDCARD_URI,

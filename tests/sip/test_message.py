@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from securephone.sip.errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
 from securephone.sip.headers import CSeq, NameAddr, Via
 from securephone.sip.message import (
     MAX_HEADER_LINE,

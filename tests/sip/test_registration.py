@@ -7,17 +7,13 @@ import random
 import re
 
 from securephone.sip.endpoint import SipEndpoint
-from securephone.sip.events import RequestReceived
+from securephone.sip.events import RegistrationChanged, RequestCompleted, RequestReceived
 from securephone.sip.message import Request, make_response, parse_message
 from securephone.sip.registration import RegState, RetryPolicy, refresh_delay
+from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
-from securephone.sip.useragent import (
-    AccountSpec,
-    RegistrationChanged,
-    RequestCompleted,
-    UserAgent,
-)
+from securephone.sip.useragent import UserAgent
 
 REALM = "test.example"
 REGISTRAR = Peer("udp", "127.0.0.1", 5060)

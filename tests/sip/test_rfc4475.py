@@ -81,7 +81,7 @@ from pathlib import Path
 
 import pytest
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import RemoteProtocolError
 from securephone.sip.headers import Via
 from securephone.sip.message import (
     InvalidRequestError,

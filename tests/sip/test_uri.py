@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import RemoteProtocolError
 from securephone.sip.uri import (
     AbsoluteUri,
     SipUri,

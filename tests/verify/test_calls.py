@@ -24,7 +24,7 @@ from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
 from securephone.capture import CaptureUnavailable, PacketCapture
 from securephone.pki.certs import create_ca, issue_certificate, write_secret_file
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 from securephone.verify.flows import FlowKind
 from securephone.verify.keys import SUITES, load_key_file

@@ -432,7 +432,7 @@ async def test_answer_an_incoming_call_through_the_api(
         assert f'action="/calls/{call["id"]}/answer"' in page
         answered = await client.post(f"/api/v1/calls/{call['id']}/answer", headers=api)
         assert answered.status_code == 200, answered.text
-        from securephone.sip.call import CallState
+        from securephone.sip.callstate import CallState
 
         assert await outgoing.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
         outgoing.hangup()

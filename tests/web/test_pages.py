@@ -76,12 +76,13 @@ async def test_settings_form(client: httpx.AsyncClient, manager: PhoneManager) -
     response = await client.post("/settings/calls", data={"csrf_token": token, "max_calls": "0"})
     assert response.status_code == 400 and "calls.max_calls" in response.text
     response = await client.post(
-        "/settings/calls", data={"csrf_token": token, "max_calls": "2", "auto_answer": "on"}
+        "/settings/calls",
+        data={"csrf_token": token, "max_calls": "2", "auto_answer": "on", "ring_timeout": "45"},
     )
     assert response.status_code == 303
     assert manager.config.calls.auto_answer is True and manager.config.calls.max_calls == 2
     saved = tomllib.loads(manager.config_path.read_text())
-    assert saved["calls"] == {"max_calls": 2, "auto_answer": True}
+    assert saved["calls"] == {"max_calls": 2, "auto_answer": True, "ring_timeout": 45.0}
 
 
 async def test_web_form_error(client: httpx.AsyncClient) -> None:

@@ -1,71 +1,141 @@
-"""The library's Call object: one call as a user sees it, over the sans-I/O core and its media."""
+"""The library's ``Call``: an asyncio handle on one call of the core.
+
+It holds no copy of the call's state: every property reads the core's ``CallSession``, and the
+handle only adds what the shell owns (the media sockets and pump, a way to wait). Commands go to
+the phone (``CallControl``), which runs them in the core and pumps.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from securephone.aio.media import MediaChannel
 from securephone.media.negotiation import SdpMedia
-from securephone.sip.call import CallState
+from securephone.sip.callsession import CallSession
+from securephone.sip.callstate import CallEnding, CallState
+from securephone.sip.events import Event
 
-if TYPE_CHECKING:
-    from securephone.aio.phone import Phone
+MAX_CALL_EVENTS = 1000  # a call's own event log is bounded (hold toggles cannot grow it for ever)
 
-ENDED = (CallState.TERMINATED,)
+
+class CallControl(Protocol):
+    """What a call handle needs from its phone: the clock, the commands, the signalling facts."""
+
+    def now(self) -> float: ...
+
+    def answer(self, call: Call) -> None: ...
+
+    def reject(self, call: Call, status: int = 486) -> None: ...
+
+    def hangup(self, call: Call) -> None: ...
+
+    def hold(self, call: Call) -> None: ...
+
+    def resume(self, call: Call) -> None: ...
+
+    def send_dtmf(self, call: Call, digits: str) -> None: ...
+
+    def signalling_of(self, call: Call) -> dict[str, Any] | None: ...
 
 
 class Call:
     """A call placed or received by a ``Phone``: state, media, controls, and a JSON summary."""
 
-    def __init__(
-        self, phone: Phone, key: str, outgoing: bool, remote: str, account: str | None
-    ) -> None:
-        self.phone = phone
-        self.key = key
-        self.outgoing = outgoing
-        self.remote = remote
-        self.account = account
-        self.state = CallState.CALLING if outgoing else CallState.INCOMING
-        self.reason = ""
-        self.status: int | None = None
-        self.history: list[tuple[str, str]] = []  # (state, reason)
+    def __init__(self, control: CallControl, session: CallSession) -> None:
+        self._control = control
+        self._session = session
         self.channel: MediaChannel | None = None
         self.sdp: SdpMedia | None = None
-        self.local_hold = False
-        self.remote_hold = False
-        self.answered = False
-        self.created_at = phone.now()
-        self.connected_at: float | None = None
-        self.ended_at: float | None = None
-        self.digits = ""
-        self.remote_display_name: str | None = None  # as the far end gave it: untrusted text
         self.on_digit: Callable[[str], None] | None = None
+        self.events: list[Event] = []  # this call's events, in the order they happened
         self._changed = asyncio.Event()
 
-    # -- state ---------------------------------------------------------------------------------
-    def _update(self, state: CallState, reason: str, status: int | None) -> None:
-        self.state, self.reason = state, reason
-        if status is not None:
-            self.status = status
-        self.history.append((state.value, reason))
-        now = self.phone.now()
-        if state is CallState.CONNECTED and self.connected_at is None:
-            self.connected_at = now
-            self.answered = True
-        if state is CallState.TERMINATED:
-            self.ended_at = now
-            if self.channel is not None:
-                self.channel.close()
-        self._notify()
+    # -- the core's state, read through ---------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self._session.key
 
-    def _notify(self) -> None:
-        self._changed.set()
+    @property
+    def outgoing(self) -> bool:
+        return self._session.outgoing
+
+    @property
+    def account(self) -> str | None:
+        return self._session.account
+
+    @property
+    def remote(self) -> str:
+        return self._session.remote
+
+    @property
+    def remote_display_name(self) -> str | None:
+        """The far end's display name as it gave it: untrusted text, escape before showing."""
+        return self._session.remote_display_name
+
+    @property
+    def state(self) -> CallState:
+        return self._session.state
+
+    @property
+    def reason(self) -> str:
+        return self._session.reason
+
+    @property
+    def status(self) -> int | None:
+        return self._session.status
+
+    @property
+    def ending(self) -> CallEnding | None:
+        """Why the call ended (None while it lives)."""
+        return self._session.ending
+
+    @property
+    def answered(self) -> bool:
+        return self._session.answered
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        return list(self._session.history)
+
+    @property
+    def local_hold(self) -> bool:
+        return self._session.local_hold
+
+    @property
+    def remote_hold(self) -> bool:
+        return self._session.remote_hold
+
+    @property
+    def created_at(self) -> float:
+        return self._session.started_at
+
+    @property
+    def connected_at(self) -> float | None:
+        return self._session.connected_at
+
+    @property
+    def ended_at(self) -> float | None:
+        return self._session.ended_at
 
     @property
     def ended(self) -> bool:
-        return self.state is CallState.TERMINATED
+        return self._session.ended
+
+    @property
+    def digits(self) -> str:
+        """DTMF digits received so far (RFC 4733)."""
+        if self.channel is None:
+            return ""
+        return "".join(d.digit for d in self.channel.stream.digits)
+
+    # -- events from the phone --------------------------------------------------------------------
+    def deliver(self, event: Event) -> None:
+        """The phone hands over one of this call's events (in order); waiters wake up."""
+        if len(self.events) < MAX_CALL_EVENTS:
+            self.events.append(event)
+        self._changed.set()
 
     async def wait_for(self, *states: CallState, timeout: float | None = None) -> CallState:
         """Wait until the call reaches one of ``states`` (or ends); returns the state reached."""
@@ -81,41 +151,34 @@ class Call:
     async def wait_ended(self, timeout: float | None = None) -> None:
         await self.wait_for(CallState.TERMINATED, timeout=timeout)
 
-    # -- controls --------------------------------------------------------------------------------
+    # -- controls ----------------------------------------------------------------------------------
     def answer(self) -> None:
         """Answer an incoming call with the phone's audio source and sink for it."""
-        self.phone.answer_call(self)
+        self._control.answer(self)
 
     def reject(self, status: int = 486) -> None:
-        self.phone.core_call("reject", self.key, status)
+        self._control.reject(self, status)
 
     def hangup(self) -> None:
         """End the call (CANCEL, decline or BYE as the state needs)."""
-        if not self.ended:
-            self.phone.core_call("hangup", self.key)
+        self._control.hangup(self)
 
     def hold(self) -> None:
-        self.phone.core_call("hold", self.key, True)
+        self._control.hold(self)
 
     def resume(self) -> None:
-        self.phone.core_call("hold", self.key, False)
+        self._control.resume(self)
 
     def send_dtmf(self, digits: str) -> None:
         """Send digits as RFC 4733 telephone-events."""
-        if self.channel is None:
-            raise ValueError("the call has no media yet")
-        self.channel.stream.send_dtmf(digits)
+        self._control.send_dtmf(self, digits)
 
-    def _digit(self, digit: str) -> None:
-        self.digits += digit
-        if self.on_digit is not None:
-            self.on_digit(digit)
-
-    # -- figures ---------------------------------------------------------------------------------
+    # -- figures -----------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Everything a user cares about, for --json, the API and the web pages."""
-        end = self.ended_at if self.ended_at is not None else self.phone.now()
+        end = self.ended_at if self.ended_at is not None else self._control.now()
         duration = 0.0 if self.connected_at is None else end - self.connected_at
+        ending = self.ending
         data: dict[str, Any] = {
             "call_id": self.key,
             "direction": "outgoing" if self.outgoing else "incoming",
@@ -124,6 +187,7 @@ class Call:
             "account": self.account,
             "state": self.state.value,
             "reason": self.reason,
+            "ending": ending.name.lower() if ending else None,
             "sip_status": self.status,
             "answered": self.answered,
             "duration": round(duration, 3),
@@ -131,14 +195,9 @@ class Call:
             "remote_hold": self.remote_hold,
             "dtmf_received": self.digits,
         }
-        data["signalling"] = self._signalling()
+        data["signalling"] = self._control.signalling_of(self)
         data["media"] = self._media_summary()
         return data
-
-    def _signalling(self) -> dict[str, Any] | None:
-        ua = self.phone.ua
-        peer = ua.calls.peer_of(self.key) if ua is not None else None
-        return self.phone.signalling(peer) if peer is not None else None
 
     def _media_summary(self) -> dict[str, Any] | None:
         channel, sdp = self.channel, self.sdp

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,34 +19,31 @@ from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
+from securephone.errors import CallError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
 from securephone.media.negotiation import SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext, write_key_export
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
-from securephone.sip.call import (
+from securephone.sip.callstate import CallState
+from securephone.sip.events import (
     CallMediaUpdated,
-    CallState,
     CallStateChanged,
+    Event,
     HoldChanged,
     IncomingCall,
-    MediaError,
-)
-from securephone.sip.calls import CallError
-from securephone.sip.errors import ProtocolError
-from securephone.sip.events import Event
-from securephone.sip.message import Request, Response
-from securephone.sip.registration import RegState, RetryPolicy
-from securephone.sip.transport import Peer
-from securephone.sip.uri import SipUri
-from securephone.sip.useragent import (
-    AccountSpec,
+    InfoReceived,
     RegistrationChanged,
     RequestCompleted,
     RequestFailed,
-    UserAgent,
 )
+from securephone.sip.message import Request, Response
+from securephone.sip.registration import RegState, RetryPolicy
+from securephone.sip.router import AccountSpec
+from securephone.sip.transport import Peer
+from securephone.sip.uri import SipUri
+from securephone.sip.useragent import UserAgent
 from securephone.store.config import AccountConfig, Config
 from securephone.tls import TlsConfigError, client_context, server_context
 
@@ -129,6 +127,7 @@ class Phone:
         self.source_factory: SourceFactory = lambda call: SilenceSource()
         self.sink_factory: SinkFactory = lambda call: NullSink()
         self.on_incoming: Callable[[Call], None] | None = None
+        self._pumping = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -149,7 +148,10 @@ class Phone:
             log.warning("outgoing TLS is unavailable: %s", exc)
         listen = await self._open_listeners()
         self.ua = UserAgent(
-            listen, user_agent=self.config.sip.user_agent, max_calls=self.config.calls.max_calls
+            listen,
+            user_agent=self.config.sip.user_agent,
+            max_calls=self.config.calls.max_calls,
+            incoming_ring_timeout=self.config.calls.ring_timeout,
         )
         for account in self.config.accounts:
             try:
@@ -260,11 +262,26 @@ class Phone:
         self._pump()
 
     def _pump(self) -> None:
+        """Send what the core wants sent and hand out its events, in order.
+
+        A command run from inside an event handler (auto-answer, a hang-up in a listener) only
+        adds to the core's queue: the pump already running hands those events out after the
+        current one, so every listener sees the calls' events in the order they happened.
+        """
+        if self._pumping:
+            return
         ua = self._core()
-        for out in ua.outgoing():
-            self._transports.send(out)
-        while (event := ua.next_event()) is not None:
-            self._dispatch(event)
+        self._pumping = True
+        try:
+            while True:
+                for out in ua.outgoing():
+                    self._transports.send(out)
+                event = ua.next_event()
+                if event is None:
+                    break
+                self._dispatch(event)
+        finally:
+            self._pumping = False
         self._arm_timer(ua.get_timer())
         self._changed.set()
 
@@ -289,49 +306,45 @@ class Phone:
             )
         elif isinstance(event, RequestCompleted | RequestFailed):
             self._resolve(event)
-        elif isinstance(event, IncomingCall | CallStateChanged | CallMediaUpdated | HoldChanged):
+        elif isinstance(event, IncomingCall):
+            self._incoming(event)
+        elif isinstance(event, CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived):
             self._call_event(event)
         for listener in list(self._listeners):
             listener(event)
 
     # -- calls -------------------------------------------------------------------------------------
     def _call_event(
-        self, event: IncomingCall | CallStateChanged | CallMediaUpdated | HoldChanged
+        self, event: CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived
     ) -> None:
-        if isinstance(event, IncomingCall):
-            self._incoming(event)
-            return
         call = self.calls.get(event.call_id)
         if call is None:
             return
-        if isinstance(event, CallStateChanged):
-            call._update(event.new, event.reason, event.status)
-            if event.new is CallState.TERMINATED:
-                self._forget_ended()
-        elif isinstance(event, CallMediaUpdated):
+        if isinstance(event, CallMediaUpdated):
             self._media_updated(call)
-        else:
-            call.local_hold, call.remote_hold = event.local_hold, event.remote_hold
-            call._notify()
+        elif isinstance(event, CallStateChanged) and event.new is CallState.TERMINATED:
+            if call.channel is not None:
+                call.channel.close()
+            self._forget_ended()
+        call.deliver(event)
 
     def _forget_ended(self, keep: int = KEEP_ENDED_CALLS) -> None:
-        """A long-running phone keeps the last ``keep`` ended calls (history lives in the store)."""
-        ended = [key for key, call in self.calls.items() if call.ended]
-        for key in ended[: max(0, len(ended) - keep)]:
-            del self.calls[key]
-        self._core().calls.forget_ended(keep)
+        """A long-running phone keeps the last ``keep`` ended calls (history lives in the store).
+
+        The core decides which calls go; their handles go with them.
+        """
+        for key in self._core().calls.forget_ended(keep):
+            self.calls.pop(key, None)
 
     def _incoming(self, event: IncomingCall) -> None:
-        request = event.request
-        account = self._core().calls.get(event.call_id).account
-        call = Call(self, event.call_id, False, str(request.from_.uri), account)
-        call.remote_display_name = request.from_.display_name
+        call = Call(self, self._core().calls.get(event.call_id))
         self.calls[call.key] = call
+        call.deliver(event)
         log.info("incoming call from %s", call.remote)
         if self.on_incoming is not None:
             self.on_incoming(call)
-        if self.config.calls.auto_answer and not call.ended and call.channel is None:
-            self.answer_call(call)
+        if self.config.calls.auto_answer and call.state is CallState.INCOMING:
+            self.answer(call)
 
     def _media_updated(self, call: Call) -> None:
         sdp, channel = call.sdp, call.channel
@@ -374,26 +387,35 @@ class Phone:
             telephone_event_pt=media.dtmf_payload_type,
         )
 
-    def _new_media(self, call: Call, transport: str) -> SdpMedia:
+    def _new_media(self, transport: str, account: str | None) -> tuple[SdpMedia, MediaChannel]:
+        """RTP sockets, a media stream and the SDP negotiator for one call."""
         media = self.config.media
         sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
         stream = MediaStream(
-            f"{call.key[:8]}@{self.config.media_address}", jitter_depth=media.jitter_buffer_frames
+            f"{secrets.token_hex(4)}@{self.config.media_address}",
+            jitter_depth=media.jitter_buffer_frames,
         )
+        channel = MediaChannel(stream, sockets)
+        policy = self._srtp_policy(account, transport)
+        return SdpMedia(self._caps(), channel.local_port, policy), channel
 
+    def _attach_media(self, call: Call, sdp: SdpMedia, channel: MediaChannel) -> None:
         def digit(d: DtmfDigit) -> None:
-            call._digit(d.digit)
+            if call.on_digit is not None:
+                call.on_digit(d.digit)
 
-        channel = MediaChannel(stream, sockets, on_digit=digit)
+        channel.on_digit = digit
         channel.source = self.source_factory(call)
         channel.sink = self.sink_factory(call)
-        call.channel = channel
-        policy = self._srtp_policy(call.account, transport)
-        call.sdp = SdpMedia(self._caps(), channel.local_port, policy)
-        return call.sdp
+        call.sdp, call.channel = sdp, channel
 
-    def dial(self, target: str, *, account: str | None = None) -> Call:
-        """Place a call to ``target`` (a SIP URI), with an account or directly."""
+    def dial(
+        self, target: str, *, account: str | None = None, ring_timeout: float | None = None
+    ) -> Call:
+        """Place a call to ``target`` (a SIP URI), with an account or directly.
+
+        An unanswered call is cancelled after ``ring_timeout`` seconds (the core's timer).
+        """
         ua = self._core()
         try:
             uri = SipUri.parse(target)
@@ -401,36 +423,67 @@ class Phone:
             raise PhoneError(f"bad URI {target!r}: {exc}") from None
         if account is not None and account not in ua.accounts:
             raise PhoneError(f"no account named {account!r}")
-        call = Call(self, "", True, str(uri), account)
         try:
-            spec = ua.accounts.get(account) if account else None
-            sdp = self._new_media(call, ua.route_peer(spec, uri).transport)
-            call.key = ua.dial(uri, sdp, self._now(), account=account)
-        except (CallError, ValueError, MediaError) as exc:
-            if call.channel is not None:
-                call.channel.close()
+            transport = ua.router.route_peer(ua.router.account(account), uri).transport
+        except ValueError as exc:
             raise PhoneError(str(exc)) from None
+        sdp, channel = self._new_media(transport, account)
+        try:
+            session = ua.dial(uri, sdp, self._now(), account=account, ring_timeout=ring_timeout)
+        except CallError as exc:
+            channel.close()
+            raise PhoneError(str(exc)) from None
+        call = Call(self, session)
+        self._attach_media(call, sdp, channel)
         self.calls[call.key] = call
         self._pump()
         return call
 
-    def answer_call(self, call: Call) -> None:
+    # -- typed call commands (the Call handle and the web actions use these) ----------------------
+    def answer(self, call: Call) -> None:
         """Answer an incoming call (media from the phone's source and sink factories)."""
         if call.state is not CallState.INCOMING:
             raise PhoneError(f"the call is {call.state.value}, not ringing")
         peer = self._core().calls.peer_of(call.key)
-        sdp = self._new_media(call, peer.transport if peer else "udp")
-        self.core_call("answer", call.key, sdp)
+        sdp, channel = self._new_media(peer.transport if peer else "udp", call.account)
+        self._attach_media(call, sdp, channel)
+        self._command(lambda ua, now: ua.answer(call.key, sdp, now))
 
-    def core_call(self, name: str, *args: object) -> None:
-        """Run one call command of the core (answer, reject, hangup, hold) and pump."""
-        ua = self._core()
-        method = getattr(ua, name)
+    def reject(self, call: Call, status: int = 486) -> None:
+        """Refuse an incoming call with ``status`` (486 Busy Here, 603 Decline ...)."""
+        self._command(lambda ua, now: ua.reject(call.key, status, now))
+
+    def hangup(self, call: Call) -> None:
+        """End a call in any state (CANCEL, decline or BYE); nothing when it has ended."""
+        if not call.ended:
+            self._command(lambda ua, now: ua.hangup(call.key, now))
+
+    def hold(self, call: Call) -> None:
+        """Put a connected call on hold (RFC 3264 §8.4)."""
+        self._command(lambda ua, now: ua.hold(call.key, True, now))
+
+    def resume(self, call: Call) -> None:
+        """Take a held call off hold."""
+        self._command(lambda ua, now: ua.hold(call.key, False, now))
+
+    def send_dtmf(self, call: Call, digits: str) -> None:
+        """Send digits as RFC 4733 telephone-events on the call's media."""
+        if call.channel is None:
+            raise PhoneError("the call has no media yet")
+        call.channel.stream.send_dtmf(digits)
+
+    def _command(self, run: Callable[[UserAgent, float], None]) -> None:
+        """Run one call command in the core and pump; CallError becomes PhoneError."""
         try:
-            method(*args, self._now())
+            run(self._core(), self._now())
         except CallError as exc:
             raise PhoneError(str(exc)) from None
         self._pump()
+
+    def signalling_of(self, call: Call) -> dict[str, Any] | None:
+        """How the call's signalling travels (None before it has a first hop)."""
+        peer = self._core().calls.peer_of(call.key) if self.ua is not None else None
+        return self.signalling(peer) if peer is not None else None
 
     def _resolve(self, event: RequestCompleted | RequestFailed) -> None:
         future = self._waiters.pop(event.handle, None)
@@ -508,7 +561,7 @@ class Phone:
                     "expires_in": None
                     if reg.expires_at is None
                     else max(0, round(reg.expires_at - self._now())),
-                    "tls": self._tls_dict(ua.route_peer(spec, spec.registrar)),
+                    "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )
         listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}

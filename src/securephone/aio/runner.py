@@ -14,13 +14,11 @@ from securephone.aio.call import Call
 from securephone.aio.phone import Phone, PhoneError
 from securephone.audio.sinks import AudioSink, NullSink, WavRecorder
 from securephone.audio.sources import AudioSource, SilenceSource, open_source
-from securephone.sip.call import CallState
+from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import Config
 
 log = logging.getLogger(__name__)
-
-CLEAN_ENDINGS = ("hung up", "the far end hung up")
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,8 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 def finish_summary(call: Call, error: str | None = None) -> dict[str, Any]:
     """The call's summary plus ``ok`` (answered and ended cleanly) and the error line, if any."""
     summary = call.summary()
-    summary["ok"] = error is None and call.answered and call.reason in CLEAN_ENDINGS
+    clean = call.ending is not None and call.ending.ok
+    summary["ok"] = error is None and call.answered and clean
     if not summary["ok"]:
         summary["error"] = error or _error_text(call)
     return summary
@@ -137,15 +136,10 @@ async def _place(
     if error is not None:
         return {"ok": False, "state": "not started", "error": error}
     try:
-        call = phone.dial(uri, account=account)
+        call = phone.dial(uri, account=account, ring_timeout=ring_timeout)
     except PhoneError as exc:
         return {"ok": False, "state": "not started", "error": str(exc)}
-    try:
-        await call.wait_for(CallState.CONNECTED, timeout=ring_timeout)
-    except TimeoutError:
-        call.hangup()
-        await call.wait_ended(40)
-        return finish_summary(call, f"no answer within {ring_timeout:g} s")
+    await call.wait_for(CallState.CONNECTED)  # the core ends an unanswered call at ring_timeout
     if call.state is CallState.CONNECTED:
         await _run_call(call, options, stop)
     return finish_summary(call)

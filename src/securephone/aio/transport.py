@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from securephone.sip.errors import ProtocolError
+from securephone.errors import ProtocolError
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
 from securephone.tls import TlsInfo, check_peer_name, explain

@@ -6,7 +6,8 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 
-from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator, SrtpError
+from securephone.errors import MediaError, SdpError, SrtpError
+from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
     RTP_PROTO,
@@ -18,8 +19,7 @@ from securephone.sdp.offer_answer import (
     make_reoffer,
     process_answer,
 )
-from securephone.sdp.session import SdpError, SessionDescription
-from securephone.sip.call import MediaError
+from securephone.sdp.session import SessionDescription
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SdpMedia:
             return []
         if not self.srtp.keys_allowed:
             if mode == "mandatory":
-                raise MediaError(f"SRTP is mandatory but {PLAINTEXT_KEYS}", 488)
+                raise MediaError(f"SRTP is mandatory but {PLAINTEXT_KEYS}", 488, security=True)
             self.plain_reason = f"not offered: {PLAINTEXT_KEYS}"
             return []
         return self._sdes.offer_lines()
@@ -111,10 +111,21 @@ class SdpMedia:
                 offer, self.caps, self.port, self.session_id, version, self._direction(hold), lines
             )
         except SdpError as exc:
-            raise MediaError(str(exc), exc.status_hint) from None
+            # mandatory SRTP against an offer with no usable keys is a security refusal
+            mandatory = self.srtp.mode == "mandatory" and exc.status_hint == 488
+            security = mandatory and not self._offer_keyed(body)
+            raise MediaError(str(exc), exc.status_hint, security=security) from None
         self.remote, self.local, self.negotiated = offer, answer, negotiated
         self._keyed(keying, "the offer carried no usable a=crypto line")
         return answer.to_bytes()
+
+    @staticmethod
+    def _offer_keyed(body: bytes) -> bool:
+        """The offer is readable and its audio stream carries a=crypto lines."""
+        try:
+            return bool(_audio_crypto(sdp_session.parse(body)))
+        except SdpError:
+            return False
 
     def _answer_crypto(self, offer: SessionDescription) -> tuple[list[str], SdesChoice | None]:
         offered = _audio_crypto(offer)
@@ -122,7 +133,9 @@ class SdpMedia:
             return [], None
         if not self.srtp.keys_allowed:
             if self.srtp.mode == "mandatory":
-                raise MediaError(f"refusing to answer with SRTP keys: {PLAINTEXT_KEYS}", 488)
+                raise MediaError(
+                    f"refusing to answer with SRTP keys: {PLAINTEXT_KEYS}", 488, security=True
+                )
             self.plain_reason = f"not answered with keys: {PLAINTEXT_KEYS}"
             return [], None
         try:
@@ -148,7 +161,9 @@ class SdpMedia:
         except SdpError as exc:
             raise MediaError(str(exc), exc.status_hint) from None
         if self.srtp.mode == "mandatory" and keying is None:
-            raise MediaError("SRTP is mandatory but the answer carries no crypto line", 488)
+            raise MediaError(
+                "SRTP is mandatory but the answer carries no crypto line", 488, security=True
+            )
         self._pending_offer = None
         self.remote, self.negotiated = answer, negotiated
         self._keyed(keying, "the peer answered without SRTP")

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from securephone.media.rtp import MediaParseError, RtpReceiverStats
+from securephone.errors import MediaParseError
+from securephone.media.rtp import RtpReceiverStats
 
 __all__ = [
     "NTP_EPOCH_OFFSET",

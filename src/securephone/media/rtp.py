@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import MediaParseError
 
 __all__ = [
     "MAX_DROPOUT",
@@ -45,16 +45,6 @@ MIN_SEQUENTIAL = 2
 
 _FIXED = struct.Struct("!BBHII")
 _EXT_HEADER = struct.Struct("!HH")
-
-
-class MediaParseError(RemoteProtocolError, ValueError):
-    """A malformed RTP, RTCP or payload-format packet arrived from the network.
-
-    It is a ``RemoteProtocolError`` (the peer sent garbage) and a ``ValueError``.
-    """
-
-
-# --- sequence number and timestamp arithmetic (RFC 3550 §5.1, RFC 1982 style) -------------
 
 
 def seq_add(seq: int, delta: int) -> int:

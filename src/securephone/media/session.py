@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from securephone.errors import MediaParseError
 from securephone.media import rtcp
 from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, dtmf_packets
 from securephone.media.codecs.g711 import Codec, codec_by_name
 from securephone.media.jitterbuffer import Concealer, JitterBuffer
-from securephone.media.rtp import MediaParseError, RtpPacket, RtpReceiverStats, is_rtcp
+from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp
 from securephone.media.srtp import SrtpContext
 from securephone.sdp.offer_answer import NegotiatedMedia
 

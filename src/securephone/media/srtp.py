@@ -42,8 +42,8 @@ from typing import Literal, TypedDict
 
 import pylibsrtp
 
+from securephone.errors import CryptoAttributeError, SrtpError
 from securephone.sdp import crypto
-from securephone.sip.call import MediaError
 
 __all__ = [
     "DEFAULT_SUITES",
@@ -75,18 +75,6 @@ _LEADING_TAG = re.compile(r"^[ \t]*(?:a=)?(?:crypto:)?[ \t]*([0-9]+)[ \t]")
 _WSH = re.compile(r"WSH=[0-9]{1,5}")
 
 Packet = bytes | bytearray | memoryview
-
-
-class SrtpError(MediaError):
-    """SDES keying or SRTP failed; ``status`` is the SIP answer (488 for unacceptable crypto).
-
-    ``reasons`` lists why each rejected ``a=crypto`` line was refused. No key material is ever
-    part of the message.
-    """
-
-    def __init__(self, message: str, status: int = 488, reasons: Sequence[str] = ()) -> None:
-        super().__init__(message, status)
-        self.reasons = list(reasons)
 
 
 @dataclass(frozen=True)
@@ -296,7 +284,7 @@ def _check_line(value: str, allowed: Sequence[str], min_lifetime: int) -> _Line:
     """Parse one ``a=crypto`` value and keep it only if we can honour all of it."""
     try:
         attr = crypto.parse(value)
-    except crypto.CryptoAttributeError as exc:
+    except CryptoAttributeError as exc:
         raise SrtpError(str(exc)) from None  # its messages never quote the key
     suite = _check_suite(attr, allowed)
     key = _single_key(attr, min_lifetime)

@@ -1,8 +1,8 @@
 """SDP (RFC 4566/8866) parse and serialise, offer/answer (RFC 3264), a=crypto (RFC 4568)."""
 
+from securephone.errors import CryptoAttributeError, SdpError
 from securephone.sdp.crypto import (
     CryptoAttribute,
-    CryptoAttributeError,
     KeyParam,
     format_crypto,
     redact,
@@ -22,7 +22,6 @@ from securephone.sdp.session import (
     MediaDescription,
     Origin,
     RtpMap,
-    SdpError,
     SessionDescription,
     Timing,
     ZrtpHash,

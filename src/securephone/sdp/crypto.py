@@ -22,7 +22,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from securephone.sdp.session import SdpError
+from securephone.errors import CryptoAttributeError
 
 # Master key || master salt lengths in bytes: RFC 4568 §6.2 (AES_CM_128, F8_128: 16 + 14),
 # RFC 6188 §5 (AES_192_CM: 24 + 14, AES_256_CM: 32 + 14), RFC 7714 §12 (GCM: 16/32 + 12).
@@ -48,10 +48,6 @@ _SUITE = re.compile(r"[A-Za-z0-9_]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _WSP = re.compile(r"[ \t]+")
 _VCHAR = re.compile(r"[\x21-\x7e]+")
-
-
-class CryptoAttributeError(SdpError):
-    """A malformed or unusable ``a=crypto`` attribute (RFC 4568); never quotes the key."""
 
 
 @dataclass

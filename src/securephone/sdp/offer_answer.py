@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from securephone.errors import CryptoAttributeError, SdpError
 from securephone.sdp import crypto
 from securephone.sdp.session import (
     DIRECTIONS,
@@ -37,7 +38,6 @@ from securephone.sdp.session import (
     MediaDescription,
     Origin,
     RtpMap,
-    SdpError,
     SessionDescription,
     Timing,
 )
@@ -419,7 +419,7 @@ def _parse_crypto_lenient(lines: Sequence[str]) -> list[crypto.CryptoAttribute]:
     for line in lines:
         try:
             parsed.append(crypto.parse(line))
-        except crypto.CryptoAttributeError:
+        except CryptoAttributeError:
             continue
     return parsed
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import SdpError
 
 MAX_SDP_LENGTH = 65536
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -36,17 +36,6 @@ _SESSION_RANK.update({"t": 9, "r": 9, "z": 10, "k": 11, "a": 12})
 _MEDIA_RANK = {"m": 0, "i": 1, "c": 2, "b": 3, "k": 4, "a": 5}
 _SESSION_ONCE = frozenset("vosiuczk")
 _MEDIA_ONCE = frozenset("mik")
-
-
-class SdpError(RemoteProtocolError):
-    """Malformed (``status_hint`` 400) or unacceptable (488) SDP; RFC 3261 §21.4.26 for 488.
-
-    It subclasses the SIP layer's :class:`RemoteProtocolError`, so a UAS can answer any SDP
-    problem with ``status_hint`` like any other protocol error.
-    """
-
-    def __init__(self, message: str, status_hint: int = 400) -> None:
-        super().__init__(message, status_hint)
 
 
 class RtpMap(NamedTuple):

@@ -11,7 +11,7 @@ Typical use::
     for challenge in choose_per_realm(challenges):
         name, value = client.authorize(challenge, "REGISTER", "sip:example.com")
 
-Every malformed challenge raises :class:`~securephone.sip.errors.RemoteProtocolError`
+Every malformed challenge raises :class:`~securephone.errors.RemoteProtocolError`
 (never another exception); a well-formed challenge this module cannot answer (another
 scheme, an unknown algorithm or qop) raises its subclass :class:`UnsupportedChallenge`.
 """
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 
-from securephone.sip.errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
+from securephone.sip.message import Request, Response
 
 __all__ = [
     "ALGORITHMS_BY_STRENGTH",
@@ -294,6 +295,13 @@ def parse_challenges(values: Iterable[str], *, proxy: bool) -> list[Challenge]:
     return challenges
 
 
+def challenges_of(response: Response) -> list[Challenge]:
+    """The challenges of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate), one per realm."""
+    proxy = response.status == 407
+    header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+    return choose_per_realm(parse_challenges(response.headers.get_all(header), proxy=proxy))
+
+
 def _rank(challenge: Challenge) -> tuple[int, int]:
     """Sort key: stronger hash first, then challenges offering qop (nc/cnonce replay protection)."""
     return ALGORITHMS_BY_STRENGTH.index(challenge.hash_name), 0 if challenge.answer_qop else 1
@@ -437,6 +445,21 @@ class DigestClient:
 
     def __repr__(self) -> str:
         return f"DigestClient(username={self._credentials.username!r}, nonces={len(self._nonces)})"
+
+    def retry(self, request: Request, response: Response) -> Request | None:
+        """RFC 3261 §22.2/§22.3: ``request`` again with CSeq + 1 and credentials for each challenge.
+
+        None when the 401/407 carries no challenge this client can answer.
+        """
+        challenges = challenges_of(response)
+        if not challenges:
+            return None
+        headers = request.headers.copy()
+        headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+        for challenge in challenges:
+            name, value = self.authorize(challenge, request.method, str(request.uri), request.body)
+            headers.add(name, value)
+        return Request(request.method, request.uri, headers, request.body)
 
     def authorize(
         self, challenge: Challenge, method: str, uri: str, body: bytes = b""

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import RemoteProtocolError
 from securephone.sip.headers import NameAddr, parse_name_addr_list
 from securephone.sip.message import Headers, Request, Response
 from securephone.sip.uri import SipUri

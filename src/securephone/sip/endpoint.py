@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections import deque
 
-from securephone.sip.errors import ProtocolError, RemoteProtocolError
+from securephone.errors import ProtocolError, RemoteProtocolError
 from securephone.sip.events import Event, MalformedMessage, RequestReceived, StrayResponse
 from securephone.sip.message import (
     InvalidRequestError,

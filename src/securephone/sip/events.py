@@ -1,10 +1,16 @@
-"""Events the sans-I/O SIP core hands to its user: one frozen dataclass each."""
+"""Every event of the sans-I/O SIP core, one frozen dataclass each (h11's ``_events.py``).
+
+The transaction layer's events feed the user agent; the user agent's and the calls' events go
+out in one ordered queue to the shell.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.message import Request, Response
+from securephone.sip.registration import StateChange
 from securephone.sip.transport import Peer
 
 
@@ -62,3 +68,80 @@ class MalformedMessage(Event):
     peer: Peer
     reason: str
     status: int
+
+
+# -- the user agent's events (registrations, out-of-dialog requests) -----------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationChanged(Event):
+    """An account's registration state changed."""
+
+    account: str
+    change: StateChange
+
+
+@dataclass(frozen=True)
+class RequestCompleted(Event):
+    """An out-of-dialog request we sent got its final response (after any auth round)."""
+
+    handle: str
+    response: Response
+
+
+@dataclass(frozen=True)
+class RequestFailed(Event):
+    """An out-of-dialog request got no final response: timeout or transport failure."""
+
+    handle: str
+    reason: str
+
+
+# -- call events: one ordered stream, in the order things happened --------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingCall(Event):
+    """An INVITE arrived for a new call: answer it or reject it."""
+
+    call_id: str
+    request: Request
+
+
+@dataclass(frozen=True)
+class CallStateChanged(Event):
+    """A call moved from one state to another; ``status`` is the SIP status behind it, if any.
+
+    ``ending`` is set when ``new`` is TERMINATED.
+    """
+
+    call_id: str
+    old: CallState
+    new: CallState
+    reason: str
+    status: int | None
+    ending: CallEnding | None = None
+
+
+@dataclass(frozen=True)
+class CallMediaUpdated(Event):
+    """An offer/answer exchange completed on a connected call: (re)start the media with it."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
+class HoldChanged(Event):
+    """Local or remote hold changed (RFC 3264 §8.4)."""
+
+    call_id: str
+    local_hold: bool
+    remote_hold: bool
+
+
+@dataclass(frozen=True)
+class InfoReceived(Event):
+    """An INFO inside the call (e.g. application/dtmf-relay)."""
+
+    call_id: str
+    request: Request

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
+
 from .uri import (
     AbsoluteUri,
     Params,

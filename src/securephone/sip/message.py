@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
+
 from .headers import (
     COMMA_LIST_HEADERS,
     TOKEN_RE,

@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-from securephone.sip.auth import Challenge, DigestClient, choose_per_realm, parse_challenges
-from securephone.sip.errors import RemoteProtocolError
+from securephone.errors import RemoteProtocolError
+from securephone.sip.auth import Challenge, DigestClient, challenges_of
 from securephone.sip.headers import NameAddr
 from securephone.sip.message import Headers, Request, Response
 from securephone.sip.uri import SipUri
@@ -206,11 +206,7 @@ class Registration:
         return self._want_expires
 
     def _on_challenge(self, response: Response, now: float) -> Request | None:
-        proxy = response.status == 407
-        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        challenges = choose_per_realm(
-            parse_challenges(response.headers.get_all(header), proxy=proxy)
-        )
+        challenges = challenges_of(response)
         stale = any(c.stale for c in challenges)
         if not challenges:
             self._fail(f"{response.status}: no digest challenge we support", response.status, now)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from securephone.errors import LocalProtocolError, RemoteProtocolError
 
 Params = tuple[tuple[str, str | None], ...]
 

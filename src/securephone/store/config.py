@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from securephone.sip.errors import ProtocolError
+from securephone.errors import ProtocolError
 from securephone.sip.uri import SipUri
 from securephone.tls import TlsSettings
 from securephone.web.settings import WebSettings
@@ -161,6 +161,8 @@ class CallSettings(_Model):
 
     max_calls: int = Field(default=4, ge=1, le=1000)
     auto_answer: bool = False
+    # an unanswered incoming call is refused with 480 after this many seconds
+    ring_timeout: float = Field(default=120.0, gt=0, le=3600)
 
 
 class AccountConfig(_Model):

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pylibsrtp
 
+from securephone.errors import CryptoAttributeError, MediaParseError
 from securephone.media.rtcp import SourceDescription, parse_compound
-from securephone.media.rtp import MediaParseError, is_rtcp, seq_diff, ts_diff
-from securephone.sdp.crypto import CryptoAttributeError
+from securephone.media.rtp import is_rtcp, seq_diff, ts_diff
 from securephone.sdp.crypto import parse as parse_crypto
 from securephone.verify.flows import SipMessage
 from securephone.verify.keys import SUITES, KeyEntry

@@ -22,8 +22,8 @@ from argon2 import PasswordHasher
 from pydantic import BaseModel, ValidationError
 
 from securephone.aio.phone import Phone, PhoneError
-from securephone.sip.call import CallState, CallStateChanged
-from securephone.sip.events import Event
+from securephone.sip.callstate import CallState
+from securephone.sip.events import CallStateChanged, Event
 from securephone.store.config import (
     Config,
     ConfigError,

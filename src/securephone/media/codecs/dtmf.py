@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from securephone.media.rtp import MediaParseError, RtpPacket, ts_diff
+from securephone.errors import MediaParseError
+from securephone.media.rtp import RtpPacket, ts_diff
 
 __all__ = [
     "DTMF_DIGITS",

@@ -1,0 +1,719 @@
+"""Every call of one user agent: INVITE/ACK/CANCEL/BYE, re-INVITE hold, 2xx retransmission, timers.
+
+RFC 3261 §13 (INVITE), §14 (re-INVITE, glare), §15 (BYE), §9 (CANCEL), RFC 6026, RFC 3326
+(Reason). Sans-I/O and built from the parts below it — the transaction endpoint, the router and the
+digest clients — it never calls back up into the user agent. Events go to the one ordered queue
+it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import Mapping
+
+from securephone.errors import CallError, MediaError, ProtocolError
+from securephone.sip.auth import DigestClient
+from securephone.sip.callsession import CallMedia, CallSession, EventQueue
+from securephone.sip.callstate import CallEnding, CallState, Trigger
+from securephone.sip.dialog import Dialog, DialogId
+from securephone.sip.endpoint import SipEndpoint, new_tag
+from securephone.sip.events import (
+    CallMediaUpdated,
+    HoldChanged,
+    IncomingCall,
+    InfoReceived,
+    RequestReceived,
+)
+from securephone.sip.headers import NameAddr
+from securephone.sip.message import Headers, Request, Response, make_response
+from securephone.sip.router import Router
+from securephone.sip.transaction import server_key
+from securephone.sip.transport import Peer
+from securephone.sip.uri import SipUri
+
+log = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+DEFAULT_INCOMING_RING = 120.0  # seconds an unanswered incoming call may ring before 480
+_CANCELLED = (CallEnding.CANCELLED_HERE, "cancelled")
+_HUNG_UP = (CallEnding.HUNG_UP_HERE, "hung up")
+
+
+def media_ending(exc: MediaError) -> CallEnding:
+    """A media refusal caused by the security policy is said so; others are media refusals."""
+    return CallEnding.SECURITY_REFUSED if exc.security else CallEnding.MEDIA_REFUSED
+
+
+class CallManager:
+    """Every call of one user agent, keyed by Call-ID."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        router: Router,
+        auth: Mapping[str, DigestClient],
+        events: EventQueue,
+        *,
+        max_calls: int = 4,
+        incoming_ring_timeout: float = DEFAULT_INCOMING_RING,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.router = router
+        self.auth = auth
+        self.events = events
+        self.max_calls = max_calls
+        self.incoming_ring_timeout = incoming_ring_timeout
+        self.rng = rng or random.Random()
+        self.calls: dict[str, CallSession] = {}
+        self._by_tx: dict[str, str] = {}  # our INVITE / re-INVITE / BYE / CANCEL tx -> call key
+        self._by_dialog: dict[DialogId, str] = {}
+        self._by_invite: dict[str, str] = {}  # server INVITE transaction id -> call key
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def get(self, key: str) -> CallSession:
+        call = self.calls.get(key)
+        if call is None:
+            raise CallError(f"no call {key}")
+        return call
+
+    def active(self) -> list[CallSession]:
+        return [c for c in self.calls.values() if not c.ended]
+
+    def _send(self, request: Request, peer: Peer, now: float, *, keep_via: bool = False) -> str:
+        self.router.stamp_request(request, peer, keep_via=keep_via)
+        return self.endpoint.send_request(request, peer, now)
+
+    def _send_stateless(self, message: Request | Response, peer: Peer) -> None:
+        if isinstance(message, Request):
+            self.router.stamp_request(message, peer)
+        self.endpoint.send_stateless(message, peer)
+
+    def _respond(self, tx: str, response: Response, now: float) -> None:
+        self.endpoint.send_response(tx, self.router.stamp_response(response), now)
+
+    def _dialog_peer(self, call: CallSession) -> Peer:
+        dialog = call.dialog
+        assert dialog is not None
+        spec = self.router.account(call.account)
+        peer = self.router.route_peer(spec, dialog.next_hop(), use_proxy=False)
+        first = call.peer
+        if first is not None and first.reliable and not dialog.route_set:
+            return first  # reuse the connection the INVITE went or came on
+        return peer
+
+    def peer_of(self, key: str) -> Peer | None:
+        """Where this call's signalling goes (the first hop)."""
+        call = self.calls.get(key)
+        if call is None:
+            return None
+        return self._dialog_peer(call) if call.dialog is not None else call.peer
+
+    def _local_contact(self, call: CallSession, transport: str) -> NameAddr:
+        invite = call.invite
+        secure = (
+            invite is not None and isinstance(invite.uri, SipUri) and invite.uri.scheme == "sips"
+        )
+        return self.router.contact_for(self.router.account(call.account), transport, secure=secure)
+
+    # -- outgoing calls ------------------------------------------------------------------------------
+    def dial(
+        self,
+        target: SipUri,
+        media: CallMedia,
+        now: float,
+        account: str | None,
+        ring_timeout: float | None = None,
+    ) -> CallSession:
+        """Send an INVITE with our offer (RFC 3261 §13.2.1); give up after ``ring_timeout``."""
+        spec = self.router.account(account)
+        if account and spec is None:
+            raise CallError(f"no account named {account!r}")
+        try:
+            peer = self.router.route_peer(spec, target)
+        except ValueError as exc:
+            raise CallError(str(exc)) from None
+        key = secrets.token_hex(16)
+        call = CallSession(
+            key, outgoing=True, account=account, remote=str(target), events=self.events, now=now
+        )
+        call.media = media
+        call.local_tag = new_tag()
+        if ring_timeout is not None:
+            call.ring_deadline = now + ring_timeout
+        headers = Headers()
+        local = self.router.local_identity(spec)
+        headers.add("From", str(local.with_params(tag=call.local_tag)))
+        headers.add("To", str(NameAddr(target)))
+        headers.add("Call-ID", key)
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Max-Forwards", "70")
+        secure = target.scheme == "sips"
+        headers.add("Contact", str(self.router.contact_for(spec, peer.transport, secure=secure)))
+        headers.add("Allow", self.router.allow)
+        headers.add("Content-Type", SDP)
+        try:
+            request = Request("INVITE", target, headers, media.create_offer(False))
+        except MediaError as exc:
+            raise CallError(str(exc)) from None
+        self.calls[key] = call
+        self._send_invite(call, request, peer, now)
+        return call
+
+    def _send_invite(self, call: CallSession, request: Request, peer: Peer, now: float) -> None:
+        call.invite, call.peer = request, peer
+        tx = self._send(request, peer, now)
+        call.invite_tx = tx
+        self._by_tx[tx] = call.key
+
+    def on_response(self, tx: str, response: Response, now: float) -> bool:
+        """A response for one of our call transactions; False when it is not ours."""
+        key = self._by_tx.get(tx)
+        if key is None or key not in self.calls:
+            return False
+        call = self.calls[key]
+        if response.status >= 200 and tx != call.invite_tx:
+            del self._by_tx[tx]
+        if tx == call.invite_tx:
+            self._on_invite_response(call, response, now)
+        elif tx == call.reinvite_tx:
+            self._on_reinvite_response(call, response, now)
+        elif response.cseq.method == "BYE":
+            self._on_bye_response(call, response, now)
+        return True
+
+    def _on_invite_response(self, call: CallSession, response: Response, now: float) -> None:
+        status = response.status
+        if status < 200:
+            self._on_provisional(call, response, now)
+        elif status < 300:
+            self._on_invite_success(call, response, now)
+        elif not self._retry_with_auth(call, response, now):
+            self._on_invite_failure(call, response, now)
+
+    def _on_provisional(self, call: CallSession, response: Response, now: float) -> None:
+        if response.status == 100:
+            return
+        call.provisional = True
+        if call.state is CallState.CALLING:
+            text = f"{response.status} {response.reason}"
+            call.fire(Trigger.PROVISIONAL, text, response.status, now)
+        if call.hangup_pending:
+            self._send_cancel(call, now)
+
+    def _on_invite_failure(self, call: CallSession, response: Response, now: float) -> None:
+        status = response.status
+        reason = f"{status} {response.reason}"
+        if call.state is CallState.TERMINATING:
+            call.end_pending(now, CallEnding.CANCELLED_HERE, status=status)
+            return
+        ending = CallEnding.MEDIA_REFUSED if status in (488, 606) else CallEnding.REJECTED
+        if status in (401, 407):
+            reason += ": authentication failed"
+        call.end(ending, reason, status, now)
+
+    def _retry_with_auth(self, call: CallSession, response: Response, now: float) -> bool:
+        """One authenticated retry of our INVITE after 401/407 (RFC 3261 §22.2)."""
+        if response.status not in (401, 407) or call.auth_tries or call.account is None:
+            return False
+        auth = self.auth.get(call.account)
+        if call.state is CallState.TERMINATING or auth is None or call.invite is None:
+            return False
+        retry = auth.retry(call.invite, response)
+        if retry is None or call.peer is None:
+            return False
+        call.auth_tries += 1
+        call.provisional = False
+        self._send_invite(call, retry, call.peer, now)
+        return True
+
+    def _on_invite_success(self, call: CallSession, response: Response, now: float) -> None:
+        assert call.invite is not None
+        if call.dialog is None or call.dialog.remote_tag != response.to.tag:
+            if call.dialog is not None:  # a second fork answered: ACK and BYE it (§13.2.2.4)
+                self._ack_and_bye_fork(call, response, now)
+                return
+            try:
+                call.dialog = Dialog.as_uac(call.invite, response)
+            except ProtocolError as exc:
+                call.end(CallEnding.PROTOCOL_ERROR, f"bad 2xx: {exc}", 502, now)
+                return
+            self._by_dialog[call.dialog.id] = call.key
+        self._send_ack(call, call.invite.cseq.seq, None)
+        if call.state is CallState.TERMINATING:  # answered after we hung up: end it at once
+            self._send_bye(call, now, *(call.pending or _CANCELLED), status=response.status)
+        elif call.state in (CallState.CALLING, CallState.RINGING):
+            self._answer_received(call, response, now)
+        # else: a retransmitted 2xx; the ACK above was all it needed
+
+    def _answer_received(self, call: CallSession, response: Response, now: float) -> None:
+        assert call.media is not None
+        try:
+            call.media.receive_answer(response.body)
+        except MediaError as exc:
+            reason = f"unacceptable answer: {exc}"
+            self._send_bye(call, now, media_ending(exc), reason, status=response.status)
+            return
+        call.fire(Trigger.ACCEPTED, f"{response.status} {response.reason}", response.status, now)
+        self.events.append(CallMediaUpdated(call.key))
+
+    def _send_ack(self, call: CallSession, cseq: int, body: bytes | None) -> None:
+        """RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction, sent to the dialog's next hop."""
+        assert call.dialog is not None
+        ack = call.dialog.create_request("ACK", cseq=cseq)
+        if body:
+            ack.headers.add("Content-Type", SDP)
+            ack.body = body
+        self._send_stateless(ack, self._dialog_peer(call))
+
+    def _ack_and_bye_fork(self, call: CallSession, response: Response, now: float) -> None:
+        assert call.invite is not None
+        try:
+            fork = Dialog.as_uac(call.invite, response)
+        except ProtocolError:
+            return
+        spec = self.router.account(call.account)
+        peer = self.router.route_peer(spec, fork.next_hop(), use_proxy=False)
+        self._send_stateless(fork.create_request("ACK", cseq=call.invite.cseq.seq), peer)
+        self._send(fork.create_request("BYE"), peer, now)
+
+    def _send_cancel(self, call: CallSession, now: float) -> None:
+        """RFC 3261 §9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
+        invite = call.invite
+        assert invite is not None and call.peer is not None
+        headers = Headers()
+        for name in ("Via", "From", "To", "Call-ID", "Route"):
+            for value in invite.headers.get_all(name):
+                headers.add(name, value)
+        headers.set("Via", str(invite.top_via))
+        headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
+        headers.add("Max-Forwards", "70")
+        cancel = Request("CANCEL", invite.uri, headers)
+        tx = self._send(cancel, call.peer, now, keep_via=True)
+        self._by_tx[tx] = call.key
+        call.hangup_pending = False  # sent; the 487 to the INVITE ends the call
+
+    # -- incoming calls --------------------------------------------------------------------------------
+    def on_request(self, event: RequestReceived, now: float) -> bool:
+        """Requests that belong to calls; False when the user agent should handle it."""
+        request = event.request
+        if request.method == "ACK":
+            self._on_ack(request, now)
+            return True
+        if event.transaction_id is None:
+            return False
+        if request.method == "CANCEL":
+            self._on_cancel(request, event.transaction_id, now)
+            return True
+        if request.to.tag:
+            return self._in_dialog(request, event.transaction_id, now)
+        if request.method == "INVITE":
+            self._on_invite(request, event, now)
+            return True
+        return False
+
+    def _on_invite(self, request: Request, event: RequestReceived, now: float) -> None:
+        tx = event.transaction_id
+        assert tx is not None
+        if len(self.active()) >= self.max_calls:
+            log.info("busy: %d calls already (limit %d)", len(self.active()), self.max_calls)
+            self._respond(tx, make_response(request, 486, to_tag=new_tag()), now)
+            return
+        if request.call_id in self.calls:
+            self._respond(tx, make_response(request, 482, to_tag=new_tag()), now)
+            return
+        call = CallSession(
+            request.call_id,
+            outgoing=False,
+            account=self.router.account_for(request),
+            remote=str(request.from_.uri),
+            events=self.events,
+            now=now,
+        )
+        call.remote_display_name = request.from_.display_name
+        call.invite, call.invite_tx, call.local_tag, call.peer = request, tx, new_tag(), event.peer
+        call.ring_deadline = now + self.incoming_ring_timeout
+        self.calls[call.key] = call
+        self._by_invite[tx] = call.key
+        ringing = make_response(request, 180, to_tag=call.local_tag)
+        ringing.headers.add("Contact", str(self._local_contact(call, event.peer.transport)))
+        self._respond(tx, ringing, now)
+        self.events.append(IncomingCall(call.key, request))
+
+    def answer(self, key: str, media: CallMedia, now: float) -> None:
+        """Accept an incoming call with our answer (or our offer if the INVITE had none).
+
+        The media starts (CallMediaUpdated) once the ACK confirms the call, never before: the
+        SDP's address is not trusted to receive packets until the caller has answered our 2xx.
+        """
+        call = self.get(key)
+        if call.state is not CallState.INCOMING or call.invite is None or call.invite_tx is None:
+            raise CallError(f"call {key} is {call.state.value}, not ringing here")
+        call.media = media
+        try:
+            body = self._first_answer(call, media, call.invite)
+        except MediaError as exc:
+            log.warning("call %s: offer not acceptable: %s", key[:8], exc)
+            self._reject(call, exc.status, now, media_ending(exc), str(exc))
+            return
+        try:
+            call.dialog = Dialog.as_uas(call.invite, call.local_tag, 0)
+        except ProtocolError as exc:
+            self._reject(call, 400, now, CallEnding.PROTOCOL_ERROR, str(exc))
+            return
+        ok = self._ok(call, call.invite, body)
+        self._by_dialog[call.dialog.id] = key
+        call.ring_deadline = None
+        self._respond(call.invite_tx, ok, now)
+        self._start_ok_retransmission(call, ok, now)
+        call.fire(Trigger.ANSWERED, "answered, waiting for ACK", 200, now)
+
+    def _first_answer(self, call: CallSession, media: CallMedia, invite: Request) -> bytes:
+        if invite.body:
+            return media.receive_offer(invite.body, False)
+        call.offer_in_ack = True
+        return media.create_offer(False)
+
+    def _ok(self, call: CallSession, request: Request, body: bytes) -> Response:
+        """A 2xx to INVITE: Record-Route copied (§12.1.1), our Contact, the SDP."""
+        ok = make_response(request, 200, to_tag=call.local_tag)
+        for value in request.headers.get_all("Record-Route"):
+            ok.headers.add("Record-Route", value)
+        transport = call.peer.transport if call.peer else "udp"
+        ok.headers.add("Contact", str(self._local_contact(call, transport)))
+        ok.headers.add("Allow", self.router.allow)
+        ok.headers.add("Content-Type", SDP)
+        ok.body = body
+        return ok
+
+    def _start_ok_retransmission(self, call: CallSession, ok: Response, now: float) -> None:
+        """RFC 3261 §13.3.1.4: resend the 2xx at T1, 2T1 ... T2 until the ACK, give up at 64*T1."""
+        t1 = self.endpoint.timers.t1
+        call.answer_ok = ok
+        call.ok_interval = t1
+        reliable = call.peer is not None and call.peer.reliable
+        call.ok_next = None if reliable else now + t1
+        call.ok_deadline = now + 64 * t1
+
+    def reject(self, key: str, status: int, now: float) -> None:
+        """Refuse an incoming call (486 Busy Here, 603 Decline ...)."""
+        call = self.get(key)
+        if call.state is not CallState.INCOMING:
+            raise CallError(f"call {key} is {call.state.value}, not ringing here")
+        self._reject(call, status, now, CallEnding.DECLINED_HERE)
+
+    def _reject(
+        self,
+        call: CallSession,
+        status: int,
+        now: float,
+        ending: CallEnding,
+        reason: str | None = None,
+    ) -> None:
+        assert call.invite is not None and call.invite_tx is not None
+        response = make_response(call.invite, status, to_tag=call.local_tag)
+        if reason and status == 488:
+            response.headers.add("Warning", f'304 securephone "{_quoted_text(reason)}"')
+        self._respond(call.invite_tx, response, now)
+        call.end(ending, reason or f"rejected with {status} {response.reason}", status, now)
+
+    def _on_ack(self, ack: Request, now: float) -> None:
+        key = self._by_dialog.get((ack.call_id, ack.to.tag or "", ack.from_.tag or ""))
+        call = self.calls.get(key) if key else None
+        if call is None or call.answer_ok is None:
+            return  # a retransmitted ACK, or one for a call we no longer know
+        call.ok_next = call.ok_deadline = None
+        call.answer_ok = None
+        media_ready = not call.offer_in_ack
+        if call.offer_in_ack and call.media is not None:
+            call.offer_in_ack = False
+            try:
+                call.media.receive_answer(ack.body)
+            except MediaError as exc:
+                self._bye_now(call, now, media_ending(exc), f"unacceptable answer in ACK: {exc}")
+                return
+            media_ready = True
+        if call.state is CallState.ANSWERING:
+            call.fire(Trigger.ACKED, "ACK received", 200, now)
+        elif call.state is CallState.TERMINATING and call.hangup_pending:
+            self._send_bye(call, now, *(call.pending or _HUNG_UP))  # hung up while answering
+            return
+        if media_ready and call.state is CallState.CONNECTED:
+            self.events.append(CallMediaUpdated(call.key))
+
+    def _bye_now(self, call: CallSession, now: float, ending: CallEnding, reason: str) -> None:
+        """End a confirmed call from our side, whatever state the 2xx/ACK exchange left it in."""
+        if call.state is CallState.ANSWERING:
+            call.fire(Trigger.ACKED, "ACK received", 200, now)
+        self._send_bye(call, now, ending, reason)
+
+    def _on_cancel(self, cancel: Request, tx: str, now: float) -> None:
+        """RFC 3261 §9.2: 200 to the CANCEL; 487 to the INVITE if it is still unanswered."""
+        invite_tx = server_key(cancel, method="INVITE")
+        key = self._by_invite.get(invite_tx)
+        if key is None or key not in self.calls:
+            self._respond(tx, make_response(cancel, 481, to_tag=new_tag()), now)
+            return
+        call = self.calls[key]
+        self._respond(tx, make_response(cancel, 200, to_tag=call.local_tag), now)
+        if call.state is CallState.INCOMING:
+            assert call.invite is not None
+            terminated = make_response(call.invite, 487, to_tag=call.local_tag)
+            self._respond(invite_tx, terminated, now)
+            ending = CallEnding.CANCELLED_THERE
+            call.end(ending, ending.value, 487, now)
+
+    # -- in-dialog requests ------------------------------------------------------------------------------
+    def _in_dialog(self, request: Request, tx: str, now: float) -> bool:
+        key = self._by_dialog.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
+        call = self.calls.get(key) if key else None
+        if call is None or call.dialog is None or call.ended:
+            self._respond(tx, make_response(request, 481), now)
+            return True
+        if not call.dialog.check_remote_cseq(request):
+            self._respond(tx, make_response(request, 500), now)
+            return True
+        handler = {
+            "BYE": self._on_bye,
+            "INVITE": self._on_reinvite,
+            "INFO": self._on_info,
+        }.get(request.method, self._on_other_in_dialog)
+        handler(call, request, tx, now)
+        return True
+
+    def _on_bye(self, call: CallSession, request: Request, tx: str, now: float) -> None:
+        self._respond(tx, make_response(request, 200), now)
+        ending = CallEnding.HUNG_UP_THERE
+        call.end(ending, ending.value, None, now)
+
+    def _on_info(self, call: CallSession, request: Request, tx: str, now: float) -> None:
+        self._respond(tx, make_response(request, 200), now)
+        self.events.append(InfoReceived(call.key, request))
+
+    def _on_other_in_dialog(self, call: CallSession, request: Request, tx: str, now: float) -> None:
+        if request.method == "OPTIONS":
+            self._respond(tx, self.router.options_response(request), now)
+            return
+        response = make_response(request, 501)
+        response.headers.add("Allow", self.router.allow)
+        self._respond(tx, response, now)
+
+    def _on_reinvite(self, call: CallSession, request: Request, tx: str, now: float) -> None:
+        """RFC 3261 §14.2: a target refresh with a new offer (hold/resume, new address)."""
+        assert call.dialog is not None and call.media is not None
+        if call.reinvite_tx is not None or call.state is not CallState.CONNECTED:
+            self._respond(tx, make_response(request, 491), now)  # glare (§14.2)
+            return
+        try:
+            body = call.media.receive_offer(request.body, call.local_hold) if request.body else b""
+        except MediaError as exc:
+            response = make_response(request, exc.status)
+            response.headers.add("Warning", f'304 securephone "{_quoted_text(str(exc))}"')
+            self._respond(tx, response, now)  # the call goes on as before (§14.2)
+            return
+        if not body:
+            body = call.media.create_offer(call.local_hold)
+            call.offer_in_ack = True
+        call.dialog.refresh_target(request)
+        ok = self._ok(call, request, body)
+        self._respond(tx, ok, now)
+        self._start_ok_retransmission(call, ok, now)
+        self._hold_update(call, call.local_hold, call.media.remote_hold)
+        if not call.offer_in_ack:
+            self.events.append(CallMediaUpdated(call.key))
+
+    # -- hold / resume -----------------------------------------------------------------------------------
+    def hold(self, key: str, on: bool, now: float) -> None:
+        """Put the call on hold (sendonly re-offer) or resume it (RFC 3264 §8.4)."""
+        call = self.get(key)
+        if call.state is not CallState.CONNECTED or call.dialog is None or call.media is None:
+            raise CallError(f"call {key} is {call.state.value}, not connected")
+        if call.reinvite_tx is not None:
+            call.reinvite_wanted = on
+            return
+        request = call.dialog.create_request("INVITE")
+        transport = self._dialog_peer(call).transport
+        request.headers.add("Contact", str(self._local_contact(call, transport)))
+        request.headers.add("Allow", self.router.allow)
+        request.headers.add("Content-Type", SDP)
+        request.body = call.media.create_offer(on)
+        call.reinvite_request = request
+        call.reinvite_wanted = on
+        tx = self._send(request, self._dialog_peer(call), now)
+        call.reinvite_tx = tx
+        self._by_tx[tx] = key
+
+    def _on_reinvite_response(self, call: CallSession, response: Response, now: float) -> None:
+        request = call.reinvite_request
+        assert request is not None and call.media is not None
+        status = response.status
+        if status < 200:
+            return
+        wanted = bool(call.reinvite_wanted)
+        call.reinvite_tx = None
+        if status < 300:
+            self._reinvite_accepted(call, request, response, wanted, now)
+        elif status == 491:
+            call.glare_at = now + call.glare_delay(self.rng)
+        elif status in (408, 481):  # RFC 3261 §14.1: the dialog is gone
+            ending = CallEnding.TIMED_OUT if status == 408 else CallEnding.PROTOCOL_ERROR
+            self._send_bye(call, now, ending, f"re-INVITE failed: {status} {response.reason}")
+        else:
+            log.warning("call %s: re-INVITE refused: %d %s", call.key[:8], status, response.reason)
+            call.reinvite_wanted = None
+
+    def _reinvite_accepted(
+        self, call: CallSession, request: Request, response: Response, hold: bool, now: float
+    ) -> None:
+        assert call.media is not None and call.dialog is not None
+        self._send_ack(call, request.cseq.seq, None)
+        call.dialog.update_from_response(response)
+        try:
+            call.media.receive_answer(response.body)
+        except MediaError as exc:
+            reason = f"unacceptable answer to re-INVITE: {exc}"
+            self._send_bye(call, now, media_ending(exc), reason)
+            return
+        self._hold_update(call, hold, call.media.remote_hold)
+        self.events.append(CallMediaUpdated(call.key))
+
+    def _hold_update(self, call: CallSession, local: bool, remote: bool) -> None:
+        if (call.local_hold, call.remote_hold) != (local, remote):
+            call.local_hold, call.remote_hold = local, remote
+            self.events.append(HoldChanged(call.key, local, remote))
+
+    # -- hang up -------------------------------------------------------------------------------------------
+    def hangup(self, key: str, now: float) -> None:
+        """End the call whatever its state: CANCEL, decline, or BYE."""
+        call = self.get(key)
+        state = call.state
+        if state in (CallState.CALLING, CallState.RINGING):
+            self._cancel(call, now, *_CANCELLED)
+        elif state is CallState.INCOMING:
+            self._reject(call, 603, now, CallEnding.DECLINED_HERE, "declined")
+        elif state is CallState.ANSWERING:
+            call.pending, call.hangup_pending = _HUNG_UP, True  # BYE once the ACK arrives (§15)
+            call.fire(Trigger.HANG_UP, "hanging up", None, now)
+        elif state is CallState.CONNECTED:
+            self._send_bye(call, now, *_HUNG_UP)
+
+    def _cancel(self, call: CallSession, now: float, ending: CallEnding, reason: str) -> None:
+        """Stop our unanswered INVITE: CANCEL now, or once a provisional response allows it (§9.1)."""
+        call.pending = (ending, reason)
+        call.fire(Trigger.HANG_UP, reason, None, now)
+        if call.provisional:
+            self._send_cancel(call, now)
+        else:
+            call.hangup_pending = True
+
+    def _send_bye(
+        self,
+        call: CallSession,
+        now: float,
+        ending: CallEnding,
+        reason: str,
+        status: int | None = None,
+    ) -> None:
+        """BYE with a Reason header (RFC 3326) when the call ends for a cause, not a plain hang-up."""
+        assert call.dialog is not None
+        bye = call.dialog.create_request("BYE")
+        cause = ending.reason_cause
+        if cause is not None:
+            bye.headers.add("Reason", f'SIP;cause={cause};text="{_quoted_text(reason)}"')
+        tx = self._send(bye, self._dialog_peer(call), now)
+        self._by_tx[tx] = call.key
+        call.pending, call.hangup_pending = (ending, reason), False
+        if call.state is not CallState.TERMINATING:
+            call.fire(Trigger.HANG_UP, reason, status, now)
+
+    def _on_bye_response(self, call: CallSession, response: Response, now: float) -> None:
+        if response.status >= 200 and call.state is CallState.TERMINATING:
+            call.end_pending(now, CallEnding.HUNG_UP_HERE)
+
+    def on_failure(self, tx: str, reason: str, now: float, ending: CallEnding) -> bool:
+        """A call transaction timed out (``TIMED_OUT``) or could not be sent (``TRANSPORT_FAILED``)."""
+        key = self._by_tx.pop(tx, None)
+        call = self.calls.get(key) if key else None
+        if call is None:
+            return False
+        if tx == call.invite_tx:
+            if call.state is CallState.TERMINATING:
+                call.end_pending(now, CallEnding.CANCELLED_HERE, f" ({reason})")
+            elif call.state in (CallState.CALLING, CallState.RINGING):
+                call.end(ending, reason, 408 if ending is CallEnding.TIMED_OUT else 503, now)
+        elif tx == call.reinvite_tx:
+            call.reinvite_tx = None
+            self._send_bye(call, now, ending, f"re-INVITE failed: {reason}")
+        elif call.state is CallState.TERMINATING:
+            call.end_pending(now, CallEnding.HUNG_UP_HERE, f" ({reason} on BYE)")
+        return True
+
+    def on_stray_2xx(self, response: Response) -> bool:
+        """A retransmitted 2xx to INVITE after its transaction ended: ACK it again (§13.2.2.4)."""
+        key = self._by_dialog.get(
+            (response.call_id, response.from_.tag or "", response.to.tag or "")
+        )
+        call = self.calls.get(key) if key else None
+        if call is None or call.dialog is None or response.cseq.method != "INVITE":
+            return False
+        self._send_ack(call, response.cseq.seq, None)
+        return True
+
+    # -- timers ---------------------------------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        return min((t for c in self.calls.values() for t in c.timers()), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        for call in list(self.calls.values()):
+            self._ok_timers(call, now)
+            self._ring_timer(call, now)
+            if call.glare_at is not None and now >= call.glare_at:
+                call.glare_at = None
+                if call.state is CallState.CONNECTED and call.reinvite_wanted is not None:
+                    self.hold(call.key, call.reinvite_wanted, now)
+
+    def _ok_timers(self, call: CallSession, now: float) -> None:
+        if call.ok_deadline is not None and now >= call.ok_deadline:
+            call.ok_next = call.ok_deadline = None
+            call.answer_ok = None
+            if call.state is CallState.TERMINATING and call.hangup_pending:
+                self._send_bye(call, now, *(call.pending or _HUNG_UP))
+            elif call.state in (CallState.ANSWERING, CallState.CONNECTED):
+                self._bye_now(call, now, CallEnding.TIMED_OUT, "no ACK for our 200 OK")
+        if call.ok_next is not None and now >= call.ok_next and call.answer_ok is not None:
+            if call.peer is not None:
+                self._send_stateless(call.answer_ok, call.peer)
+            call.ok_interval = min(2 * call.ok_interval, self.endpoint.timers.t2)
+            call.ok_next = now + call.ok_interval
+
+    def _ring_timer(self, call: CallSession, now: float) -> None:
+        """An unanswered call gives up: ours is cancelled, theirs gets 480 (RFC 3261 §21.4.18)."""
+        if call.ring_deadline is None or now < call.ring_deadline:
+            return
+        call.ring_deadline = None
+        waited = now - call.started_at
+        reason = f"no answer within {waited:g} s"
+        if call.state in (CallState.CALLING, CallState.RINGING):
+            self._cancel(call, now, CallEnding.NO_ANSWER, reason)
+        elif call.state is CallState.INCOMING:
+            self._reject(call, 480, now, CallEnding.NO_ANSWER, reason)
+
+    def forget_ended(self, keep: int = 50) -> list[str]:
+        """Drop the oldest ended calls beyond ``keep``; returns their keys (history lives in the store)."""
+        ended = [c for c in self.calls.values() if c.ended]
+        gone = {call.key for call in ended[: max(0, len(ended) - keep)]}
+        if not gone:
+            return []
+        for key in gone:
+            del self.calls[key]
+        for table in (self._by_tx, self._by_dialog, self._by_invite):
+            for ref in [ref for ref, key in table.items() if key in gone]:
+                del table[ref]  # type: ignore[arg-type]
+        return sorted(gone)
+
+
+def _quoted_text(text: str) -> str:
+    """Text safe inside a quoted-string of a Warning or Reason header."""
+    return text.replace('"', "'").replace("\\", "/")[:200]

@@ -1,0 +1,149 @@
+"""Who we are and where requests go: accounts, listeners, Contact, Via and the next hop.
+
+Pure functions of the configuration, no state that changes with traffic: the call manager, the
+registrations and the user agent all use one ``Router`` and it calls none of them (RFC 3261 §8.1.1,
+§10.2.1, §18.1.1; RFC 3263 without DNS; RFC 5630 for sips:).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from securephone.sip.endpoint import new_branch, new_tag
+from securephone.sip.headers import NameAddr
+from securephone.sip.message import Request, Response, make_response
+from securephone.sip.registration import RetryPolicy
+from securephone.sip.transaction import make_via
+from securephone.sip.transport import Peer
+from securephone.sip.uri import SipUri
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ACCEPT = "application/sdp"
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """What the core needs to know of one account (the config layer builds it)."""
+
+    name: str
+    aor: SipUri
+    registrar: SipUri
+    auth_user: str
+    password: str = field(repr=False)
+    transport: str = "udp"
+    outbound_proxy: SipUri | None = None
+    register: bool = True
+    expires: int = 600
+    display_name: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Router:
+    """Our listeners, identity and accounts, and the routing rules that follow from them."""
+
+    def __init__(
+        self,
+        listen: dict[str, tuple[str, int]],
+        user_agent: str = "securephone",
+        identity: SipUri | None = None,
+    ) -> None:
+        self.listen = dict(listen)
+        self.user_agent = user_agent
+        self.allow = ALLOW
+        host = bracket(next(iter(self.listen.values()))[0])
+        self.identity = identity or SipUri("sip", host, "securephone")
+        self.accounts: dict[str, AccountSpec] = {}
+
+    def account(self, name: str | None) -> AccountSpec | None:
+        """The account called ``name``, or None for direct (account-less) calls."""
+        return self.accounts.get(name) if name else None
+
+    def account_for(self, request: Request) -> str | None:
+        """The account an incoming request is addressed to (by user part), if any."""
+        user = request.uri.user if isinstance(request.uri, SipUri) else None
+        for name, spec in self.accounts.items():
+            if spec.aor.user == user:
+                return name
+        return None
+
+    def local_identity(self, spec: AccountSpec | None) -> NameAddr:
+        """Our From for a new request."""
+        return NameAddr(spec.aor, spec.display_name) if spec else NameAddr(self.identity)
+
+    def contact_for(
+        self, spec: AccountSpec | None, transport: str | None = None, *, secure: bool = False
+    ) -> NameAddr:
+        """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1).
+
+        A sips: request carries a sips: Contact (RFC 5630 §3.1.3), with no ``transport=tls``.
+        """
+        transport = transport or (spec.transport if spec else "udp")
+        host, port = self.listener(transport)
+        aor = spec.aor if spec else self.identity
+        sips = transport == "tls" and (secure or aor.scheme == "sips")
+        params: tuple[tuple[str, str | None], ...] = ()
+        if transport != "udp" and not sips:
+            params = (("transport", transport),)
+        uri = SipUri("sips" if sips else "sip", bracket(host), aor.user, port=port, params=params)
+        return NameAddr(uri)
+
+    def listener(self, transport: str) -> tuple[str, int]:
+        """Our address for ``transport``: its listener, else a stream one (connection reuse), else any."""
+        for name in (transport, "tls" if transport == "tcp" else "tcp"):
+            if name in self.listen:
+                return self.listen[name]
+        return next(iter(self.listen.values()))
+
+    def route_peer(
+        self, spec: AccountSpec | None, target: SipUri, *, use_proxy: bool = True
+    ) -> Peer:
+        """Where a request goes: the outbound proxy, else the target (RFC 3263 without DNS SRV)."""
+        proxy = spec.outbound_proxy if spec and use_proxy else None
+        hop = proxy or target
+        if target.scheme == "sips" and hop.scheme != "sips" and (hop.transport or "") != "tls":
+            raise ValueError(
+                f"{target} needs TLS all the way (RFC 3261 §26.2.2), but the next hop {hop} is not TLS"
+            )
+        transport = (hop.transport or (spec.transport if spec else "udp")).lower()
+        if hop.scheme == "sips":
+            transport = "tls"
+        port = hop.port or DEFAULT_PORTS.get(transport, 5060)
+        return Peer(transport, hop.host.strip("[]"), port)
+
+    def registrar_peer(self, name: str) -> Peer:
+        """Where account ``name`` registers."""
+        spec = self.accounts[name]
+        return self.route_peer(spec, spec.registrar)
+
+    def stamp_request(self, request: Request, peer: Peer, *, keep_via: bool = False) -> Request:
+        """Our Via with a fresh branch (unless kept, as for CANCEL) and our User-Agent (§8.1.1.7)."""
+        if not keep_via:
+            host, port = self.listener(peer.transport)
+            via = make_via(peer.transport, bracket(host), port, new_branch())
+            request.headers.remove("Via")
+            request.headers.prepend("Via", str(via))
+        if "User-Agent" not in request.headers:
+            request.headers.add("User-Agent", self.user_agent)
+        return request
+
+    def stamp_response(self, response: Response) -> Response:
+        """Our Server header on final responses (RFC 3261 §20.35)."""
+        if "User-Agent" not in response.headers and response.status >= 200:
+            response.headers.add("Server", self.user_agent)
+        return response
+
+    def options_response(self, request: Request) -> Response:
+        """RFC 3261 §11.2: 200 with what we can do."""
+        response = make_response(request, 200, to_tag=new_tag())
+        response.headers.add("Allow", self.allow)
+        response.headers.add("Accept", ACCEPT)
+        response.headers.add("Accept-Encoding", "identity")
+        response.headers.add("Accept-Language", "en")
+        response.headers.add("User-Agent", self.user_agent)
+        return response
+
+
+def bracket(host: str) -> str:
+    """Bracket IPv6 literals for use in URIs and Via."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
