@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from securephone.media.negotiation import SdpMedia
 from securephone.sdp.offer_answer import MediaCapabilities
-from securephone.sip.callstate import CallState
+from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import (
     CallMediaUpdated,
     CallStateChanged,
@@ -241,3 +241,274 @@ def test_ended_calls_are_forgotten_with_their_indexes() -> None:
     assert list(manager.calls) == [keys[-1]]
     for table in (manager._by_tx, manager._by_dialog, manager._by_invite):
         assert set(table.values()) <= {keys[-1]}
+
+
+# -- event order, endings, and the branches a plain call does not take ------------------------------
+
+
+def kinds(pair: Pair, name: str) -> list[str]:
+    """The side's events in order, as short names (state changes by their new state)."""
+    names = []
+    for event in pair.events[name]:
+        if isinstance(event, CallStateChanged):
+            names.append(event.new.value)
+        elif isinstance(event, CallMediaUpdated | HoldChanged | IncomingCall):
+            names.append(type(event).__name__)
+    return names
+
+
+def test_event_order_both_sides_through_hold_and_hangup() -> None:
+    pair = Pair()
+    key, incoming, _, _ = connect(pair)
+    assert kinds(pair, "a") == ["ringing", "connected", "CallMediaUpdated"]
+    assert kinds(pair, "b") == ["IncomingCall", "answering", "connected", "CallMediaUpdated"]
+    for name in ("a", "b"):
+        pair.events[name].clear()
+    pair.a.hold(key, True, pair.now)
+    pair.flush()
+    pair.a.hold(key, False, pair.now)
+    pair.flush()
+    held = ["HoldChanged", "CallMediaUpdated"]
+    assert kinds(pair, "a") == held + held
+    assert kinds(pair, "b") == held + held
+    for name in ("a", "b"):
+        pair.events[name].clear()
+    pair.b.hangup(incoming, pair.now)
+    pair.flush()
+    assert kinds(pair, "b") == ["terminating", "terminated"]
+    assert kinds(pair, "a") == ["terminated"]
+
+
+def test_endings_are_typed_and_clean_only_for_hang_ups() -> None:
+    pair = Pair()
+    key, incoming, _, _ = connect(pair)
+    pair.a.hangup(key, pair.now)
+    pair.flush()
+    a, b = pair.a.calls.get(key), pair.b.calls.get(incoming)
+    assert a.ending is CallEnding.HUNG_UP_HERE and b.ending is CallEnding.HUNG_UP_THERE
+    assert a.ending.ok and b.ending.ok and a.answered and b.answered
+    last = [e for e in pair.events["a"] if isinstance(e, CallStateChanged)][-1]
+    assert last.ending is CallEnding.HUNG_UP_HERE
+    bye = parse_message(pair.sent("a", "BYE")[0])
+    assert "Reason" not in bye.headers  # a plain hang-up gives no cause (RFC 3326)
+
+
+def test_reject_and_cancel_endings() -> None:
+    pair = Pair()
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    pair.b.reject(pair.incoming(), 603, pair.now)
+    pair.flush()
+    a, b = pair.a.calls.get(key), pair.b.calls.get(key)
+    assert a.ending is CallEnding.REJECTED and a.status == 603 and not a.ending.ok
+    assert b.ending is CallEnding.DECLINED_HERE
+
+
+def test_no_common_codec_ends_as_media_refused() -> None:
+    pair = Pair()
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000, ("PCMA",)), pair.now).key
+    pair.flush()
+    pair.b.answer(pair.incoming(), media(40002, ("PCMU",)), pair.now)
+    pair.flush()
+    assert pair.a.calls.get(key).ending is CallEnding.MEDIA_REFUSED
+    assert pair.b.calls.get(key).ending is CallEnding.MEDIA_REFUSED
+
+
+def retag(data: bytes, header: str, new_tag: str) -> bytes:
+    """The message with the tag of ``header`` (To/From) replaced."""
+    message = parse_message(data)
+    value = message.headers.get(header) or ""
+    head, _, _ = value.partition(";tag=")
+    message.headers.set(header, f"{head};tag={new_tag}")
+    return bytes(message)
+
+
+def test_second_forked_2xx_is_acked_and_byed() -> None:
+    """RFC 3261 §13.2.2.4: a 2xx from a second fork gets an ACK and a BYE; the call stays up."""
+    pair = Pair()
+    key, _, _, _ = connect(pair)
+    ok = pair.sent("b", "SIP/2.0 200")[0]
+    pair.a.receive_datagram(retag(ok, "To", "otherfork"), B, pair.now)
+    out = [o.data for o in pair.a.outgoing()]
+    acks = [d for d in out if d.startswith(b"ACK")]
+    byes = [d for d in out if d.startswith(b"BYE")]
+    assert len(acks) == 1 and len(byes) == 1
+    assert parse_message(byes[0]).to.tag == "otherfork"
+    assert pair.a.calls.get(key).state is CallState.CONNECTED
+
+
+def test_invite_401_is_retried_once_with_credentials() -> None:
+    """RFC 3261 §22.2: the INVITE goes again with CSeq + 1 and an Authorization header."""
+    from securephone.sip.message import make_response
+    from securephone.sip.router import AccountSpec
+
+    pair = Pair()
+    aor = SipUri.parse("sip:alice@127.0.0.1")
+    spec = AccountSpec("alice", aor, aor, "alice", "secret", register=False)
+    pair.a.add_account(spec)
+    challenged: list[bytes] = []
+
+    def challenge_first(sender: str, data: bytes) -> bool:
+        if sender == "a" and data.startswith(b"INVITE") and not challenged:
+            challenged.append(data)
+            return True
+        return False
+
+    pair.drop = challenge_first
+    key = pair.a.dial(
+        SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now, account="alice"
+    ).key
+    pair.flush()
+    invite = parse_message(challenged[0])
+    assert isinstance(invite, Request)
+    response = make_response(invite, 401, to_tag="t401")
+    response.headers.add("WWW-Authenticate", 'Digest realm="test", nonce="abc", qop="auth"')
+    pair.a.receive_datagram(bytes(response), B, pair.now)
+    pair.flush()
+    invites = [parse_message(d) for d in pair.sent("a", "INVITE")]
+    assert len(invites) == 2 and invites[1].cseq.seq == invites[0].cseq.seq + 1
+    assert "Digest" in (invites[1].headers.get("Authorization") or "")
+    pair.b.answer(pair.incoming(), media(40002), pair.now)
+    pair.flush()
+    assert pair.a.calls.get(key).state is CallState.CONNECTED
+
+
+def test_invite_without_sdp_gets_offer_in_2xx_and_answer_in_ack() -> None:
+    """RFC 3264 §5 / RFC 3261 §13.2.1: no offer in the INVITE, so ours is in the 2xx, theirs in the ACK."""
+    pair = Pair()
+    stripped: list[bytes] = []
+
+    def strip_body(sender: str, data: bytes) -> bool:
+        if sender == "a" and data.startswith(b"INVITE") and not stripped:
+            stripped.append(data)
+            return True
+        return False
+
+    pair.drop = strip_body
+    ma = media(40000)
+    pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), ma, pair.now)
+    pair.flush()
+    invite = parse_message(stripped[0])
+    assert isinstance(invite, Request)
+    invite.body = b""
+    invite.headers.remove("Content-Type")
+    pair.drop = lambda sender, data: True  # the caller's own side plays no further part
+    pair.b.receive_datagram(bytes(invite), A, pair.now)
+    pair.flush()
+    key = pair.incoming()
+    mb = media(40002)
+    pair.b.answer(key, mb, pair.now)
+    pair.flush()
+    ok = parse_message(pair.sent("b", "SIP/2.0 200")[0])
+    assert ok.body.startswith(b"v=0")  # our offer
+    assert kinds(pair, "b") == ["IncomingCall", "answering"]
+    # the caller's answer comes in the ACK
+    answer = media(40000).receive_offer(ok.body, False)
+    ack = Request("ACK", SipUri.parse("sip:securephone@127.0.0.1:5080"), ok.headers.copy(), answer)
+    ack.headers.set("CSeq", f"{invite.cseq.seq} ACK")
+    ack.headers.remove("Contact")
+    ack.headers.set("Via", str(invite.top_via))
+    pair.b.receive_datagram(bytes(ack), A, pair.now)
+    pair.flush()
+    assert kinds(pair, "b") == ["IncomingCall", "answering", "connected", "CallMediaUpdated"]
+    assert mb.negotiated is not None and mb.negotiated.remote_port == 40000
+
+
+def test_invite_timeout_ends_as_timed_out() -> None:
+    pair = Pair()
+    pair.drop = lambda sender, data: sender == "a"
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    pair.advance(40)  # Timer B = 64*T1 = 32 s
+    call = pair.a.calls.get(key)
+    assert call.ending is CallEnding.TIMED_OUT and call.status == 408
+    assert len(pair.sent("a", "INVITE")) == 7  # sent at 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5
+
+
+def test_transport_failure_ends_the_call() -> None:
+    pair = Pair()
+    pair.drop = lambda sender, data: sender == "a"
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    pair.a.transport_failed(B, "connection refused", pair.now)
+    call = pair.a.calls.get(key)
+    assert call.ending is CallEnding.TRANSPORT_FAILED and call.reason == "connection refused"
+
+
+def test_outgoing_ring_timeout_cancels() -> None:
+    pair = Pair()
+    key = pair.a.dial(
+        SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now, ring_timeout=5
+    ).key
+    pair.flush()
+    pair.advance(4.9)
+    assert pair.a.calls.get(key).state is CallState.RINGING
+    pair.advance(0.2)
+    a, b = pair.a.calls.get(key), pair.b.calls.get(key)
+    assert len(pair.sent("a", "CANCEL")) == 1
+    assert a.ending is CallEnding.NO_ANSWER and a.status == 487
+    assert "no answer within 5" in a.reason
+    assert b.ending is CallEnding.CANCELLED_THERE
+
+
+def test_incoming_ring_timeout_answers_480() -> None:
+    """An unanswered INVITE cannot hold a call slot for ever: 480 after the ring timeout."""
+    pair = Pair(max_calls=1)
+    pair.b.calls.incoming_ring_timeout = 10
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    pair.advance(10.5)
+    assert pair.b.calls.get(key).ending is CallEnding.NO_ANSWER
+    a = pair.a.calls.get(key)
+    assert a.ending is CallEnding.REJECTED and a.status == 480
+    assert not pair.b.calls.active()  # the slot is free again
+
+
+def test_missing_ack_bye_carries_reason_408() -> None:
+    pair = Pair()
+    pair.drop = lambda sender, data: sender == "a" and data.startswith(b"ACK")
+    connect(pair)
+    pair.advance(33)
+    bye = parse_message(pair.sent("b", "BYE")[0])
+    assert (bye.headers.get("Reason") or "").startswith("SIP;cause=408")
+    call = next(iter(pair.b.calls.calls.values()))
+    assert call.ending is CallEnding.TIMED_OUT
+
+
+def test_hangup_while_answering_sends_bye_after_the_ack() -> None:
+    """RFC 3261 §15: the callee must not send BYE before the ACK (or its timeout)."""
+    pair = Pair()
+    held: list[bytes] = []
+
+    def hold_ack(sender: str, data: bytes) -> bool:
+        if sender == "a" and data.startswith(b"ACK") and not held:
+            held.append(data)
+            return True
+        return False
+
+    pair.drop = hold_ack
+    key, incoming, _, _ = connect(pair)
+    pair.b.hangup(incoming, pair.now)
+    pair.flush()
+    assert pair.b.calls.get(incoming).state is CallState.TERMINATING
+    assert not pair.sent("b", "BYE")
+    pair.b.receive_datagram(held[0], A, pair.now)
+    pair.flush()
+    assert len(pair.sent("b", "BYE")) == 1
+    assert pair.b.calls.get(incoming).ending is CallEnding.HUNG_UP_HERE
+    assert pair.a.calls.get(key).ending is CallEnding.HUNG_UP_THERE
+
+
+def test_call_commands_on_unknown_or_wrong_state_raise_call_error() -> None:
+    import pytest
+
+    from securephone.errors import CallError
+
+    pair = Pair()
+    key, incoming, _, _ = connect(pair)
+    with pytest.raises(CallError):
+        pair.a.hangup("nope", pair.now)
+    with pytest.raises(CallError):
+        pair.b.answer(incoming, media(40010), pair.now)  # already connected
+    with pytest.raises(CallError):
+        pair.b.reject(incoming, 486, pair.now)

@@ -426,21 +426,21 @@ class CallManager:
             return  # a retransmitted ACK, or one for a call we no longer know
         call.ok_next = call.ok_deadline = None
         call.answer_ok = None
-        media_ready = not call.offer_in_ack
-        if call.offer_in_ack and call.media is not None:
+        confirms = call.state is CallState.ANSWERING  # the ACK of the call's first 2xx
+        answer_in_ack = call.offer_in_ack
+        if answer_in_ack and call.media is not None:
             call.offer_in_ack = False
             try:
                 call.media.receive_answer(ack.body)
             except MediaError as exc:
                 self._bye_now(call, now, media_ending(exc), f"unacceptable answer in ACK: {exc}")
                 return
-            media_ready = True
-        if call.state is CallState.ANSWERING:
+        if confirms:
             call.fire(Trigger.ACKED, "ACK received", 200, now)
         elif call.state is CallState.TERMINATING and call.hangup_pending:
             self._send_bye(call, now, *(call.pending or _HUNG_UP))  # hung up while answering
             return
-        if media_ready and call.state is CallState.CONNECTED:
+        if call.state is CallState.CONNECTED and (confirms or answer_in_ack):
             self.events.append(CallMediaUpdated(call.key))
 
     def _bye_now(self, call: CallSession, now: float, ending: CallEnding, reason: str) -> None:

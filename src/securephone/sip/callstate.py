@@ -79,6 +79,7 @@ TRANSITIONS: dict[tuple[CallState, Trigger], CallState] = {
     (S.ANSWERING, T.ACKED): S.CONNECTED,
     (S.CALLING, T.HANG_UP): S.TERMINATING,
     (S.RINGING, T.HANG_UP): S.TERMINATING,
+    (S.ANSWERING, T.HANG_UP): S.TERMINATING,  # the BYE waits for the ACK (RFC 3261 §15)
     (S.CONNECTED, T.HANG_UP): S.TERMINATING,
     **{(state, T.END): S.TERMINATED for state in _LIVE},
 }

@@ -1,0 +1,128 @@
+"""Two Phones over real sockets on 127.0.0.1: each sees its call's events in the order they happened,
+through the listener API and on the Call handle alike; endings and the summary say how calls ended."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from securephone.aio.call import Call
+from securephone.aio.phone import Phone, PhoneError
+from securephone.sip.callstate import CallEnding, CallState
+from securephone.sip.events import (
+    CallMediaUpdated,
+    CallStateChanged,
+    Event,
+    HoldChanged,
+    IncomingCall,
+)
+from securephone.store.config import parse_config
+
+CALL_EVENTS = (CallStateChanged, CallMediaUpdated, HoldChanged, IncomingCall)
+
+
+def config(**calls: Any) -> Any:
+    return parse_config(
+        {
+            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+            "media": {"port_min": 41000, "port_max": 41999, "srtp": "off"},
+            "calls": calls,
+        }
+    )
+
+
+def name(event: Event) -> str:
+    if isinstance(event, CallStateChanged):
+        return event.new.value
+    return type(event).__name__
+
+
+class Recorder:
+    def __init__(self, phone: Phone) -> None:
+        self.seen: list[str] = []
+        phone.add_listener(self.record)
+
+    def record(self, event: Event) -> None:
+        if isinstance(event, CALL_EVENTS):
+            self.seen.append(name(event))
+
+    def take(self) -> list[str]:
+        seen, self.seen = self.seen, []
+        return seen
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def uri(phone: Phone) -> str:
+    host, port = phone.status()["listen"]["udp"].split(":")
+    return f"sip:bob@{host}:{port}"
+
+
+async def test_events_in_order_on_both_phones() -> None:
+    alice, bob = Phone(config()), Phone(config(auto_answer=True))
+    seen_a, seen_b = Recorder(alice), Recorder(bob)
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(uri(bob))
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their: Call = next(iter(bob.calls.values()))
+        await until(lambda: "CallMediaUpdated" in seen_b.seen and "CallMediaUpdated" in seen_a.seen)
+        assert seen_a.take() == ["ringing", "connected", "CallMediaUpdated"]
+        assert seen_b.take() == ["IncomingCall", "answering", "connected", "CallMediaUpdated"]
+        assert [name(e) for e in their.events] == [
+            "IncomingCall",
+            "answering",
+            "connected",
+            "CallMediaUpdated",
+        ]
+        call.hold()
+        await until(lambda: their.remote_hold)
+        call.resume()
+        await until(lambda: not their.remote_hold and not call.local_hold)
+        await until(lambda: len(seen_b.seen) >= 4)
+        held = ["HoldChanged", "CallMediaUpdated"]
+        assert seen_a.take() == held + held
+        assert seen_b.take() == held + held
+        their.hangup()
+        await call.wait_ended(5)
+        await their.wait_ended(5)
+        assert seen_b.take() == ["terminating", "terminated"]
+        assert seen_a.take() == ["terminated"]
+        assert call.ending is CallEnding.HUNG_UP_THERE and their.ending is CallEnding.HUNG_UP_HERE
+        summary = call.summary()
+        assert summary["ending"] == "hung_up_there" and summary["answered"] is True
+        assert call.history[-1] == ("terminated", "the far end hung up")
+    finally:
+        await alice.stop()
+        await bob.stop()
+
+
+async def test_commands_on_ended_calls_and_unanswered_ring_timeout() -> None:
+    alice, bob = Phone(config()), Phone(config())  # bob does not answer
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(uri(bob), ring_timeout=1.0)
+        assert await call.wait_for(CallState.TERMINATED, timeout=5) is CallState.TERMINATED
+        assert call.ending is CallEnding.NO_ANSWER and not call.answered
+        their = next(iter(bob.calls.values()))
+        await their.wait_ended(5)
+        assert their.ending is CallEnding.CANCELLED_THERE
+        try:
+            call.hold()
+        except PhoneError as exc:
+            assert "not connected" in str(exc)
+        else:
+            raise AssertionError("hold on an ended call must fail")
+        call.hangup()  # nothing to do, and no error
+    finally:
+        await alice.stop()
+        await bob.stop()
