@@ -505,7 +505,7 @@ def test_call_commands_on_unknown_or_wrong_state_raise_call_error() -> None:
     from securephone.errors import CallError
 
     pair = Pair()
-    key, incoming, _, _ = connect(pair)
+    _, incoming, _, _ = connect(pair)
     with pytest.raises(CallError):
         pair.a.hangup("nope", pair.now)
     with pytest.raises(CallError):
