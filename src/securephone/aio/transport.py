@@ -12,10 +12,11 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from securephone.errors import ProtocolError
+from securephone.sip.flows import FlowAction, FlowTable
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
 from securephone.tls import TlsInfo, check_peer_name, explain
@@ -55,9 +56,8 @@ class _StreamConnection(asyncio.Protocol):
         self.peer: Peer | None = None
         self.tls: TlsInfo | None = None
         self.verified = False
-        self.awaiting_pong = False
         self.received = 0
-        self._keepalive: asyncio.TimerHandle | None = None
+        self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -68,6 +68,10 @@ class _StreamConnection(asyncio.Protocol):
         if sslobj is not None:
             self.verified = sslobj.context.verify_mode == ssl.CERT_REQUIRED
             self.tls = TlsInfo.from_ssl(sslobj, self.verified)
+        if not self.layer.flow_opened(self):
+            self.refused = True
+            transport.close()
+            return
         if self.dialled is None:
             self.layer._register_connection(self)
 
@@ -77,8 +81,8 @@ class _StreamConnection(asyncio.Protocol):
         items = self.parser.feed_items(data)
         if self.parser.take_pings() and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
-        if self.parser.take_pongs():
-            self.awaiting_pong = False
+        pongs = self.parser.take_pongs()
+        self.layer.flow_received(self, len(items), self.parser.partial, pongs)
         for item in items:
             if isinstance(item, ProtocolError):
                 self.layer.on_bad_message(item, self.peer)
@@ -88,29 +92,9 @@ class _StreamConnection(asyncio.Protocol):
             log.warning("closing %s: the stream lost its framing", self.peer)
             self.close()
 
-    def start_keepalive(self, interval: float) -> None:
-        """RFC 5626 §4.4.1: send a CRLFCRLF ping every ``interval``; no CRLF pong by the next one
-        means the flow is dead, and closing it lets the registration recover."""
-        if interval <= 0:
-            return
-        loop = asyncio.get_running_loop()
-
-        def ping() -> None:
-            if self.transport is None or self.transport.is_closing():
-                return
-            if self.awaiting_pong:
-                log.warning("no keep-alive pong from %s: closing the flow", self.peer)
-                self.transport.close()
-                return
-            self.awaiting_pong = True
-            self.transport.write(b"\r\n\r\n")
-            self._keepalive = loop.call_later(interval, ping)
-
-        self._keepalive = loop.call_later(interval, ping)
-
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        if self.refused:
+            return
         self.layer._forget_connection(self)
         if self.dialled is not None:
             self.layer.on_error(self.dialled, self._close_reason(exc))
@@ -160,7 +144,10 @@ class TransportLayer:
         self.trace = trace
         self.client_ssl = client_ssl
         self.listening: dict[str, tuple[str, int]] = {}
-        self.keepalive_interval = 0.0
+        self.flows = FlowTable()
+        self._flow_timer: asyncio.TimerHandle | None = None
+        self._flow_timer_at: float | None = None
+        self._live: dict[int, _StreamConnection] = {}  # every open connection, by id
         self.tls_unavailable = "no TLS settings"
         self.client_has_cert = False
         self._udp: socket.socket | None = None
@@ -221,12 +208,70 @@ class TransportLayer:
             self.trace("in", peer, message if isinstance(message, bytes) else bytes(message))
         self.on_message(message, peer)
 
+    # -- flow policy (the core's FlowTable decides; this only acts) ------------------------------
+    @property
+    def keepalive_interval(self) -> float:
+        return self.flows.limits.keepalive_interval
+
+    @keepalive_interval.setter
+    def keepalive_interval(self, seconds: float) -> None:
+        self.flows.limits = replace(self.flows.limits, keepalive_interval=seconds)
+
+    def flow_opened(self, conn: _StreamConnection) -> bool:
+        """A connection is up: False when it must be refused (too many connections)."""
+        now = asyncio.get_running_loop().time()
+        if not self.flows.opened(conn.conn_id, dialled=conn.dialled is not None, now=now):
+            if self.flows.refused % 100 == 1:
+                log.warning(
+                    "refusing a SIP connection from %s: %d connections already (%d refused so far)",
+                    conn.peer,
+                    self.flows.accepted,
+                    self.flows.refused,
+                )
+            return False
+        self._live[conn.conn_id] = conn
+        self._arm_flows()
+        return True
+
+    def flow_received(
+        self, conn: _StreamConnection, messages: int, partial: bool, pongs: int
+    ) -> None:
+        now = asyncio.get_running_loop().time()
+        self.flows.received(conn.conn_id, now, messages=messages, partial=partial, pongs=pongs)
+        self._arm_flows()
+
+    def _arm_flows(self) -> None:
+        deadline = self.flows.get_timer()
+        if deadline == self._flow_timer_at:
+            return
+        if self._flow_timer is not None:
+            self._flow_timer.cancel()
+        self._flow_timer_at = deadline
+        loop = asyncio.get_running_loop()
+        self._flow_timer = None if deadline is None else loop.call_at(deadline, self._on_flows)
+
+    def _on_flows(self) -> None:
+        self._flow_timer = self._flow_timer_at = None
+        for command in self.flows.handle_timer(asyncio.get_running_loop().time()):
+            conn = self._live.get(command.conn)
+            if conn is None:
+                continue
+            if command.action is FlowAction.PING:
+                conn.write(b"\r\n\r\n")
+            else:
+                level = logging.WARNING if conn.dialled is not None else logging.INFO
+                log.log(level, "closing the SIP connection with %s: %s", conn.peer, command.reason)
+                conn.close()
+        self._arm_flows()
+
     def _register_connection(self, conn: _StreamConnection) -> None:
         assert conn.peer is not None
         self._conns[conn.conn_id] = conn
         self._by_addr[(conn.name, conn.peer.host, conn.peer.port)] = conn.conn_id
 
     def _forget_connection(self, conn: _StreamConnection) -> None:
+        self.flows.closed(conn.conn_id)
+        self._live.pop(conn.conn_id, None)
         self._conns.pop(conn.conn_id, None)
         if conn.peer is not None:
             key = (conn.name, conn.peer.host, conn.peer.port)
@@ -310,7 +355,6 @@ class TransportLayer:
             self.on_error(peer, f"cannot connect to {peer}: TLS: {mismatch}")
             return
         self._register_connection(proto)
-        proto.start_keepalive(self.keepalive_interval)
         self._by_addr[key] = conn_id  # also reachable under the name we dialled
         for data in pending.queue:
             proto.write(data)
@@ -345,7 +389,9 @@ class TransportLayer:
             asyncio.get_running_loop().remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
-        for conn in list(self._conns.values()):
+        if self._flow_timer is not None:
+            self._flow_timer.cancel()
+        for conn in list(self._live.values()):
             conn.close()
         for server in self._servers:
             server.close()

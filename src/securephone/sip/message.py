@@ -678,6 +678,11 @@ class StreamParser:
         """True when parsed messages or errors wait to be returned by ``feed(b"")``."""
         return bool(self._ready)
 
+    @property
+    def partial(self) -> bool:
+        """True when the bytes of a message that has not ended yet are buffered."""
+        return bool(self._buf.strip(b"\r\n"))
+
     def take_pings(self) -> int:
         """Return and reset the count of CRLFCRLF pings (each deserves a CRLF pong)."""
         count, self.keepalive_pings = self.keepalive_pings, 0

@@ -1,0 +1,148 @@
+"""The policy of SIP stream connections (TCP/TLS flows), sans-I/O: keep-alive, timeouts, limits.
+
+The shell reports what happens on each connection (opened, bytes parsed, closed) with ``now``;
+this table says when to ping and when to close, as commands, and when it next needs the clock
+(``get_timer()`` / ``handle_timer(now)``).
+
+- RFC 5626 §4.4.1: on flows we opened, a CRLFCRLF ping every ``keepalive_interval``; no CRLF pong
+  by the next ping means the flow is dead and is closed (the registration then recovers).
+- A stranger must not hold connections for free: a connection that has not completed a SIP
+  message within ``first_message_timeout``, a message begun and not finished within
+  ``message_timeout`` (half a header, a Content-Length never sent, one byte every two seconds),
+  or (on accepted connections) no bytes at all for ``idle_timeout`` is closed; beyond ``max_connections`` new incoming
+  connections are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+log = logging.getLogger(__name__)
+
+
+class FlowAction(Enum):
+    PING = "ping"  # write CRLFCRLF
+    CLOSE = "close"
+
+
+@dataclass(frozen=True)
+class FlowCommand:
+    """What the shell must do to connection ``conn`` now."""
+
+    conn: int
+    action: FlowAction
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FlowLimits:
+    """Timeouts (seconds) and the connection limit; 0 turns keep-alive off."""
+
+    keepalive_interval: float = 0.0
+    first_message_timeout: float = 32.0  # 64*T1, the life of a transaction
+    message_timeout: float = 32.0
+    idle_timeout: float = 900.0
+    max_connections: int = 256
+
+
+@dataclass
+class _Flow:
+    dialled: bool  # we opened it (keep-alive applies) or accepted it
+    opened_at: float
+    last_rx: float
+    messages: int = 0
+    partial_since: float | None = None
+    awaiting_pong: bool = False
+    next_ping: float | None = None
+
+    def deadline(self, limits: FlowLimits) -> tuple[float, str]:
+        """The earliest time this flow must be closed, and why."""
+        times = [(float("inf"), "")]
+        if not self.dialled:  # our own flows carry registrations; keep-alive watches them
+            times.append((self.last_rx + limits.idle_timeout, "idle"))
+        if self.partial_since is not None:
+            times.append((self.partial_since + limits.message_timeout, "incomplete message"))
+        if not self.dialled and self.messages == 0:
+            times.append((self.opened_at + limits.first_message_timeout, "no SIP message"))
+        return min(times)
+
+
+class FlowTable:
+    """Every stream connection of one phone, and the rules above."""
+
+    def __init__(self, limits: FlowLimits | None = None) -> None:
+        self.limits = limits or FlowLimits()
+        self._flows: dict[int, _Flow] = {}
+        self.accepted = 0  # open connections others made to us (the limited kind)
+        self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def opened(self, conn: int, *, dialled: bool, now: float) -> bool:
+        """A connection is up; False when an accepted one is over the limit (close it at once)."""
+        if not dialled and self.accepted >= self.limits.max_connections:
+            self.refused += 1
+            return False
+        self.accepted += not dialled
+        flow = _Flow(dialled, now, now)
+        if dialled and self.limits.keepalive_interval > 0:
+            flow.next_ping = now + self.limits.keepalive_interval
+        self._flows[conn] = flow
+        return True
+
+    def received(
+        self, conn: int, now: float, *, messages: int, partial: bool, pongs: int = 0
+    ) -> None:
+        """Bytes arrived and were parsed: ``messages`` complete ones, ``partial`` bytes left over."""
+        flow = self._flows.get(conn)
+        if flow is None:
+            return
+        flow.last_rx = now
+        flow.messages += messages
+        if pongs:
+            flow.awaiting_pong = False
+        if not partial:
+            flow.partial_since = None
+        elif messages or flow.partial_since is None:
+            flow.partial_since = now  # a new message has begun
+
+    def closed(self, conn: int) -> None:
+        self._forget(conn)
+
+    def _forget(self, conn: int) -> None:
+        flow = self._flows.pop(conn, None)
+        if flow is not None and not flow.dialled:
+            self.accepted -= 1
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline of any flow."""
+        times = [flow.deadline(self.limits)[0] for flow in self._flows.values()]
+        times += [f.next_ping for f in self._flows.values() if f.next_ping is not None]
+        due = min(times, default=float("inf"))
+        return None if due == float("inf") else due
+
+    def handle_timer(self, now: float) -> list[FlowCommand]:
+        """Pings and closes that are due (a closed flow is forgotten here)."""
+        commands: list[FlowCommand] = []
+        for conn, flow in list(self._flows.items()):
+            command = self._due(conn, flow, now)
+            if command is not None:
+                commands.append(command)
+                if command.action is FlowAction.CLOSE:
+                    self._forget(conn)
+        return commands
+
+    def _due(self, conn: int, flow: _Flow, now: float) -> FlowCommand | None:
+        at, why = flow.deadline(self.limits)
+        if now >= at:
+            return FlowCommand(conn, FlowAction.CLOSE, why)
+        if flow.next_ping is None or now < flow.next_ping:
+            return None
+        if flow.awaiting_pong:
+            return FlowCommand(conn, FlowAction.CLOSE, "no keep-alive pong")
+        flow.awaiting_pong = True
+        flow.next_ping = now + self.limits.keepalive_interval
+        return FlowCommand(conn, FlowAction.PING)

@@ -1,0 +1,80 @@
+"""The stream-connection policy with a fake clock: RFC 5626 keep-alive, timeouts and the limit."""
+
+from __future__ import annotations
+
+from securephone.sip.flows import FlowAction, FlowCommand, FlowLimits, FlowTable
+
+
+def run_until(table: FlowTable, end: float) -> list[tuple[float, FlowCommand]]:
+    """Fire every timer up to ``end``; the commands with the time they were due."""
+    seen = []
+    while (due := table.get_timer()) is not None and due <= end:
+        seen += [(due, c) for c in table.handle_timer(due)]
+    return seen
+
+
+def test_keepalive_pings_and_closes_without_pong() -> None:
+    table = FlowTable(FlowLimits(keepalive_interval=30))
+    assert table.opened(1, dialled=True, now=0)
+    first = run_until(table, 30)
+    assert first == [(30, FlowCommand(1, FlowAction.PING))]
+    table.received(1, 30.1, messages=0, partial=False, pongs=1)  # the CRLF pong
+    assert run_until(table, 60) == [(60, FlowCommand(1, FlowAction.PING))]
+    # no pong this time: the next ping time closes the flow (RFC 5626 §4.4.1)
+    assert run_until(table, 90) == [(90, FlowCommand(1, FlowAction.CLOSE, "no keep-alive pong"))]
+    assert len(table) == 0 and table.get_timer() is None
+
+
+def test_no_keepalive_when_off_and_dialled_flows_never_idle_out() -> None:
+    table = FlowTable(FlowLimits(keepalive_interval=0, idle_timeout=10))
+    table.opened(1, dialled=True, now=0)
+    assert table.get_timer() is None
+    assert run_until(table, 10_000) == []
+
+
+def test_accepted_connection_must_send_a_message_in_time() -> None:
+    table = FlowTable(FlowLimits(first_message_timeout=32))
+    table.opened(7, dialled=False, now=0)
+    table.received(7, 10, messages=0, partial=False)  # only CRLFs: still no message
+    assert run_until(table, 32) == [(32, FlowCommand(7, FlowAction.CLOSE, "no SIP message"))]
+
+
+def test_slow_message_is_cut_off() -> None:
+    """One byte every two seconds keeps the connection busy but never finishes a message."""
+    table = FlowTable(FlowLimits(message_timeout=32, first_message_timeout=1000))
+    table.opened(3, dialled=False, now=0)
+    for second in range(0, 40, 2):
+        table.received(3, second, messages=0, partial=True)
+    closed = run_until(table, 40)
+    assert closed == [(32, FlowCommand(3, FlowAction.CLOSE, "incomplete message"))]
+
+
+def test_a_finished_message_resets_the_message_clock() -> None:
+    table = FlowTable(FlowLimits(message_timeout=32, idle_timeout=900))
+    table.opened(3, dialled=False, now=0)
+    table.received(3, 20, messages=0, partial=True)
+    table.received(3, 30, messages=1, partial=False)
+    assert run_until(table, 100) == []
+    table.received(3, 100, messages=1, partial=True)  # one done, the next one begun
+    assert run_until(table, 131) == []
+    assert run_until(table, 132) == [(132, FlowCommand(3, FlowAction.CLOSE, "incomplete message"))]
+
+
+def test_idle_accepted_connection_is_closed() -> None:
+    table = FlowTable(FlowLimits(idle_timeout=900))
+    table.opened(4, dialled=False, now=0)
+    table.received(4, 5, messages=1, partial=False)
+    table.received(4, 600, messages=0, partial=False)  # a ping counts as traffic
+    assert run_until(table, 1499) == []
+    assert run_until(table, 1500) == [(1500, FlowCommand(4, FlowAction.CLOSE, "idle"))]
+
+
+def test_connection_limit_refuses_accepted_but_not_dialled() -> None:
+    table = FlowTable(FlowLimits(max_connections=2))
+    assert table.opened(1, dialled=False, now=0)
+    assert table.opened(2, dialled=False, now=0)
+    assert not table.opened(3, dialled=False, now=0)
+    assert table.refused == 1
+    assert table.opened(4, dialled=True, now=0)  # our own flows are never refused
+    table.closed(1)
+    assert table.opened(5, dialled=False, now=1)
