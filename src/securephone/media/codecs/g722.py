@@ -39,9 +39,11 @@ import numpy.typing as npt
 Pcm = npt.NDArray[np.int16]
 
 __all__ = [
+    "G722",
     "G722_CLOCK_RATE",
     "G722_PAYLOAD_TYPE",
     "G722_SAMPLE_RATE",
+    "G722Codec",
     "G722Decoder",
     "G722Encoder",
     "g722_decode",
@@ -477,6 +479,12 @@ class G722Decoder:
         out[1::2] = np.clip(second >> 12, -32768, 32767)
         return out
 
+    def conceal(
+        self, samples: int, next_payload: bytes | bytearray | memoryview | None = None
+    ) -> Pcm | None:
+        """G.722 itself has no packet-loss concealment (that is G.722 Appendix III/IV): None."""
+        return None
+
 
 def g722_encode(pcm: npt.ArrayLike) -> bytes:
     """Encode a whole signal from the reset state (one-shot helper)."""
@@ -486,3 +494,47 @@ def g722_encode(pcm: npt.ArrayLike) -> bytes:
 def g722_decode(data: bytes | bytearray | memoryview, mode: int = 1) -> Pcm:
     """Decode a whole G.722 stream from the reset state (one-shot helper)."""
     return G722Decoder(mode).decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class G722Codec:
+    """G.722 as an RTP audio codec (codecs/base.py ``AudioCodec``; RFC 3551 §4.5.2).
+
+    Static payload type 9, rtpmap ``G722/8000``: the RTP clock runs at 8000 Hz while the audio
+    is sampled at 16 kHz, so 20 ms is 320 samples, 160 octets and 160 timestamp units.
+    """
+
+    name: str = "G722"
+    payload_type: int | None = G722_PAYLOAD_TYPE
+    clock_rate: int = G722_CLOCK_RATE
+    sample_rate: int = G722_SAMPLE_RATE
+    channels: int = 1
+
+    @property
+    def rtpmap(self) -> str:
+        """``G722/8000`` (RFC 3551 §4.5.2, Table 4)."""
+        return f"{self.name}/{self.clock_rate}"
+
+    @property
+    def fmtp(self) -> str | None:
+        """G.722 has no format parameters."""
+        return None
+
+    def timestamp_units(self, milliseconds: int) -> int:
+        """RTP timestamp units: 8 per millisecond, 160 for 20 ms."""
+        return self.clock_rate * milliseconds // 1000
+
+    def frame_samples(self, milliseconds: int) -> int:
+        """PCM samples at 16 kHz: 16 per millisecond, 320 for 20 ms."""
+        return self.sample_rate * milliseconds // 1000
+
+    def new_encoder(self) -> G722Encoder:
+        """A fresh encoder (reset state) for one sending stream."""
+        return G722Encoder()
+
+    def new_decoder(self) -> G722Decoder:
+        """A fresh mode-1 decoder (reset state) for one receiving stream."""
+        return G722Decoder()
+
+
+G722 = G722Codec()
