@@ -11,6 +11,7 @@ have sox || need+=(sox)
 have tshark || need+=(tshark)
 have chromium || need+=(chromium)
 have linphonec || need+=(linphone-cli)
+compgen -G '/usr/lib/*/libopus.so.0' >/dev/null || need+=(libopus0)
 ((${#need[@]})) || exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -34,6 +34,8 @@ __all__ = [
     "ULAW_DECODE_TABLE",
     "ULAW_ENCODE_TABLE",
     "Codec",
+    "StatelessDecoder",
+    "StatelessEncoder",
     "alaw_decode",
     "alaw_encode",
     "codec_by_name",
@@ -161,6 +163,62 @@ class Codec:
     def samples_for(self, milliseconds: int) -> int:
         """Samples (= RTP timestamp units) in ``milliseconds`` of audio, e.g. 160 for 20 ms."""
         return self.clock_rate * milliseconds // 1000
+
+    # The common codec interface (codecs/base.py ``AudioCodec``); G.711 has no state.
+
+    @property
+    def sample_rate(self) -> int:
+        """G.711 audio is sampled at the RTP clock rate, 8 kHz."""
+        return self.clock_rate
+
+    @property
+    def fmtp(self) -> str | None:
+        """G.711 has no format parameters."""
+        return None
+
+    def timestamp_units(self, milliseconds: int) -> int:
+        """RTP timestamp units in ``milliseconds`` (160 for 20 ms)."""
+        return self.samples_for(milliseconds)
+
+    def frame_samples(self, milliseconds: int) -> int:
+        """PCM samples in ``milliseconds`` (160 for 20 ms)."""
+        return self.samples_for(milliseconds)
+
+    def new_encoder(self) -> StatelessEncoder:
+        """An encoder object for one stream (it only wraps ``encode``)."""
+        return StatelessEncoder(self.encode)
+
+    def new_decoder(self) -> StatelessDecoder:
+        """A decoder object for one stream; it has no concealment (``conceal`` gives None)."""
+        return StatelessDecoder(self.decode)
+
+
+@dataclass(frozen=True, slots=True)
+class StatelessEncoder:
+    """The ``FrameEncoder`` of a codec without memory: each frame is coded on its own."""
+
+    function: Callable[[npt.ArrayLike], bytes]
+
+    def encode(self, pcm: npt.ArrayLike) -> bytes:
+        """Encode one frame."""
+        return self.function(pcm)
+
+
+@dataclass(frozen=True, slots=True)
+class StatelessDecoder:
+    """The ``FrameDecoder`` of a codec without memory or packet-loss concealment."""
+
+    function: Callable[[bytes | bytearray | memoryview], Pcm]
+
+    def decode(self, payload: bytes | bytearray | memoryview) -> Pcm:
+        """Decode one payload."""
+        return self.function(payload)
+
+    def conceal(
+        self, samples: int, next_payload: bytes | bytearray | memoryview | None = None
+    ) -> Pcm | None:
+        """No concealment: the caller decides what fills the gap."""
+        return None
 
 
 PCMU = Codec("PCMU", 0, 8000, ulaw_encode, ulaw_decode)
