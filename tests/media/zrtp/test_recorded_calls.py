@@ -25,6 +25,7 @@ from securephone.media.zrtp.algorithms import (
     choose_key_agreement,
     negotiate,
 )
+from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.crypto import (
     chain_mac,
     match_shared_secret,
@@ -33,7 +34,9 @@ from securephone.media.zrtp.crypto import (
     secret_id,
     sha256,
 )
-from securephone.media.zrtp.messages import Commit, DHPart, DHPart1, DHPart2, Hello
+from securephone.media.zrtp.messages import Commit, DHPart, DHPart1, DHPart2, Hello, parse_message
+from securephone.media.zrtp.packet import ZrtpPacket
+from securephone.media.zrtp.session import ZrtpConfig, ZrtpSession
 
 from .recorded import Captured, cache_rows, expected, require_data, zrtp_packets
 
@@ -222,3 +225,33 @@ def test_printed_sas_is_the_same_on_both_sides_and_in_our_alphabet(series: str, 
     else:
         hits = [v for v in range(1 << 20) if sas_b32(v << 12) == sas]
         assert len(hits) == 1
+
+
+@pytest.mark.parametrize(
+    ("series", "index", "key_agreement"), [(CALLS[0][0], 0, "X255"), (CALLS[2][0], 0, "DH3k")]
+)
+def test_our_session_answers_linphones_hello_and_commits_what_it_would(
+    series: str, index: int, key_agreement: str
+) -> None:
+    """Linphone's recorded Hello (checked against its SDP hash) and HelloACK drive our session
+    to HelloACK and then a Commit naming the key agreement linphone itself committed."""
+    facts, packets, _ = _call(series, index)
+    hello = next(p for p in packets if p.port == 7300 and isinstance(p.message, Hello))
+    ack = next(p for p in packets if p.port == 7300 and type(p.message).__name__ == "HelloAck")
+    session = ZrtpSession(ZrtpConfig(), ZrtpCache.new(), 0x1234)
+    session.set_peer_hello_hash("1.10 " + facts["sides"]["7300"]["sdp_zrtp_hash"])
+    session.start(0.0)
+    session.receive(hello.datagram, ("127.0.0.1", 7300), 0.01)
+    session.receive(ack.datagram, ("127.0.0.1", 7300), 0.02)
+    sent = [parse_message(ZrtpPacket.parse(d).message) for d in session.datagrams_to_send()]
+    assert [type(m).__name__ for m in sent] == ["Hello", "HelloAck", "Commit"]
+    commit = sent[-1]
+    assert isinstance(commit, Commit)
+    assert (commit.hash, commit.cipher, commit.auth_tag, commit.key_agreement) == (
+        "S256",
+        "AES1",
+        "HS80",
+        key_agreement,
+    )
+    assert commit.key_agreement == facts["sides"]["7300"]["commit"]["algs"][3]
+    assert session.peer_zid == hello.message.zid  # type: ignore[attr-defined]

@@ -326,3 +326,23 @@ def test_cache_serialisation_round_trip() -> None:
     cache.peers[b"z" * 12] = PeerSecrets(rs1=b"1" * 32, rs2=None, verified=True, name="sip:b@x")
     loaded = load_cache(dump_cache(cache))
     assert loaded == cache and b"1" * 32 not in repr(loaded).encode()
+
+
+def test_s384_hash_when_both_offer_it_first() -> None:
+    config = ZrtpConfig(offer=AlgorithmOffer(hashes=("S384", "S256")))
+    wire = Wire(endpoint("a", config=config), endpoint("b", config=config))
+    wire.start()
+    wire.run()
+    assert wire.a.secure.algorithms.hash == "S384" and wire.a.secure.sas == wire.b.secure.sas
+    _srtp_both_ways(wire.a.secure, wire.b.secure)
+
+
+def test_peer_preferring_hs32_still_gets_hs80_from_us_as_initiator() -> None:
+    """The initiator picks auth tag and SAS in its own order (RFC 6189 §4.1.2)."""
+    b_offer = AlgorithmOffer(auth_tags=("HS32", "HS80"), sas_types=("B256", "B32 "))
+    wire = Wire(endpoint("a"), endpoint("b", config=ZrtpConfig(offer=b_offer, passive=True)))
+    wire.start()
+    wire.run()
+    assert (
+        wire.a.secure.algorithms.auth_tag == "HS80" and wire.a.secure.algorithms.sas_type == "B32 "
+    )
