@@ -13,9 +13,10 @@ What is checked, and where:
   an established association is refused by OpenSSL with a ``no_renegotiation`` warning alert).
 * Both sides present a certificate (RFC 5763 §5: the server requests one). It is not checked
   against any CA: it must match one of the peer's SDP fingerprints (RFC 8122 §5). When the
-  fingerprints are known during the handshake, a mismatch aborts it with a ``bad_certificate``
-  alert; when they arrive later (our offer was answered with ``a=setup:active`` and the
-  ClientHello overtook the SIP answer, RFC 5763 §5), the completed handshake waits for
+  fingerprints are known during the handshake, a mismatch aborts it with a fatal alert
+  (OpenSSL sends ``unknown_ca`` for a refused self-signed certificate); when they arrive
+  later (our offer was answered with ``a=setup:active`` and the ClientHello overtook the SIP
+  answer, RFC 5763 §5), the completed handshake waits for
   :meth:`DtlsEndpoint.set_remote_fingerprints` and no keys are handed out before the match.
 * ``use_srtp`` (RFC 5764 §4.1): our profiles are offered (client) or chosen from (server);
   without a common one the association fails. Keys come from the exporter (§4.2).
