@@ -306,7 +306,7 @@ def test_replayed_client_hellos_after_the_handshake_change_nothing() -> None:
     hello = pair.sent[DtlsRole.CLIENT][0]
     for _ in range(500):  # a flood of the same ClientHello
         pair.server.receive(hello, CLIENT_ADDR, 2.0)
-    assert len(pair.server.datagrams_to_send()) <= 1
+    assert pair.server.datagrams_to_send() == []  # an epoch-0 record after the handshake
     _still_working(pair)
 
 
@@ -317,7 +317,7 @@ def test_a_new_client_hello_after_the_handshake_changes_nothing() -> None:
     fresh_hello = other.client.datagrams_to_send()[0][0]
     for _ in range(50):
         pair.server.receive(fresh_hello, CLIENT_ADDR, 2.0)
-    assert len(pair.server.datagrams_to_send()) <= 50
+    assert pair.server.datagrams_to_send() == []
     pair.pump(2.0)
     _still_working(pair)
 
@@ -329,7 +329,7 @@ def test_client_hello_flood_during_the_handshake() -> None:
     for _ in range(500):
         pair.server.receive(hello, CLIENT_ADDR, 0.0)
     flight = pair.server.datagrams_to_send()
-    assert 1 <= len(flight) <= 5  # one answer, not one per ClientHello
+    assert len(flight) == 1  # one answer, not one per ClientHello
     for data, _ in flight:
         pair.client.receive(data, SERVER_ADDR, 0.0)
     pair.pump(0.0)
