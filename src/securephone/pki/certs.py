@@ -38,6 +38,7 @@ __all__ = [
     "CLOCK_SKEW",
     "EXPIRY_WARNING_DAYS",
     "MAX_LEAF_DAYS",
+    "MEDIA_CERT_DAYS",
     "RSA_SIZES",
     "CertError",
     "CertInfo",
@@ -49,6 +50,7 @@ __all__ = [
     "PrivateKey",
     "certificate_info",
     "create_ca",
+    "create_media_certificate",
     "create_self_signed",
     "inspect_keys",
     "inspect_pem",
@@ -256,6 +258,32 @@ def create_self_signed(
     extensions = [*_leaf_extensions(key, names, ExtendedKeyUsageOID.SERVER_AUTH), (aki, False)]
     name = _name(common_name)
     cert = _sign(name, name, key.public_key(), key, _validity(days, None), extensions)
+    return Issued(cert_pem=_cert_pem(cert), key_pem=_key_pem(key))
+
+
+MEDIA_CERT_DAYS = 365
+
+
+def create_media_certificate(
+    common_name: str = "securephone media",
+    *,
+    days: int = MEDIA_CERT_DAYS,
+    now: datetime | None = None,
+) -> Issued:
+    """Create the self-signed ECDSA P-256 certificate a phone presents in DTLS-SRTP handshakes.
+
+    Peers do not validate it against a CA: they compare its hash with the ``a=fingerprint``
+    of our SDP (RFC 5763 §5, RFC 8122 §5). So it names no host and has no EKU; it is an
+    end-entity certificate (CA=false) allowed to sign (ECDHE-ECDSA handshakes).
+    """
+    key = _new_key("ec", 0)
+    name = _name(common_name)
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (_key_usage(ca=False, rsa_key=False), True),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+    ]
+    cert = _sign(name, name, key.public_key(), key, _validity(days, now), extensions)
     return Issued(cert_pem=_cert_pem(cert), key_pem=_key_pem(key))
 
 
