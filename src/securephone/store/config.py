@@ -24,7 +24,6 @@ from pydantic import (
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
 from securephone.tls import TlsSettings
-from securephone.web.settings import WebSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
@@ -161,6 +160,35 @@ class CallSettings(_Model):
 
     max_calls: int = Field(default=4, ge=1, le=1000)
     auto_answer: bool = False
+
+
+class WebSettings(_Model):
+    """Web management server: HTTPS (default) or HTTP, where it listens, session lifetime."""
+
+    enabled: bool = True
+    type: Literal["https", "http"] = "https"
+    listen_address: str | None = None  # default: the SIP listen address
+    port: int | None = Field(default=None, ge=0, le=65535)  # default 443/80 (8443/8080 non-root)
+    http_redirect_port: int | None = Field(default=None, ge=0, le=65535)
+    session_idle_minutes: int = Field(default=15, ge=1, le=1440)
+    hsts_max_age: int = Field(default=31536000, ge=0, le=63072000)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_ip(str(value))
+
+    @model_validator(mode="after")
+    def _redirect(self) -> WebSettings:
+        if self.http_redirect_port is not None and self.type != "https":
+            raise ValueError("http_redirect_port only makes sense with type 'https'")
+        if (
+            self.http_redirect_port is not None
+            and self.http_redirect_port != 0
+            and self.http_redirect_port == self.port
+        ):
+            raise ValueError("http_redirect_port must differ from port")
+        return self
 
 
 class AccountConfig(_Model):

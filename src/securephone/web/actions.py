@@ -27,6 +27,7 @@ from securephone.store.config import (
     MediaSettings,
     SipSettings,
     TlsConfig,
+    WebSettings,
     format_validation_error,
 )
 from securephone.web import backup, certstore
@@ -39,7 +40,6 @@ from securephone.web.manager import (
     validate_config,
     validate_web,
 )
-from securephone.web.settings import WebSettings
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "sip": SipSettings,

@@ -27,6 +27,7 @@ from securephone.sip.events import Event
 from securephone.store.config import (
     Config,
     ConfigError,
+    WebSettings,
     atomic_write,
     config_to_dict,
     format_validation_error,
@@ -37,7 +38,6 @@ from securephone.web.auth import SessionStore
 from securephone.web.capturing import CaptureControl
 from securephone.web.logbuffer import RingBufferHandler
 from securephone.web.server import ASGIApp, WebServer
-from securephone.web.settings import WebSettings
 
 log = logging.getLogger("securephone.web")
 
