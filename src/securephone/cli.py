@@ -20,7 +20,6 @@ from securephone.capture import app as capture_app
 from securephone.pki.cli import app as cert_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.verify.cli import app as verify_app
-from securephone.web.manager import load_file
 from securephone.web.run import run_phone
 
 app = typer.Typer(
@@ -78,7 +77,7 @@ def run(
 ) -> None:
     """Run the phone (register, answer calls and OPTIONS, serve the web interface) until stopped."""
     try:
-        load_file(config)  # validates [web] too; the error names the key
+        load_config(config)  # validates [web] too; the error names the key
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
     _setup_logging(log_level)

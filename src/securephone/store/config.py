@@ -320,7 +320,7 @@ def config_to_dict(config: Config, *, include_secrets: bool) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: Path) -> None:
-    """Write atomically (temporary file, fsync, rename) with mode 0600: nothing half-written."""
+    """Write the whole file (``[web]`` included) atomically with mode 0600: nothing half-written."""
     text = tomli_w.dumps(config_to_dict(config, include_secrets=True))
     atomic_write(path, text.encode("utf-8"), mode=0o600)
 
