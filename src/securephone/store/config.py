@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +21,7 @@ from pydantic import (
 
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
+from securephone.store.files import atomic_write
 from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
@@ -322,20 +321,5 @@ def config_to_dict(config: Config, *, include_secrets: bool) -> dict[str, Any]:
 def save_config(config: Config, path: Path) -> None:
     """Write the whole file (``[web]`` included) atomically with mode 0600: nothing half-written."""
     text = tomli_w.dumps(config_to_dict(config, include_secrets=True))
-    atomic_write(path, text.encode("utf-8"), mode=0o600)
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data`` in one step; the old file stays if anything fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"), mode=0o600)

@@ -27,12 +27,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pylibsrtp
+
+from securephone.store.files import atomic_write
 
 __all__ = [
     "KEY_FILE_FORMAT",
@@ -219,9 +220,5 @@ def dump_keys(entries: list[KeyEntry]) -> str:
 
 
 def write_key_file(path: Path | str, entries: list[KeyEntry]) -> None:
-    """Write a key file with mode 0600 (it holds SRTP master keys)."""
-    path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(dump_keys(entries))
+    """Write a key file atomically with mode 0600 (it holds SRTP master keys)."""
+    atomic_write(path, dump_keys(entries).encode("utf-8"), 0o600)
