@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import stat
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +17,6 @@ from securephone.media.srtp import (
     SrtpContext,
     SrtpError,
     generate_key,
-    write_key_export,
 )
 from securephone.sdp import crypto
 from securephone.sip.call import MediaError
@@ -578,7 +574,7 @@ def test_key_export_is_off_by_default() -> None:
         alice.export_keys()
 
 
-def test_key_export_when_allowed(tmp_path: Path) -> None:
+def test_key_export_when_allowed() -> None:
     ours, theirs = negotiate()
     alice = ours.context(allow_key_export=True)
     bob = theirs.context()
@@ -600,17 +596,3 @@ def test_key_export_when_allowed(tmp_path: Path) -> None:
             "ssrc": 0xBBBB,
         },
     ]
-    path = tmp_path / "srtp-keys.json"
-    write_key_export(path, entries)
-    write_key_export(path, entries[:1])
-    assert json.loads(path.read_text()) == [*entries, entries[0]]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["srtp-keys.json"]
-
-
-def test_key_export_refuses_a_foreign_file(tmp_path: Path) -> None:
-    path = tmp_path / "x.json"
-    path.write_text('{"not": "a list"}')
-    with pytest.raises(ValueError, match="not a key export file"):
-        write_key_export(path, [])
-    assert json.loads(path.read_text()) == {"not": "a list"}

@@ -23,21 +23,18 @@ the line. A rejected line is skipped and the next one tried; the reasons are kep
 
 Keys and salts never appear in ``repr``/``str``, error messages or logs. The only way out is
 :meth:`SrtpContext.export_keys`, which refuses unless the context was built with
-``allow_key_export=True``, and :func:`write_key_export` for an explicit debugging file.
+``allow_key_export=True``; the shell writes those entries to an explicit debugging file
+(:mod:`securephone.aio.keyexport`). This module does no I/O.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, TypedDict
 
 import pylibsrtp
@@ -56,7 +53,6 @@ __all__ = [
     "SrtpError",
     "SrtpSuite",
     "generate_key",
-    "write_key_export",
 ]
 
 log = logging.getLogger(__name__)
@@ -502,26 +498,3 @@ def _protect(func: Callable[[bytes], bytes], data: Packet) -> bytes:
         return bytes(func(bytes(data)))
     except (pylibsrtp.Error, ValueError) as exc:
         raise SrtpError(f"SRTP protect failed: {exc}", 500) from None
-
-
-def write_key_export(path: Path, entries: Sequence[KeyExport]) -> None:
-    """Append entries to a JSON key export file (a list), written atomically with mode 0600."""
-    existing: list[KeyExport] = []
-    if path.exists():
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(loaded, list):
-            raise ValueError(f"{path} is not a key export file (expected a JSON list)")
-        existing = loaded
-    _write_private(path, json.dumps([*existing, *entries], indent=2) + "\n")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -3,7 +3,7 @@
 A key export lets the owner of a call prove that the noise on the wire *is* their call: the
 SRTP tags verify under the exported master key (RFC 3711 §3.4, §4.2) and the decrypted
 payload is the audio. The format is the one the phone writes when ``[media]
-srtp_key_export`` is set (:func:`securephone.media.srtp.write_key_export`): a JSON list with
+srtp_key_export`` is set (:func:`securephone.aio.keyexport.write_key_export`): a JSON list with
 one object per master key, appended call after call::
 
     [
