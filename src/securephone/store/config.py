@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from securephone.media.suites import DEFAULT_SUITES
 from securephone.sip.errors import ProtocolError
 from securephone.sip.uri import SipUri
 from securephone.store.files import atomic_write
@@ -26,9 +27,10 @@ from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
-SrtpSuite = Literal[
-    "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_256_GCM"
-]
+if TYPE_CHECKING:
+    SrtpSuiteName = str
+else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
+    SrtpSuiteName = Literal[DEFAULT_SUITES]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
@@ -103,12 +105,7 @@ class MediaSettings(_Model):
     dtmf_payload_type: int = Field(default=101, ge=96, le=127)
     jitter_buffer_frames: int = Field(default=3, ge=1, le=25)
     srtp: SrtpMode = "mandatory"
-    srtp_suites: list[SrtpSuite] = [
-        "AEAD_AES_128_GCM",
-        "AES_CM_128_HMAC_SHA1_80",
-        "AES_CM_128_HMAC_SHA1_32",
-        "AEAD_AES_256_GCM",
-    ]
+    srtp_suites: list[SrtpSuiteName] = list(DEFAULT_SUITES)
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
     srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
 

@@ -60,6 +60,8 @@ class SuiteInfo:
     profile: int | None
 
 
+# Independent on purpose of the phone's own table (securephone.media.suites): the verifier
+# checks captures without trusting the phone's code, so a wrong length there cannot hide here.
 # RFC 4568 §6.2 (AES_CM_128_*), RFC 6188 §7 (AES_256_CM_*), RFC 7714 §14.2 (AEAD_*, 16-byte tag).
 SUITES: dict[str, SuiteInfo] = {
     s.name: s
