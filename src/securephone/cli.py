@@ -16,7 +16,7 @@ from securephone.aio.phone import PhoneError
 from securephone.aio.runner import CallOptions, answer_calls, place_call
 from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
-from securephone.capture import app as capture_app
+from securephone.capture.cli import app as capture_app
 from securephone.pki.cli import app as cert_app
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.verify.cli import app as verify_app
