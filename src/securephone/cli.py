@@ -18,9 +18,9 @@ from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
 from securephone.capture.cli import app as capture_app
 from securephone.pki.cli import app as cert_app
+from securephone.run import run_phone
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.verify.cli import app as verify_app
-from securephone.web.run import run_phone
 
 app = typer.Typer(
     name="securephone",

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import tomli_w
 
+from securephone.run import run_phone
 from securephone.store.config import ConfigError, load_config
 from securephone.web.manager import PhoneManager
-from securephone.web.run import run_phone
 
-from .conftest import NEW_PASSWORD, media_settings
+from .web.conftest import NEW_PASSWORD, media_settings
 
 
 def write_config(tmp_path: Path, web: dict[str, object]) -> Path:
