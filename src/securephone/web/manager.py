@@ -32,10 +32,10 @@ from securephone.store.config import (
 )
 from securephone.store.history import CallHistory
 from securephone.store.users import LoginThrottle, UserStore
-from securephone.web.auth import SessionStore
 from securephone.web.capturing import CaptureControl
 from securephone.web.logbuffer import RingBufferHandler
 from securephone.web.server import ASGIApp, WebServer
+from securephone.web.sessions import SessionStore
 
 log = logging.getLogger("securephone.web")
 

@@ -24,7 +24,6 @@ from securephone.web.auth import (
     CSRF_FIELD,
     LOGIN_COOKIE,
     AuthError,
-    Session,
     authenticate,
     change_password,
     clear_session_cookie,
@@ -39,6 +38,7 @@ from securephone.web.auth import (
 from securephone.web.capturing import MAX_SECONDS, size_text
 from securephone.web.certstore import MAX_UPLOAD
 from securephone.web.manager import ApplyError
+from securephone.web.sessions import Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 router = APIRouter(include_in_schema=False)
