@@ -2,7 +2,8 @@
 
 1. The core (sip, sdp, media, zrtp, dtls and every package under them) imports nothing from
    securephone outside the core: not the asyncio shell, the web, the CLI, the store, audio,
-   the demo, capture, the verifier, TLS/PKI helpers.
+   the demo, capture, the verifier, TLS/PKI helpers; nor standard modules that do I/O or
+   read the clock (socket, asyncio, os, pathlib, time, ...).
 2. The store imports nothing from the layers above it (web, aio, the CLI and the runner).
 3. No import cycle between modules of src/securephone.
 
@@ -23,6 +24,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 ROOT = "securephone"
 CORE = ("sip", "sdp", "media", "zrtp", "dtls")
 STORE_MUST_NOT_IMPORT = ("web", "aio", "cli", "run", "demo")
+# Standard modules that bring sockets, clocks, files, processes or the event loop.
+IO_MODULES = frozenset(
+    {"asyncio", "io", "os", "pathlib", "selectors", "shutil", "signal", "socket", "sqlite3",
+     "ssl", "subprocess", "tempfile", "threading", "time"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,20 @@ def core_violations(graph: Graph, root: str = ROOT) -> list[Edge]:
     ]
 
 
+def core_io_imports(src: Path, root: str = ROOT) -> list[str]:
+    """Core modules importing a standard module that does I/O or reads the clock."""
+    found = []
+    for module, path in find_modules(src, root).items():
+        if not in_packages(module, CORE, root):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for name, line in _named(tree, module, _is_package(path)):
+            top = name.split(".")[0]
+            if top in IO_MODULES:
+                found.append(f"{path.relative_to(src)}:{line}: {module} imports {top}")
+    return sorted(set(found))
+
+
 def store_violations(graph: Graph, root: str = ROOT) -> list[Edge]:
     """Store modules importing the web, the asyncio shell, the CLI or the runner."""
     return [
@@ -228,9 +248,19 @@ def test_the_core_imports_only_the_core() -> None:
     assert not violations, "the core must not import the shell:\n" + "\n".join(map(str, violations))
 
 
+def test_the_core_does_no_io() -> None:
+    found = core_io_imports(SRC)
+    assert not found, "the core must not do I/O or read the clock:\n" + "\n".join(found)
+
+
 def test_the_store_does_not_import_the_web_or_the_shell() -> None:
     violations = store_violations(GRAPH)
     assert not violations, "store/ imports an upper layer:\n" + "\n".join(map(str, violations))
+
+
+def test_the_suite_table_stays_a_leaf() -> None:
+    # sdp/crypto.py and store/config.py import media/suites.py; it must import nothing back.
+    assert GRAPH["securephone.media.suites"] == {}
 
 
 def test_no_import_cycles() -> None:
@@ -250,6 +280,7 @@ FAKE_TREE = {
     ),
     "securephone/sip/useragent.py": (
         "def later():\n    import securephone.sip.calls\n    from ..aio import phone\n"
+        "    from time import monotonic\n"
     ),
     "securephone/media/__init__.py": "from securephone.media import srtp\n",
     "securephone/media/srtp.py": "from securephone.sdp import crypto\n",
@@ -281,6 +312,13 @@ def test_checker_finds_core_imports_in_functions_and_type_checking(tmp_path: Pat
         ("securephone.sip.useragent", "securephone.aio.phone", 3),
         ("securephone.sip.useragent", "securephone.aio", 3),
     }
+
+
+def test_checker_finds_io_in_the_core(tmp_path: Path) -> None:
+    fake_graph(tmp_path)
+    assert core_io_imports(tmp_path) == [
+        "securephone/sip/useragent.py:4: securephone.sip.useragent imports time"
+    ]
 
 
 def test_checker_finds_the_store_importing_the_web(tmp_path: Path) -> None:
