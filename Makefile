@@ -4,8 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
+# Line coverage of the sans-I/O core, enforced by .ci/run after `make test`.
+CORE_FILES := src/securephone/sip/*,src/securephone/sdp/*,src/securephone/media/*
+CORE_MIN   ?= 90
 
-.PHONY: demo test lint bench venv debs clean
+.PHONY: demo test coverage-core lint bench venv debs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +25,11 @@ demo: $(STAMP) debs
 	$(PY) -m securephone.demo
 
 test: $(STAMP) debs
-	$(PY) -m pytest -n $(JOBS) -q
+	$(PY) -m pytest -n $(JOBS) -q --cov --cov-report=term:skip-covered
+
+# After `make test`: the core (sip, sdp, media) must keep CORE_MIN % of its lines covered.
+coverage-core: $(STAMP)
+	$(VENV)/bin/coverage report --include='$(CORE_FILES)' --skip-covered --fail-under=$(CORE_MIN)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -33,4 +40,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -16,12 +16,11 @@ from securephone.aio.phone import PhoneError
 from securephone.aio.runner import CallOptions, answer_calls, place_call
 from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
-from securephone.capture import app as capture_app
+from securephone.capture.cli import app as capture_app
 from securephone.pki.cli import app as cert_app
+from securephone.run import run_phone
 from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.verify.cli import app as verify_app
-from securephone.web.manager import load_file
-from securephone.web.run import run_phone
 
 app = typer.Typer(
     name="securephone",
@@ -78,7 +77,7 @@ def run(
 ) -> None:
     """Run the phone (register, answer calls and OPTIONS, serve the web interface) until stopped."""
     try:
-        load_file(config)  # validates [web] too; the error names the key
+        load_config(config)  # validates [web] too; the error names the key
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
     _setup_logging(log_level)

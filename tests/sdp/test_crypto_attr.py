@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from securephone.media.suites import key_salt_length
 from securephone.sdp import crypto
 from securephone.sdp.crypto import (
     REDACTED,
@@ -124,24 +125,24 @@ def test_decimal_lifetime_is_kept_as_a_number() -> None:
 
 
 @pytest.mark.parametrize(
-    ("suite", "length"),
+    ("suite", "length", "supported"),
     [
-        ("AES_CM_128_HMAC_SHA1_80", 30),
-        ("AES_CM_128_HMAC_SHA1_32", 30),
-        ("AEAD_AES_128_GCM", 28),
-        ("AEAD_AES_256_GCM", 44),
-        ("AES_256_CM_HMAC_SHA1_80", 46),
-        ("AES_256_CM_HMAC_SHA1_32", 46),
+        ("AES_CM_128_HMAC_SHA1_80", 30, True),
+        ("AES_CM_128_HMAC_SHA1_32", 30, True),
+        ("AEAD_AES_128_GCM", 28, True),
+        ("AEAD_AES_256_GCM", 44, True),
+        ("AES_256_CM_HMAC_SHA1_80", 46, False),  # RFC 6188: registered, libsrtp profile missing
+        ("AES_256_CM_HMAC_SHA1_32", 46, False),
     ],
 )
-def test_supported_suite_key_lengths(suite: str, length: int) -> None:
+def test_registered_suite_key_lengths(suite: str, length: int, supported: bool) -> None:
     key = bytes(range(100, 100 + length))
     line = format_crypto(3, suite, key)
     assert line == f"3 {suite} inline:{base64.b64encode(key).decode()}"
     parsed = crypto.parse(line)
     assert parsed.key_params[0].key_salt == key
-    assert parsed.is_supported
-    assert crypto.key_salt_length(suite) == length
+    assert parsed.is_supported is supported
+    assert key_salt_length(suite) == length
     short = base64.b64encode(key[:-1]).decode()
     with pytest.raises(
         CryptoAttributeError, match=f"{suite} needs a {length}-byte key\\|\\|salt, got {length - 1}"
@@ -166,7 +167,7 @@ def test_unknown_suite_is_kept_but_not_supported() -> None:
     parsed = crypto.parse("5 FUTURE_SUITE_9000 inline:" + base64.b64encode(bytes(7)).decode())
     assert parsed.suite == "FUTURE_SUITE_9000"
     assert not parsed.is_supported
-    assert crypto.key_salt_length("FUTURE_SUITE_9000") is None
+    assert key_salt_length("FUTURE_SUITE_9000") is None
     with pytest.raises(CryptoAttributeError, match="unsupported crypto-suite 'FUTURE_SUITE_9000'"):
         parsed.validate()
 

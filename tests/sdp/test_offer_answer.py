@@ -634,3 +634,19 @@ def test_two_endpoints_agree() -> None:
     assert alice.codec == bob.codec == "PCMU"
     assert alice.telephone_event_pt == bob.telephone_event_pt == 101
     assert alice.can_send and alice.can_receive and bob.can_send and bob.can_receive
+
+
+def test_a_malformed_offered_key_is_skipped_and_the_good_one_answered() -> None:
+    # RFC 4568 §7.1.2: the answerer picks among the offered lines it understands; a broken
+    # line (here an unknown key method) must not stop it from answering a good one.
+    broken = "7 AES_CM_128_HMAC_SHA1_80 uri:https://keys.example.com/k"
+    offer = offer_with(f"m=audio 7000 RTP/SAVP 0\r\na=crypto:{broken}\r\na=crypto:{OFFER_KEY}\r\n")
+    answer, negotiated = create_answer(offer, SRTP, 41000, 2, 1, crypto_lines=[ANSWER_KEY])
+    assert answer.media[0].crypto_lines == [ANSWER_KEY]
+    assert negotiated.remote_crypto == [broken, OFFER_KEY]
+
+
+def test_processing_an_answer_to_an_offer_without_audio_is_a_local_error() -> None:
+    video = offer_with("m=video 7000 RTP/AVP 31\r\n")
+    with pytest.raises(ValueError, match="our offer has no enabled audio stream"):
+        process_answer(video, answer_with("m=video 7002 RTP/AVP 31\r\n"), CAPS)

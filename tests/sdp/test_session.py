@@ -332,6 +332,8 @@ def test_missing_connection_is_rejected() -> None:
         # "@" (0x40) is not a token-char of RFC 4566 §9.
         ("o=- 1 1 I@N IP4 1.2.3.4", "nettype is not a valid token"),
         ("o=- 1 1 IN IP4 1.2.3.4 extra", "expected 6 fields, got 7"),
+        # a vertical tab is whitespace but not a field separator (RFC 4566 §5.2: non-ws-string)
+        ("o=al\x0bice 1 1 IN IP4 1.2.3.4", "username is empty or contains whitespace"),
     ],
 )
 def test_origin_errors(origin: str, message: str) -> None:

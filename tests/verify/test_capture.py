@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import securephone.capture as capture_module
+import securephone.capture.backends as capture_module
 from securephone.capture import (
     CaptureUnavailable,
     PacketCapture,
     PortRange,
-    app,
     bpf_expression,
     bpf_program,
     frame_matches,
     parse_ports,
 )
+from securephone.capture.cli import app
 from securephone.verify.pcap import read_capture
 
 from .synth import LO, Packet, frame

@@ -251,7 +251,7 @@ def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:
 
 
 def test_the_phones_own_key_export_is_read(tmp_path: Path) -> None:
-    from securephone.media.srtp import write_key_export
+    from securephone.aio.keyexport import write_key_export
 
     path = tmp_path / "export.json"
     key = base64.b64encode(KEY30).decode()

@@ -11,10 +11,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from securephone.store.config import Config, MediaSettings, parse_config
+from securephone.store.config import Config, MediaSettings, WebSettings, parse_config
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
-from securephone.web.settings import WebSettings
 
 NEW_PASSWORD = "correct-horse-battery"
 CLIENT = ("127.0.0.1", 40123)

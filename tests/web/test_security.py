@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from securephone.web.auth import SessionStore
 from securephone.web.manager import PhoneManager
+from securephone.web.sessions import SessionStore
 
 from .conftest import (
     NEW_PASSWORD,

@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from securephone.store.config import config_to_dict, load_config
+from securephone.web import actions, backup
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
 from securephone.web.server import bind
@@ -211,3 +213,24 @@ async def test_imported_https_pem_is_served_and_trusted_with_its_ca(served: Phon
         assert (await client.get("/login")).status_code == 200  # verified against the test CA
     assert served.server is not None and served.server.certificate is not None
     assert served.server.certificate.generated is False
+
+
+async def test_restore_with_another_web_port_moves_the_server(served: PhoneManager) -> None:
+    old_url = url_of(served)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    new_port = probe.getsockname()[1]
+    probe.close()
+    data = config_to_dict(served.config, include_secrets=True)
+    data["web"]["port"] = new_port
+    message = await actions.restore_backup(served, backup.make_plain(data), None)
+    new_url = f"https://127.0.0.1:{new_port}/"
+    assert new_url in message
+    for _ in range(100):
+        if await refused(old_url):
+            break
+        await asyncio.sleep(0.05)
+    assert await refused(old_url)
+    assert url_of(served) == new_url
+    saved = load_config(served.config_path)
+    assert saved.web.port == new_port and served.web.port == new_port

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from securephone.aio.call import Call
+from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
 from securephone.audio.sinks import AudioSink, NullSink
@@ -23,7 +24,7 @@ from securephone.errors import CallError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
 from securephone.media.negotiation import SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
-from securephone.media.srtp import SrtpContext, write_key_export
+from securephone.media.srtp import SrtpContext
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.callstate import CallState

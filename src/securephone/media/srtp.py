@@ -1,7 +1,8 @@
 """SRTP/SRTCP over pylibsrtp and SDES keying with ``a=crypto`` lines, sans I/O.
 
 * :data:`SUITES` — the crypto-suites we can key, in securephone's default preference order
-  (RFC 4568 §6.2, RFC 7714 §12/§14.2), with their key and salt lengths and libsrtp profiles.
+  (RFC 4568 §6.2, RFC 7714 §12/§14.2), with their key and salt lengths and libsrtp profiles;
+  the table itself is :mod:`securephone.media.suites`, re-exported here.
 * :class:`SdesNegotiator` — RFC 4568 offer/answer: offer one ``a=crypto`` line per suite, answer
   with one line of our own (same tag, fresh key), check the answer to our offer. It keeps no
   state: our keys travel in our own offered lines, which the caller hands back.
@@ -23,26 +24,24 @@ the line. A rejected line is skipped and the next one tried; the reasons are kep
 
 Keys and salts never appear in ``repr``/``str``, error messages or logs. The only way out is
 :meth:`SrtpContext.export_keys`, which refuses unless the context was built with
-``allow_key_export=True``, and :func:`write_key_export` for an explicit debugging file.
+``allow_key_export=True``; the shell writes those entries to an explicit debugging file
+(:mod:`securephone.aio.keyexport`). This module does no I/O.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, TypedDict
 
 import pylibsrtp
 
 from securephone.errors import CryptoAttributeError, SrtpError
+from securephone.media.suites import DEFAULT_SUITES, SUITES, SrtpSuite
 from securephone.sdp import crypto
 
 __all__ = [
@@ -56,7 +55,7 @@ __all__ = [
     "SrtpError",
     "SrtpSuite",
     "generate_key",
-    "write_key_export",
+    "libsrtp_profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,39 +74,6 @@ _LEADING_TAG = re.compile(r"^[ \t]*(?:a=)?(?:crypto:)?[ \t]*([0-9]+)[ \t]")
 _WSH = re.compile(r"WSH=[0-9]{1,5}")
 
 Packet = bytes | bytearray | memoryview
-
-
-@dataclass(frozen=True)
-class SrtpSuite:
-    """One crypto-suite: master key and salt lengths (bytes), libsrtp profile, tag lengths."""
-
-    name: str
-    key_length: int
-    salt_length: int
-    profile: int
-    rtp_tag_length: int
-    rtcp_tag_length: int
-
-    @property
-    def key_salt_length(self) -> int:
-        """Length of the ``inline:`` key||salt (RFC 4568 §6.1)."""
-        return self.key_length + self.salt_length
-
-
-# RFC 4568 §6.2.1/§6.2.2 (AES-CM + HMAC-SHA1; SRTCP keeps an 80-bit tag even for _32),
-# RFC 7714 §12 and §14.2 (AES-GCM: 96-bit salt, 128-bit tag).
-SUITES: dict[str, SrtpSuite] = {
-    suite.name: suite
-    for suite in (
-        SrtpSuite("AEAD_AES_128_GCM", 16, 12, _Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16, 16),
-        SrtpSuite(
-            "AES_CM_128_HMAC_SHA1_80", 16, 14, _Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 10, 10
-        ),
-        SrtpSuite("AES_CM_128_HMAC_SHA1_32", 16, 14, _Policy.SRTP_PROFILE_AES128_CM_SHA1_32, 4, 10),
-        SrtpSuite("AEAD_AES_256_GCM", 32, 12, _Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 16, 16),
-    )
-}
-DEFAULT_SUITES: tuple[str, ...] = tuple(SUITES)
 
 
 def _suite(name: str) -> SrtpSuite:
@@ -339,8 +305,16 @@ class KeyExport(TypedDict):
     ssrc: int | None
 
 
+def libsrtp_profile(suite: SrtpSuite) -> int:
+    """The pylibsrtp profile constant for an implemented suite (ValueError otherwise)."""
+    if suite.libsrtp_profile is None:
+        raise ValueError(f"SRTP crypto-suite {suite.name} is not implemented")
+    profile: int = getattr(_Policy, suite.libsrtp_profile)
+    return profile
+
+
 def _policy(suite: SrtpSuite, key: bytes, ssrc_type: int) -> pylibsrtp.Policy:
-    policy = pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=suite.profile)
+    policy = pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=libsrtp_profile(suite))
     policy.window_size = REPLAY_WINDOW
     policy.allow_repeat_tx = False
     return policy
@@ -490,26 +464,3 @@ def _protect(func: Callable[[bytes], bytes], data: Packet) -> bytes:
         return bytes(func(bytes(data)))
     except (pylibsrtp.Error, ValueError) as exc:
         raise SrtpError(f"SRTP protect failed: {exc}", 500) from None
-
-
-def write_key_export(path: Path, entries: Sequence[KeyExport]) -> None:
-    """Append entries to a JSON key export file (a list), written atomically with mode 0600."""
-    existing: list[KeyExport] = []
-    if path.exists():
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(loaded, list):
-            raise ValueError(f"{path} is not a key export file (expected a JSON list)")
-        existing = loaded
-    _write_private(path, json.dumps([*existing, *entries], indent=2) + "\n")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,11 +13,8 @@ File names follow the desk-phone convention:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from securephone.store.files import atomic_write
 
 __all__ = [
     "CLOCK_SKEW",
@@ -809,35 +808,9 @@ def _when(moment: datetime) -> str:
 
 def write_secret_file(path: Path, data: bytes) -> None:
     """Write atomically with mode 0600 (private keys, ``https.pem``, ``device.pem``)."""
-    _write_atomic(Path(path), data, 0o600)
+    atomic_write(path, data, 0o600)
 
 
 def write_public_file(path: Path, data: bytes) -> None:
     """Write atomically with mode 0644 (certificates, ``sips.pem``)."""
-    _write_atomic(Path(path), data, 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory, fsync, then os.replace: readers never see half a file."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    atomic_write(path, data, 0o644)

@@ -26,7 +26,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from securephone.sdp.session import MediaDescription, SdpError, SessionDescription
+from securephone.errors import SdpError
+from securephone.sdp.session import MediaDescription, SessionDescription
 
 __all__ = [
     "DTLS_PROTOS",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import tempfile
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -22,15 +20,17 @@ from pydantic import (
 )
 
 from securephone.errors import ProtocolError
+from securephone.media.suites import DEFAULT_SUITES
 from securephone.sip.uri import SipUri
+from securephone.store.files import atomic_write
 from securephone.tls import TlsSettings
-from securephone.web.settings import WebSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
-SrtpSuite = Literal[
-    "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_256_GCM"
-]
+if TYPE_CHECKING:
+    SrtpSuiteName = str
+else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
+    SrtpSuiteName = Literal[DEFAULT_SUITES]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
@@ -105,12 +105,7 @@ class MediaSettings(_Model):
     dtmf_payload_type: int = Field(default=101, ge=96, le=127)
     jitter_buffer_frames: int = Field(default=3, ge=1, le=25)
     srtp: SrtpMode = "mandatory"
-    srtp_suites: list[SrtpSuite] = [
-        "AEAD_AES_128_GCM",
-        "AES_CM_128_HMAC_SHA1_80",
-        "AES_CM_128_HMAC_SHA1_32",
-        "AEAD_AES_256_GCM",
-    ]
+    srtp_suites: list[SrtpSuiteName] = list(DEFAULT_SUITES)
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
     srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
 
@@ -163,6 +158,35 @@ class CallSettings(_Model):
     auto_answer: bool = False
     # an unanswered incoming call is refused with 480 after this many seconds
     ring_timeout: float = Field(default=120.0, gt=0, le=3600)
+
+
+class WebSettings(_Model):
+    """Web management server: HTTPS (default) or HTTP, where it listens, session lifetime."""
+
+    enabled: bool = True
+    type: Literal["https", "http"] = "https"
+    listen_address: str | None = None  # default: the SIP listen address
+    port: int | None = Field(default=None, ge=0, le=65535)  # default 443/80 (8443/8080 non-root)
+    http_redirect_port: int | None = Field(default=None, ge=0, le=65535)
+    session_idle_minutes: int = Field(default=15, ge=1, le=1440)
+    hsts_max_age: int = Field(default=31536000, ge=0, le=63072000)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_ip(str(value))
+
+    @model_validator(mode="after")
+    def _redirect(self) -> WebSettings:
+        if self.http_redirect_port is not None and self.type != "https":
+            raise ValueError("http_redirect_port only makes sense with type 'https'")
+        if (
+            self.http_redirect_port is not None
+            and self.http_redirect_port != 0
+            and self.http_redirect_port == self.port
+        ):
+            raise ValueError("http_redirect_port must differ from port")
+        return self
 
 
 class AccountConfig(_Model):
@@ -294,22 +318,7 @@ def config_to_dict(config: Config, *, include_secrets: bool) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: Path) -> None:
-    """Write atomically (temporary file, fsync, rename) with mode 0600: nothing half-written."""
+    """Write the whole file (``[web]`` included) atomically with mode 0600: nothing half-written."""
     text = tomli_w.dumps(config_to_dict(config, include_secrets=True))
-    atomic_write(path, text.encode("utf-8"), mode=0o600)
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data`` in one step; the old file stays if anything fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"), mode=0o600)

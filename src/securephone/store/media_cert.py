@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from securephone.media.dtls import DtlsCertificate
 from securephone.pki import CertError, create_media_certificate
-from securephone.store.config import atomic_write
+from securephone.store.files import atomic_write
 
 __all__ = ["MEDIA_CERT_FILE", "RENEW_BEFORE", "load_or_create"]
 
@@ -43,7 +43,7 @@ def load_or_create(directory: Path, *, now: datetime | None = None) -> DtlsCerti
 def _load(path: Path) -> DtlsCertificate:
     try:
         certificate = DtlsCertificate.from_pem(path.read_bytes())
-    except (CertError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         raise CertError(
             f"the media certificate {path} cannot be used ({exc}); "
             "remove it and a new one will be made"

@@ -23,7 +23,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from securephone.store.config import atomic_write
+from securephone.store.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class UserStore:
             "users": [asdict(u) for u in self._data.users.values()],
             "tokens": [asdict(t) for t in self._data.tokens],
         }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps(data, indent=2).encode("utf-8"), mode=0o600)
 
     # -- passwords ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A key export lets the owner of a call prove that the noise on the wire *is* their call: the
 SRTP tags verify under the exported master key (RFC 3711 §3.4, §4.2) and the decrypted
 payload is the audio. The format is the one the phone writes when ``[media]
-srtp_key_export`` is set (:func:`securephone.media.srtp.write_key_export`): a JSON list with
+srtp_key_export`` is set (:func:`securephone.aio.keyexport.write_key_export`): a JSON list with
 one object per master key, appended call after call::
 
     [
@@ -27,12 +27,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pylibsrtp
+
+from securephone.store.files import atomic_write
 
 __all__ = [
     "KEY_FILE_FORMAT",
@@ -59,6 +60,8 @@ class SuiteInfo:
     profile: int | None
 
 
+# Independent on purpose of the phone's own table (securephone.media.suites): the verifier
+# checks captures without trusting the phone's code, so a wrong length there cannot hide here.
 # RFC 4568 §6.2 (AES_CM_128_*), RFC 6188 §7 (AES_256_CM_*), RFC 7714 §14.2 (AEAD_*, 16-byte tag).
 SUITES: dict[str, SuiteInfo] = {
     s.name: s
@@ -219,9 +222,5 @@ def dump_keys(entries: list[KeyEntry]) -> str:
 
 
 def write_key_file(path: Path | str, entries: list[KeyEntry]) -> None:
-    """Write a key file with mode 0600 (it holds SRTP master keys)."""
-    path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(dump_keys(entries))
+    """Write a key file atomically with mode 0600 (it holds SRTP master keys)."""
+    atomic_write(path, dump_keys(entries).encode("utf-8"), 0o600)

@@ -27,19 +27,14 @@ from securephone.store.config import (
     MediaSettings,
     SipSettings,
     TlsConfig,
+    WebSettings,
+    config_to_dict,
     format_validation_error,
+    parse_config,
 )
 from securephone.web import backup, certstore
 from securephone.web.capturing import CaptureRefused, CaptureState, Verification, interfaces
-from securephone.web.manager import (
-    ApplyError,
-    PhoneManager,
-    full_dict,
-    split_web,
-    validate_config,
-    validate_web,
-)
-from securephone.web.settings import WebSettings
+from securephone.web.manager import ApplyError, PhoneManager
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "sip": SipSettings,
@@ -378,7 +373,7 @@ def make_backup(
 ) -> tuple[str, bytes]:
     """The file name and bytes of a configuration backup."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    data = full_dict(manager.config, manager.web, include_secrets=True)
+    data = config_to_dict(manager.config, include_secrets=True)
     if not include_secrets:
         return f"securephone-{stamp}.toml", backup.make_plain(data)
     try:
@@ -404,14 +399,12 @@ async def restore_backup(manager: PhoneManager, blob: bytes, passphrase: str | N
         raise ApplyError(f"restore: {exc}") from None
     _keep_passwords(manager, data)
     try:
-        _, web_data = split_web(data)
-        config = validate_config(data, "backup")
-        web = validate_web(web_data, "backup: web")
+        config = parse_config(data, "backup")
     except ConfigError as exc:
         raise ApplyError(f"restore refused, nothing changed: {exc}") from None
     if config.data_dir != manager.config.data_dir:
         raise ApplyError("restore refused: data_dir differs from this phone's")
-    return await manager.replace(config, web, "restore")
+    return await manager.replace(config, "restore")
 
 
 # -- packet capture --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from securephone.store.config import (
     MediaSettings,
     SipSettings,
     TlsConfig,
+    WebSettings,
 )
 from securephone.web import actions
 from securephone.web.auth import (
@@ -34,7 +35,6 @@ from securephone.web.auth import (
 from securephone.web.capturing import MAX_SECONDS, REPORT_TYPES, CaptureState, Verification
 from securephone.web.certstore import MAX_UPLOAD
 from securephone.web.manager import ApplyError
-from securephone.web.settings import WebSettings
 
 
 class ErrorOut(BaseModel):

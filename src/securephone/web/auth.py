@@ -1,8 +1,8 @@
-"""Logins, sessions, CSRF tokens and bearer tokens for the web interface and the API.
+"""Logins, session cookies, CSRF tokens and bearer tokens for the web interface and the API.
 
-Sessions are random 256-bit ids kept in memory, sent in an HttpOnly, SameSite=Strict cookie
-(Secure and ``__Host-`` prefixed on HTTPS, RFC 6265bis §4.1.3) and dropped after an idle
-timeout. Every form carries the session's CSRF token; API calls that use the session cookie
+Sessions (:mod:`securephone.web.sessions`) are random 256-bit ids kept in memory, sent in an
+HttpOnly, SameSite=Strict cookie (Secure and ``__Host-`` prefixed on HTTPS, RFC 6265bis
+§4.1.3) and dropped after an idle timeout. Every form carries the session's CSRF token; API calls that use the session cookie
 must repeat it in ``X-CSRF-Token``. Bearer tokens need no CSRF token (browsers never send them
 on their own).
 """
@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -23,6 +20,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from securephone.store.users import UserError
+from securephone.web.sessions import Session
 
 if TYPE_CHECKING:
     from securephone.web.manager import PhoneManager
@@ -35,7 +33,6 @@ LOGIN_COOKIE = "sp_login"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-MAX_SESSIONS = 200
 PASSWORD_PATHS = ("/password", "/api/v1/password", "/logout", "/api/v1/session")
 
 
@@ -48,75 +45,12 @@ class AuthError(Exception):
         self.redirect = redirect
 
 
-@dataclass
-class Session:
-    """One logged-in browser."""
-
-    id: str
-    user: str
-    csrf: str
-    must_change: bool
-    last_seen: float
-    flash: list[tuple[str, str]] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who makes an API call: a session user, or the owner of a bearer token."""
 
     user: str
     session: Session | None
-
-
-class SessionStore:
-    """Sessions in memory with an idle timeout."""
-
-    def __init__(
-        self, idle_seconds: Callable[[], float], clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._idle = idle_seconds
-        self._clock = clock
-        self._sessions: dict[str, Session] = {}
-
-    def create(self, user: str, must_change: bool) -> Session:
-        """A fresh session (a new id at every login: no session fixation)."""
-        self._expire()
-        if len(self._sessions) >= MAX_SESSIONS:
-            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
-            self._sessions.pop(oldest.id, None)
-        session = Session(
-            secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), must_change, self._clock()
-        )
-        self._sessions[session.id] = session
-        return session
-
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id (and mark it used), or None."""
-        if not session_id:
-            return None
-        session = self._sessions.get(session_id)
-        now = self._clock()
-        if session is None:
-            return None
-        if now - session.last_seen > self._idle():
-            self._sessions.pop(session_id, None)
-            log.info("web session of %s ended after the idle timeout", session.user)
-            return None
-        session.last_seen = now
-        return session
-
-    def drop(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
-
-    def drop_user(self, user: str, keep: str | None = None) -> None:
-        """End every session of ``user`` except ``keep`` (after a password change)."""
-        for sid in [s.id for s in self._sessions.values() if s.user == user and s.id != keep]:
-            self._sessions.pop(sid, None)
-
-    def _expire(self) -> None:
-        now, idle = self._clock(), self._idle()
-        for sid in [s.id for s in self._sessions.values() if now - s.last_seen > idle]:
-            self._sessions.pop(sid, None)
 
 
 # -- cookies -------------------------------------------------------------------------------------

@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tomllib
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from argon2 import PasswordHasher
-from pydantic import BaseModel, ValidationError
 
 from securephone.aio.phone import Phone, PhoneError
 from securephone.sip.callstate import CallState
@@ -27,17 +24,18 @@ from securephone.sip.events import CallStateChanged, Event
 from securephone.store.config import (
     Config,
     ConfigError,
-    atomic_write,
+    WebSettings,
     config_to_dict,
-    format_validation_error,
+    load_config,
+    parse_config,
+    save_config,
 )
 from securephone.store.history import CallHistory
 from securephone.store.users import LoginThrottle, UserStore
-from securephone.web.auth import SessionStore
 from securephone.web.capturing import CaptureControl
 from securephone.web.logbuffer import RingBufferHandler
 from securephone.web.server import ASGIApp, WebServer
-from securephone.web.settings import WebSettings
+from securephone.web.sessions import SessionStore
 
 log = logging.getLogger("securephone.web")
 
@@ -51,67 +49,6 @@ class ApplyError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _config_has_web() -> bool:
-    return "web" in Config.model_fields
-
-
-def split_web(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the ``[web]`` table from the rest (until Config has a ``web`` field)."""
-    rest = dict(data)
-    web = rest.pop("web", {}) if not _config_has_web() else _web_dump(rest.get("web"))
-    if not isinstance(web, dict):
-        raise ConfigError("web: must be a table")
-    return rest, web
-
-
-def _web_dump(value: Any) -> dict[str, Any]:
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def validate_config(data: dict[str, Any], source: str = "configuration") -> Config:
-    """A Config from a dict; ConfigError naming the key (``accounts[0].expires: ...``)."""
-    rest, _ = split_web(data)
-    try:
-        return Config.model_validate(rest if not _config_has_web() else data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
-
-
-def validate_web(data: dict[str, Any], source: str = "web") -> WebSettings:
-    """WebSettings from a dict; ConfigError naming the key."""
-    try:
-        return WebSettings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
-
-
-def load_file(path: Path) -> tuple[Config, WebSettings]:
-    """Read the TOML file: the phone's Config and its ``[web]`` settings."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    _, web = split_web(data)
-    return validate_config(data, str(path)), validate_web(web, f"{path}: web")
-
-
-def full_dict(config: Config, web: WebSettings, *, include_secrets: bool) -> dict[str, Any]:
-    """The whole file as a TOML-ready dict (passwords masked unless asked for)."""
-    data = config_to_dict(config, include_secrets=include_secrets)
-    data["web"] = web.model_dump(exclude_none=True)
-    return data
-
-
-def save_file(config: Config, web: WebSettings, path: Path) -> None:
-    """Write config and web settings atomically (temporary file, fsync, rename), mode 0600."""
-    text = tomli_w.dumps(full_dict(config, web, include_secrets=True))
-    atomic_write(path, text.encode("utf-8"), mode=0o600)
 
 
 def needs_restart(old: Config, new: Config) -> bool:
@@ -139,9 +76,7 @@ class PhoneManager:
         trace_file: Path | None = None,
     ) -> None:
         self.config_path = config_path
-        self.config = config
-        self._web = WebSettings()
-        self.web = web if web is not None else self._web_of(config)
+        self.config = config if web is None else config.model_copy(update={"web": web})
         self._factory = phone_factory
         self._trace_file = trace_file
         self.phone: Phone | None = None
@@ -164,28 +99,20 @@ class PhoneManager:
     @classmethod
     def from_file(cls, path: Path, **kwargs: Any) -> PhoneManager:
         """A manager for the configuration file ``path`` (ConfigError when it is unusable)."""
-        config, web = load_file(path)
-        return cls(path, config, web, **kwargs)
+        return cls(path, load_config(path), **kwargs)
 
     @property
     def data_dir(self) -> Path:
         return self.config.data_path
 
-    @staticmethod
-    def _web_of(config: Config) -> WebSettings:
-        value = getattr(config, "web", None) if _config_has_web() else None
-        return WebSettings.model_validate(_web_dump(value)) if value is not None else WebSettings()
-
     @property
     def web(self) -> WebSettings:
-        """The web server settings (kept in the Config once it has a ``web`` field)."""
-        return self._web_of(self.config) if _config_has_web() else self._web
+        """The web server settings: the ``[web]`` section of the configuration."""
+        return self.config.web
 
     @web.setter
     def web(self, value: WebSettings) -> None:
-        if _config_has_web():
-            self.config = self.config.model_copy(update={"web": value})
-        self._web = value
+        self.config = self.config.model_copy(update={"web": value})
 
     # -- the phone -------------------------------------------------------------------------------
     async def start_phone(self) -> None:
@@ -266,18 +193,22 @@ class PhoneManager:
             data = self.config_data()
             mutate(data)
             try:
-                new = validate_config(data, what)
+                new = parse_config(data, what)
             except ConfigError as exc:
                 raise ApplyError(str(exc).removeprefix("configuration: ")) from None
             return await self._apply(new, what)
 
-    async def replace(self, new: Config, web: WebSettings, what: str) -> str:
-        """Apply a whole validated configuration (restore); the web settings too."""
+    async def replace(self, new: Config, what: str) -> str:
+        """Apply a whole validated configuration (restore), then its web settings.
+
+        The phone part is applied with the current web settings; a different ``[web]``
+        section then goes through :meth:`change_web`, which binds the new listeners.
+        """
         async with self._lock:
-            message = await self._apply(new, what)
-        if web != self.web:
-            url = await self.change_web(web)
-            message += f"; the web server now listens at {url}"
+            message = await self._apply(new.model_copy(update={"web": self.web}), what)
+        if new.web != self.web:
+            url = await self.change_web(new.web)
+            message += f"; the web server now listens at {url}" if url else "; web settings saved"
         return message
 
     async def restart_phone(self, what: str) -> str:
@@ -311,7 +242,7 @@ class PhoneManager:
 
     def _save(self, what: str) -> None:
         try:
-            save_file(self.config, self.web, self.config_path)
+            save_config(self.config, self.config_path)
         except OSError as exc:
             log.error("cannot save the configuration to %s: %s", self.config_path, exc)
             raise ApplyError(

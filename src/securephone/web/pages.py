@@ -18,13 +18,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData, UploadFile
 
 from securephone import __version__
-from securephone.store.config import AccountConfig
+from securephone.store.config import AccountConfig, WebSettings
 from securephone.web import actions, api, forms
 from securephone.web.auth import (
     CSRF_FIELD,
     LOGIN_COOKIE,
     AuthError,
-    Session,
     authenticate,
     change_password,
     clear_session_cookie,
@@ -39,7 +38,7 @@ from securephone.web.auth import (
 from securephone.web.capturing import MAX_SECONDS, size_text
 from securephone.web.certstore import MAX_UPLOAD
 from securephone.web.manager import ApplyError
-from securephone.web.settings import WebSettings
+from securephone.web.sessions import Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 router = APIRouter(include_in_schema=False)

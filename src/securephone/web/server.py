@@ -30,13 +30,9 @@ from securephone.pki.certs import (
     load_cert_and_key,
     write_secret_file,
 )
+from securephone.store.config import WebSettings
 from securephone.web.certstore import SELF_SIGNED_NAME
-from securephone.web.settings import (
-    WebSettings,
-    default_port,
-    is_root,
-    resolved_port,
-)
+from securephone.web.settings import default_port, is_root, resolved_port
 
 log = logging.getLogger("securephone.web")
 

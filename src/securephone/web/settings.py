@@ -1,56 +1,17 @@
-"""The ``[web]`` configuration section: server type, port, address, sessions.
+"""The web server's port rules: 443/80 as on the desk phone, 8443/8080 without root.
 
-Until ``Config`` grows a ``web`` field, the manager keeps these settings beside the Config and
-writes them into the same TOML file (see :mod:`securephone.web.manager`).
+The ``[web]`` section model itself, ``WebSettings``, lives in :mod:`securephone.store.config`
+beside the other sections: the store never imports the web package.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from securephone.store.config import WebSettings
 
 PRIVILEGED_DEFAULTS = {"https": 443, "http": 80}
 UNPRIVILEGED_DEFAULTS = {"https": 8443, "http": 8080}
-
-
-class WebSettings(BaseModel):
-    """Web management server: HTTPS (default) or HTTP, where it listens, session lifetime."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = True
-    type: Literal["https", "http"] = "https"
-    listen_address: str | None = None  # default: the SIP listen address
-    port: int | None = Field(default=None, ge=0, le=65535)  # default 443/80 (8443/8080 non-root)
-    http_redirect_port: int | None = Field(default=None, ge=0, le=65535)
-    session_idle_minutes: int = Field(default=15, ge=1, le=1440)
-    hsts_max_age: int = Field(default=31536000, ge=0, le=63072000)
-
-    @field_validator("listen_address")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        try:
-            ipaddress.ip_address(str(value))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address") from None
-        return value
-
-    @model_validator(mode="after")
-    def _redirect(self) -> WebSettings:
-        if self.http_redirect_port is not None and self.type != "https":
-            raise ValueError("http_redirect_port only makes sense with type 'https'")
-        if (
-            self.http_redirect_port is not None
-            and self.http_redirect_port != 0
-            and self.http_redirect_port == self.port
-        ):
-            raise ValueError("http_redirect_port must differ from port")
-        return self
 
 
 def is_root() -> bool:

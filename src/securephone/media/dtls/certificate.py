@@ -9,12 +9,26 @@ CA (RFC 5763 §5, RFC 8122 §5), so a self-signed certificate is the norm. Creat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from securephone.pki import Issued, PrivateKey, load_cert_and_key
 from securephone.sdp.dtls import Fingerprint
+
+PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+class PemPair(Protocol):
+    """A freshly made certificate in PEM (``securephone.pki.Issued`` is one)."""
+
+    @property
+    def cert_pem(self) -> bytes: ...
+
+    @property
+    def key_pem(self) -> bytes: ...
+
 
 __all__ = ["DtlsCertificate"]
 
@@ -28,13 +42,18 @@ class DtlsCertificate:
 
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes | None = None) -> DtlsCertificate:
-        """Load from one PEM (certificate and key) or two; CertError when unusable."""
-        certs, key = load_cert_and_key(cert_pem, key_pem)
-        return cls(certs[0], key)
+        """Load from one PEM (certificate and key) or two; ValueError when unusable."""
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem or cert_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("the media certificate key must be ECDSA or RSA")
+        if _spki(key.public_key()) != _spki(certificate.public_key()):
+            raise ValueError("the private key does not match the media certificate")
+        return cls(certificate, key)
 
     @classmethod
-    def from_issued(cls, issued: Issued) -> DtlsCertificate:
-        """Take a freshly created :class:`~securephone.pki.Issued` certificate."""
+    def from_issued(cls, issued: PemPair) -> DtlsCertificate:
+        """Take a freshly created certificate (e.g. :class:`securephone.pki.Issued`)."""
         return cls.from_pem(issued.cert_pem, issued.key_pem)
 
     @property
@@ -45,3 +64,12 @@ class DtlsCertificate:
     def fingerprint(self, algorithm: str = "sha-256") -> Fingerprint:
         """Our ``a=fingerprint`` (RFC 8122 §5; sha-256 unless asked otherwise)."""
         return Fingerprint.of_certificate(self.der, algorithm)
+
+
+def _spki(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | object) -> bytes:
+    """The DER SubjectPublicKeyInfo of a public key (to compare a key with a certificate)."""
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return b""
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

@@ -9,7 +9,7 @@ The core never touches files: :func:`dump_cache` / :func:`load_cache` turn it in
 from __future__ import annotations
 
 import json
-import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +41,7 @@ class ZrtpCache:
     peers: dict[bytes, PeerSecrets] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, rng: Callable[[int], bytes] = os.urandom) -> ZrtpCache:
+    def new(cls, rng: Callable[[int], bytes] = secrets.token_bytes) -> ZrtpCache:
         """A fresh cache with a random 96-bit ZID (RFC 6189 §4.9)."""
         return cls(zid=rng(12))
 

@@ -26,7 +26,7 @@ packet (retransmissions included) and received ones must grow strictly, as bzrtp
 from __future__ import annotations
 
 import logging
-import os
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -196,7 +196,7 @@ class ZrtpSession:
         cache: ZrtpCache,
         ssrc: int,
         *,
-        rng: Callable[[int], bytes] = os.urandom,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
         peer_hello_hash: str | None = None,
     ) -> None:
         self.config, self.cache, self.ssrc, self._rng = config, cache, ssrc, rng

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import tomli_w
 
-from securephone.store.config import ConfigError
-from securephone.web.manager import PhoneManager, load_file
-from securephone.web.run import run_phone
+from securephone.run import run_phone
+from securephone.store.config import ConfigError, load_config
+from securephone.web.manager import PhoneManager
 
-from .conftest import NEW_PASSWORD, media_settings
+from .web.conftest import NEW_PASSWORD, media_settings
 
 
 def write_config(tmp_path: Path, web: dict[str, object]) -> Path:
@@ -34,10 +34,10 @@ def write_config(tmp_path: Path, web: dict[str, object]) -> Path:
 def test_bad_web_table_names_the_key(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"type": "gopher"})
     with pytest.raises(ConfigError, match=r"web\.type: Input should be 'https' or 'http'"):
-        load_file(path)
+        load_config(path)
     path = write_config(tmp_path, {"listen_address": "example.com"})
     with pytest.raises(ConfigError, match="listen_address"):
-        load_file(path)
+        load_config(path)
 
 
 async def test_run_serves_sip_and_web_then_restarts_on_request(tmp_path: Path) -> None:

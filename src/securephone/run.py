@@ -1,6 +1,8 @@
-"""``securephone run`` with the web interface: SIP and web in one event loop until a signal.
+"""The ``securephone run`` runner: the phone (SIP) and its web interface in one event loop
+until SIGINT/SIGTERM or the web page's restart button.
 
-Returns True when the user pressed "restart" (the caller then starts the process again).
+It sits beside the CLI, above the packages it puts together (the :class:`PhoneManager` of
+``web/``, which owns the asyncio ``Phone`` of ``aio/``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from typing import Any
 
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
-
-log = logging.getLogger("securephone.web")
 
 
 async def run_phone(

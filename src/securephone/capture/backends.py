@@ -1,31 +1,17 @@
-"""Capture the phone's own traffic to a pcap file (Linux), for ``securephone verify``.
+"""Capture backends: a raw ``AF_PACKET`` socket with the BPF filter attached, tcpdump, dumpcap.
 
-Three ways, tried in this order by ``backend="auto"``:
-
-1. **raw socket** — an ``AF_PACKET`` socket (packet(7)) on the loopback or a named interface,
-   with a classic BPF program attached (``SO_ATTACH_FILTER``, socket(7)) that lets through
-   only IPv4/IPv6 UDP and TCP packets whose source or destination port is one of the phone's.
-   The same test runs again in Python on every frame, so packets queued before the filter
-   was attached never reach the file. Needs ``CAP_NET_RAW`` (root, or ``setcap``).
-2. **tcpdump**, then 3. **dumpcap**, when installed and allowed to capture.
-
-When none works, :class:`CaptureUnavailable` says why for each. The file is a classic pcap
-(written with dpkt): Ethernet framing for Ethernet-like interfaces and the loopback, raw IP
-for point-to-point ones. On the loopback each packet is kept once (the kernel shows it going
-out and coming in; the outgoing copy is dropped, as libpcap does).
-
-:class:`PacketCapture` is a small object for programs (the web interface's start/stop/
-download): ``start(ports)`` returns at once, ``stop()`` returns a :class:`CaptureSummary`,
-``path`` is the file. ``app`` is the ``securephone capture`` command.
+:class:`PacketCapture` tries them in that order (``backend="auto"``) and writes a classic pcap
+file. The raw socket (packet(7)) needs ``CAP_NET_RAW``; the filter is attached with
+``SO_ATTACH_FILTER`` (socket(7)) before the socket is bound, and every frame is checked again
+in Python (:func:`securephone.capture.bpf.frame_matches`), so nothing queued before the filter
+reaches the file. On the loopback the outgoing copy of each packet is dropped, as libpcap does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -34,189 +20,36 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Annotated, Any, Literal
+from types import TracebackType
+from typing import IO, Any, Literal
 
 import dpkt
-import typer
 
-from securephone.verify.pcap import decode_frame
+from securephone.capture.bpf import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    SNAPLEN,
+    Insn,
+    PortRange,
+    bpf_expression,
+    bpf_program,
+    frame_matches,
+    parse_ports,
+)
 
-__all__ = [
-    "Backend",
-    "CaptureSummary",
-    "CaptureUnavailable",
-    "PacketCapture",
-    "PortRange",
-    "app",
-    "bpf_expression",
-    "bpf_program",
-    "frame_matches",
-    "parse_ports",
-]
+__all__ = ["Backend", "CaptureSummary", "CaptureUnavailable", "PacketCapture"]
 
 Backend = Literal["auto", "socket", "tcpdump", "dumpcap"]
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 PACKET_OUTGOING = 4
-SNAPLEN = 262144
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
 _ETHER_LIKE = {1, 772}  # ARPHRD_ETHER, ARPHRD_LOOPBACK: 14-byte Ethernet header
 _RAW_IP = {65534, 776, 778}  # ARPHRD_NONE (tun), ARPHRD_SIT, ARPHRD_IPGRE
-MAX_PORT_RANGES = 24
 
 
 class CaptureUnavailable(RuntimeError):
     """No way to capture here; the message says what was tried and what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class PortRange:
-    """Ports ``first``..``last`` (inclusive)."""
-
-    first: int
-    last: int
-
-    def __contains__(self, port: object) -> bool:
-        return isinstance(port, int) and self.first <= port <= self.last
-
-    def __str__(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
-
-
-def parse_ports(specs: Sequence[str | int]) -> list[PortRange]:
-    """``["5060", "30000-30999"]`` → port ranges; ValueError with the bad item otherwise."""
-    ranges = []
-    for spec in specs:
-        text = str(spec).strip()
-        first, _, last = text.partition("-")
-        try:
-            low, high = int(first), int(last or first)
-        except ValueError:
-            raise ValueError(f"not a port or port range: {text!r}") from None
-        if not 1 <= low <= high <= 65535:
-            raise ValueError(f"port range out of order or outside 1-65535: {text!r}")
-        ranges.append(PortRange(low, high))
-    if not ranges:
-        raise ValueError("give at least one port to capture")
-    if len(ranges) > MAX_PORT_RANGES:
-        raise ValueError(f"at most {MAX_PORT_RANGES} ports or port ranges")
-    return ranges
-
-
-def bpf_expression(ports: Sequence[PortRange]) -> str:
-    """The pcap-filter(7) expression for tcpdump/dumpcap: ``(tcp or udp) and (port …)``."""
-    terms = [f"port {r.first}" if r.first == r.last else f"portrange {r}" for r in ports]
-    return f"(tcp or udp) and ({' or '.join(terms)})"
-
-
-# --------------------------------------------------------------------------- classic BPF
-
-# Opcodes (linux/filter.h, bpf(4)).
-_LDH_ABS, _LDB_ABS, _LDH_IND, _LDXB_MSH = 0x28, 0x30, 0x48, 0xB1
-_JEQ, _JGT, _JGE, _JSET = 0x15, 0x25, 0x35, 0x45
-_AND_K, _RET_K = 0x54, 0x06
-
-Insn = tuple[int, int, int, int]
-_Label = str
-_Asm = list[tuple[int, _Label | int, _Label | int, int] | _Label]
-
-
-def _port_checks(ports: Sequence[PortRange], prefix: str) -> _Asm:
-    """A holds a port: jump to "accept" if it is in a range, else fall through."""
-    code: _Asm = []
-    for n, rng in enumerate(ports):
-        skip = f"{prefix}{n}"
-        code.append((_JGE, 0, skip, rng.first))
-        code.append((_JGT, skip, "accept", rng.last))
-        code.append(skip)
-    return code
-
-
-def _transport_ports(link: int, ports: Sequence[PortRange]) -> _Asm:
-    """IPv4 at "v4" and IPv6 at "v6", link header of ``link`` bytes; UDP/TCP ports."""
-    return [
-        "v4",
-        (_LDB_ABS, 0, 0, link + 9),  # protocol
-        (_JEQ, "v4ok", 0, 6),
-        (_JEQ, "v4ok", "reject", 17),
-        "v4ok",
-        (_LDH_ABS, 0, 0, link + 6),  # flags + fragment offset
-        (_JSET, "reject", 0, 0x1FFF),  # a later fragment carries no ports
-        (_LDXB_MSH, 0, 0, link),  # X = IPv4 header length
-        (_LDH_IND, 0, 0, link),  # source port
-        *_port_checks(ports, "s4_"),
-        (_LDH_IND, 0, 0, link + 2),  # destination port
-        *_port_checks(ports, "d4_"),
-        (_RET_K, 0, 0, 0),
-        "v6",
-        (_LDB_ABS, 0, 0, link + 6),  # next header (no extension headers)
-        (_JEQ, "v6ok", 0, 6),
-        (_JEQ, "v6ok", "reject", 17),
-        "v6ok",
-        (_LDH_ABS, 0, 0, link + 40),
-        *_port_checks(ports, "s6_"),
-        (_LDH_ABS, 0, 0, link + 42),
-        *_port_checks(ports, "d6_"),
-        "reject",
-        (_RET_K, 0, 0, 0),
-        "accept",
-        (_RET_K, 0, 0, SNAPLEN),
-    ]
-
-
-def bpf_program(ports: Sequence[PortRange], linktype: int = LINKTYPE_ETHERNET) -> list[Insn]:
-    """A classic BPF filter: IPv4/IPv6 UDP or TCP with a source or destination port listed.
-
-    ``linktype`` 1 reads the EtherType at offset 12 (Ethernet and loopback frames); 101 (raw
-    IP) reads the IP version nibble.
-    """
-    if linktype == LINKTYPE_ETHERNET:
-        head: _Asm = [
-            (_LDH_ABS, 0, 0, 12),
-            (_JEQ, "v4", 0, 0x0800),
-            (_JEQ, "v6", "reject", 0x86DD),
-        ]
-        link = 14
-    else:
-        head = [
-            (_LDB_ABS, 0, 0, 0),
-            (_AND_K, 0, 0, 0xF0),
-            (_JEQ, "v4", 0, 0x40),
-            (_JEQ, "v6", "reject", 0x60),
-        ]
-        link = 0
-    return _assemble([*head, *_transport_ports(link, ports)])
-
-
-def _assemble(code: _Asm) -> list[Insn]:
-    """Resolve label names to the relative jump offsets classic BPF uses (forward only)."""
-    where: dict[str, int] = {}
-    count = 0
-    for entry in code:
-        if isinstance(entry, str):
-            where[entry] = count
-        else:
-            count += 1
-    out: list[Insn] = []
-    for entry in code:
-        if isinstance(entry, str):
-            continue
-        op, jt, jf, k = entry
-        here = len(out) + 1
-        out.append((op, _offset(jt, where, here), _offset(jf, where, here), k))
-    return out
-
-
-def _offset(target: _Label | int, where: dict[str, int], here: int) -> int:
-    if isinstance(target, int):
-        return target
-    delta = where[target] - here
-    if not 0 <= delta <= 255:
-        raise ValueError("BPF program too long for its jumps: use fewer port ranges")
-    return delta
 
 
 def _attach_filter(sock: socket.socket, program: list[Insn]) -> None:
@@ -225,23 +58,6 @@ def _attach_filter(sock: socket.socket, program: list[Insn]) -> None:
     buffer = ctypes.create_string_buffer(raw)
     fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-
-
-def frame_matches(frame: bytes, linktype: int, ports: Sequence[PortRange]) -> bool:
-    """The BPF program's test in Python (a second line, and the reference for tests)."""
-    try:
-        ip = decode_frame(linktype, frame)
-    except (dpkt.UnpackError, struct.error, ValueError, IndexError):
-        return False
-    if ip is None or (isinstance(ip, dpkt.ip.IP) and (ip.mf or ip.offset)):
-        return False
-    layer = ip.data
-    if not isinstance(layer, dpkt.udp.UDP | dpkt.tcp.TCP):
-        return False
-    return any(layer.sport in r or layer.dport in r for r in ports)
-
-
-# --------------------------------------------------------------------------- capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,83 +334,3 @@ def _count_packets(path: Path) -> int:
             return sum(1 for _ in dpkt.pcap.UniversalReader(handle))
     except (OSError, ValueError, dpkt.UnpackError):
         return 0
-
-
-# --------------------------------------------------------------------------- CLI
-
-app = typer.Typer(
-    help="Capture the phone's traffic to a pcap file.",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.command()
-def capture(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="pcap file to write.", show_default=False)
-    ],
-    port: Annotated[
-        list[str],
-        typer.Option(
-            "--port", "-p", help="Port or range (5060, 30000-30999); repeat.", show_default=False
-        ),
-    ],
-    interface: Annotated[str, typer.Option("--interface", "-i", help="Network interface.")] = "lo",
-    duration: Annotated[
-        float | None, typer.Option("--duration", "-d", help="Stop after this many seconds.")
-    ] = None,
-    backend: Annotated[str, typer.Option(help="auto, socket, tcpdump or dumpcap.")] = "auto",
-) -> None:
-    """Capture UDP and TCP packets to or from PORT on INTERFACE until --duration or Ctrl-C."""
-    try:
-        ports = parse_ports(port)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    if backend not in ("auto", "socket", "tcpdump", "dumpcap"):
-        raise _fail(f"unknown backend {backend!r}: use auto, socket, tcpdump or dumpcap")
-    if duration is not None and duration <= 0:
-        raise _fail("--duration must be positive")
-    cap = PacketCapture(out, interface=interface, backend=backend)  # type: ignore[arg-type]
-    try:
-        cap.start(ports)
-    except CaptureUnavailable as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(
-        f"capturing on {interface} (ports {', '.join(map(str, ports))}) with {cap.backend} "
-        f"to {out}; " + (f"{duration:g} s" if duration else "Ctrl-C to stop"),
-        err=True,
-    )
-    _wait(duration)
-    summary = cap.stop()
-    typer.echo(f"{summary.packets} packets written to {summary.path} ({summary.seconds:.1f} s)")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"securephone: error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def _wait(duration: float | None) -> None:
-    """Sleep until ``duration`` passes or SIGINT/SIGTERM arrives."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        stop.wait(duration)
-    finally:
-        for sig, handler in previous.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
-
-
-def main() -> None:
-    """Entry point for ``python -m securephone.capture``."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
