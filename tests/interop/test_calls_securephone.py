@@ -112,6 +112,9 @@ async def test_hold_resume_dtmf_both_ways_and_bye_from_callee(
             lambda: len(their.digits) >= 4 and len(call.digits) >= 3, 5, message="DTMF arrived"
         )
         assert their.digits == "123#" and call.digits == "*9A"
+        await await_until(  # bob's media has flowed a while before the hold
+            lambda: their.summary()["media"]["packets_sent"] > 40, 5, message="bob sends media"
+        )
         sent_before = their.summary()["media"]["packets_sent"]
         call.hold()
         await await_until(lambda: call.local_hold and their.remote_hold, 5, message="on hold")
