@@ -38,13 +38,10 @@ import contextlib
 import fcntl
 import itertools
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -56,6 +53,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from ..helpers import PeerProcess, free_port, port_free, wait_until
 from .audio_tools import RATE, read_wav, write_wav
 
 LOOPBACK = "127.0.0.1"
@@ -118,39 +116,6 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def _port_free(port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_sip_port() -> int:
-    """A port P free for UDP and TCP whose P+1 is free for TCP (baresip's TLS listener)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-        if port >= 65535:
-            continue
-        if _port_free(port, socket.SOCK_STREAM) and _port_free(port + 1, socket.SOCK_STREAM):
-            return port
-    raise BaresipError("no free SIP port pair on 127.0.0.1")
-
-
-def free_port(udp_too: bool = False) -> int:
-    """A TCP port free on 127.0.0.1 (and free for UDP too when ``udp_too``)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = int(tcp.getsockname()[1])
-        if not udp_too or _port_free(port, socket.SOCK_DGRAM):
-            return port
-    raise BaresipError("no free port on 127.0.0.1")
-
-
 class PortRange:
     """A block of UDP ports reserved across processes with an ``flock``-ed file."""
 
@@ -171,7 +136,7 @@ class PortRange:
             except OSError:
                 lock.close()
                 continue
-            if all(_port_free(p, socket.SOCK_DGRAM) for p in range(first, first + size)):
+            if all(port_free(p, "udp") for p in range(first, first + size)):
                 return cls(first, first + size - 1, lock)
             lock.close()
         raise BaresipError(f"no free block of {size} UDP ports in {RTP_FIRST}-{RTP_LAST}")
@@ -211,27 +176,6 @@ def parse_netstrings(buffer: bytearray) -> list[bytes]:
             raise BaresipError("netstring without its trailing comma")
         found.append(bytes(buffer[colon + 1 : end]))
         del buffer[: end + 1]
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    with contextlib.suppress(OSError):
-        return [int(x) for x in path.read_text().split()]
-    return []
-
-
-def _group_members(pgid: int) -> list[int]:
-    """PIDs whose process group is ``pgid`` (zombies excluded)."""
-    members: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -303,10 +247,8 @@ class Baresip:
         self.ctrl_port = 0
         self.cons_port = 0
         self.rtp_ports: PortRange | None = None
-        self.pid: int | None = None
         self.events: list[dict[str, Any]] = []
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._peer: PeerProcess | None = None
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -344,12 +286,17 @@ class Baresip:
     @property
     def wrapper_pid(self) -> int | None:
         """PID of the ``timeout`` wrapper (also the process group id), while started."""
-        return None if self._proc is None else self._proc.pid
+        return None if self._peer is None else self._peer.wrapper_pid
+
+    @property
+    def pid(self) -> int | None:
+        """PID of baresip (the wrapper's child), while started."""
+        return None if self._peer is None else self._peer.pid
 
     @property
     def running(self) -> bool:
         """True while the ``timeout`` wrapper (and so baresip) has not exited."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._peer is not None and self._peer.running
 
     # ------------------------------------------------------------------ config
 
@@ -478,7 +425,7 @@ class Baresip:
 
         Retries with new ports when a port was taken in the meantime.
         """
-        if self._proc is not None:
+        if self._peer is not None:
             raise BaresipError("baresip already started")
         missing = missing_tools()
         if missing:
@@ -507,14 +454,14 @@ class Baresip:
                 raise
 
     def _allocate_ports(self) -> None:
-        self.sip_port = free_sip_port()
-        self.ctrl_port = free_port()
-        self.cons_port = free_port(udp_too=True)
+        self.sip_port = free_port("both", pair=True)  # TLS listens on sip_port + 1
+        self.ctrl_port = free_port("tcp")
+        self.cons_port = free_port("both")
         while self.cons_port == self.ctrl_port or self.cons_port in (
             self.sip_port,
             self.tls_port,
         ):
-            self.cons_port = free_port(udp_too=True)
+            self.cons_port = free_port("both")
         if self.rtp_ports is None:
             self.rtp_ports = PortRange.reserve()
 
@@ -523,46 +470,40 @@ class Baresip:
         return [BARESIP, "-f", str(self.config_dir), "-n", LOOPBACK, *(["-s"] * self.sip_trace)]
 
     def _launch(self) -> None:
-        self._log = self.log_path.open("ab")
-        wrapper = [str(shutil.which("timeout")), "-k", "5", f"{self.time_limit:g}"]
-        self._proc = subprocess.Popen(
-            [*wrapper, *self.command_line()],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._peer = PeerProcess(
+            "baresip",
+            self.command_line(),
+            log_path=self.log_path,
+            time_limit=self.time_limit,
             cwd=self.workdir,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + 5.0
-        while self.pid is None and time.monotonic() < deadline and self._proc.poll() is None:
-            kids = _children(self._proc.pid)
-            self.pid = kids[0] if kids else None
-            if self.pid is None:
-                time.sleep(0.01)
+        self._peer.start()
 
     def _connect(self, timeout: float) -> None:
+        """Connect to ctrl_tcp once it listens and baresip says it is ready."""
+        assert self._peer is not None
         deadline = time.monotonic() + timeout
-        while True:
-            if not self.running:
-                raise BaresipError(f"baresip exited at start-up:\n{self.log_tail()}")
-            try:
-                sock = socket.create_connection((LOOPBACK, self.ctrl_port), timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BaresipError(
-                        f"ctrl_tcp not reachable on port {self.ctrl_port}:\n{self.log_tail()}"
-                    ) from None
-                time.sleep(0.05)
-        while "baresip is ready." not in self.log_text():
-            if not self.running or time.monotonic() > deadline:
-                sock.close()
-                raise BaresipError(f"baresip did not get ready:\n{self.log_tail()}")
-            time.sleep(0.05)
+        sock = self._peer.wait_ready(
+            self._try_connect, timeout, f"ctrl_tcp not reachable on {self.ctrl_port}", BaresipError
+        )
+        try:
+            left = max(0.0, deadline - time.monotonic())
+            self._peer.wait_ready(
+                lambda: "baresip is ready." in self.log_text(), left, "not ready", BaresipError
+            )
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(None)
         self._sock = sock
         self._reader = threading.Thread(target=self._read_loop, name="baresip-ctrl", daemon=True)
         self._reader.start()
+
+    def _try_connect(self) -> socket.socket | None:
+        try:
+            return socket.create_connection((LOOPBACK, self.ctrl_port), timeout=1.0)
+        except OSError:
+            return None
 
     def _create_account(self) -> None:
         reply = self.command("uanew", self.account_line())
@@ -573,46 +514,18 @@ class Baresip:
 
     def stop(self) -> None:
         """Quit baresip; SIGTERM then SIGKILL by PID if needed; reap the process group."""
-        proc = self._proc
+        peer, self._peer = self._peer, None
         try:
-            if proc is not None and proc.poll() is None:
-                self._quit(proc)
+            if peer is not None:
+                peer.stop(self._quit if self._sock is not None else None)
         finally:
-            if proc is not None:
-                self._kill_group(proc)
             self._close_control()
-            self._proc = None
-            self.pid = None
-            if self._log is not None:
-                self._log.close()
-                self._log = None
             if self.rtp_ports is not None:
                 self.rtp_ports.release()
                 self.rtp_ports = None
 
-    def _quit(self, proc: subprocess.Popen[bytes]) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(BaresipError, OSError):
-                self.command("quit", timeout=1.0, check=False)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=2.0)
-        if proc.poll() is None and self.pid is not None and self.pid in _children(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
-
-    @staticmethod
-    def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL everything left in the wrapper's process group (pgid = its PID)."""
-        if proc.poll() is None or _group_members(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5.0)
-        deadline = time.monotonic() + 5.0
-        while _group_members(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def _quit(self) -> None:
+        self.command("quit", timeout=1.0, check=False)
 
     def _close_control(self) -> None:
         sock, self._sock = self._sock, None
@@ -800,18 +713,22 @@ class Baresip:
 
         Use it to let a call carry enough audio before hanging up, instead of sleeping.
         """
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def heard() -> float:
             found = self.recordings("dec")
-            heard = (found[-1].stat().st_size - 44) / (2 * RATE) if found else 0.0
-            if found and heard >= seconds:
-                return found[-1]
-            if time.monotonic() > deadline or not self.running:
-                raise BaresipError(
-                    f"heard {max(heard, 0.0):.2f} s of audio, wanted {seconds} s "
-                    f"(recordings: {found}):\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+            return (found[-1].stat().st_size - 44) / (2 * RATE) if found else 0.0
+
+        wait_until(
+            lambda: bool(self.recordings("dec")) and heard() >= seconds,
+            timeout,
+            message=lambda: (
+                f"heard {max(heard(), 0.0):.2f} s of audio, wanted {seconds} s "
+                f"(recordings: {self.recordings('dec')}):\n{self.log_tail()}"
+            ),
+            error=BaresipError,
+            give_up=lambda: None if self.running else "baresip is not running",
+        )
+        return self.recordings("dec")[-1]
 
     def recordings(self, kind: Literal["dec", "enc"] = "dec") -> list[Path]:
         """The ``sndfile`` dumps: ``dec`` = audio received (decoded), ``enc`` = audio sent.
@@ -828,16 +745,18 @@ class Baresip:
         self, count: int = 1, timeout: float = 10.0, kind: Literal["dec", "enc"] = "dec"
     ) -> list[Path]:
         """Wait until ``count`` dumps of ``kind`` exist with finalised WAV headers."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def finished() -> list[Path]:
             found = self.recordings(kind)
-            if len(found) >= count and all(_wav_finalised(p) for p in found):
-                return found
-            if time.monotonic() > deadline:
-                raise BaresipError(
-                    f"{len(found)} finished {kind} recordings, wanted {count}: {found}"
-                )
-            time.sleep(0.05)
+            ok = len(found) >= count and all(_wav_finalised(p) for p in found)
+            return found if ok else []
+
+        return wait_until(
+            finished,
+            timeout,
+            message=lambda: f"finished {kind} recordings, wanted {count}: {self.recordings(kind)}",
+            error=BaresipError,
+        )
 
     def log_text(self) -> str:
         """Everything baresip printed so far (stdout and stderr)."""

@@ -15,6 +15,8 @@ from types import TracebackType
 import dpkt
 import pytest
 
+from ..helpers import wait_until
+
 SIP_START = re.compile(rb"^(?:[A-Z]+ (?:sips?|tel):[^ ]+ SIP/2\.0|SIP/2\.0 \d{3} )", re.M)
 
 
@@ -30,7 +32,11 @@ class Segment:
 
 
 class LoopbackCapture:
-    """``tshark -i lo`` with a BPF filter, started and stopped by PID around a block of a test."""
+    """``tshark -i lo`` with a BPF filter, started and stopped by PID around a block of a test.
+
+    Entering waits until tshark says it is capturing; leaving waits until the file has stopped
+    growing (the last packets written), then stops tshark.
+    """
 
     def __init__(self, path: Path, bpf: str, time_limit: float = 300) -> None:
         if shutil.which("tshark") is None:
@@ -38,26 +44,41 @@ class LoopbackCapture:
         self.path = path
         self.bpf = bpf
         self.time_limit = time_limit
+        self.log_path = path.with_name(path.name + ".tshark.txt")
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LoopbackCapture:
-        self._proc = subprocess.Popen(
-            ["tshark", "-i", "lo", "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q",
-             "-a", f"duration:{int(self.time_limit)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # the pcap header appears once capturing has begun
-            if self.path.exists() and self.path.stat().st_size >= 24:
-                time.sleep(0.3)
-                return self
-            time.sleep(0.05)
-        self.stop()
-        assert self._proc is not None and self._proc.stderr is not None
-        why = self._proc.stderr.read().decode(errors="replace").strip()
-        if "permission" in why.lower() or "not permitted" in why.lower():
-            pytest.skip(f"capturing on the loopback is not permitted here: {why.splitlines()[-1]}")
-        raise RuntimeError(f"tshark did not start capturing: {why}")
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                ["tshark", "-i", "lo", "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q",
+                 "-a", f"duration:{int(self.time_limit)}"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        try:
+            wait_until(
+                lambda: "Capturing on" in self.log_text() and self.path.exists(),
+                15,
+                message="tshark did not start capturing",
+                error=RuntimeError,
+                give_up=lambda: None if self.running else "tshark exited",
+            )
+        except RuntimeError as exc:
+            self.stop()
+            why = self.log_text().strip()
+            if "permission" in why.lower() or "not permitted" in why.lower():
+                pytest.skip(
+                    f"capturing on the loopback is not permitted here: {why.splitlines()[-1]}"
+                )
+            raise RuntimeError(f"{exc}: {why}") from None
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_text(self) -> str:
+        """What tshark printed on stderr (``Capturing on 'Loopback: lo'``, errors)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __exit__(
         self,
@@ -65,8 +86,23 @@ class LoopbackCapture:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        time.sleep(0.5)  # let the last packets reach the file
-        self.stop()
+        try:
+            self.wait_settled()
+        finally:
+            self.stop()
+
+    def wait_settled(self, quiet: float = 0.6, timeout: float = 10.0) -> None:
+        """Wait until the file has not grown for ``quiet`` s: tshark wrote what it captured."""
+        last = [-1, time.monotonic()]
+
+        def settled() -> bool:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            now = time.monotonic()
+            if size != last[0]:
+                last[:] = [size, now]
+            return now - last[1] >= quiet
+
+        wait_until(settled, timeout, 0.05, message=f"{self.path} keeps growing")
 
     def stop(self) -> None:
         proc = self._proc

@@ -41,36 +41,6 @@ def require_kamailio() -> None:
         )
 
 
-@pytest.fixture
-def kamailio_factory(tmp_path: Path) -> Iterator[KamailioFactory]:
-    """Start Kamailio instances on demand; every one is stopped (by PID) at teardown.
-
-    Call it like ``kam = kamailio_factory(users={"alice": "pw"}, tls=TlsConfig(...))``;
-    keyword arguments go to :class:`kamailio.Kamailio`.  Skips if Kamailio is missing.
-    """
-    require_kamailio()
-    started: list[Kamailio] = []
-    counter = itertools.count()
-
-    def factory(**kwargs: Any) -> Kamailio:
-        kam = Kamailio(tmp_path / f"kamailio-{next(counter)}", **kwargs)
-        started.append(kam)
-        kam.start()
-        return kam
-
-    try:
-        yield factory
-    finally:
-        errors: list[BaseException] = []
-        for kam in reversed(started):
-            try:
-                kam.stop()
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-
-
 class _Peer(Protocol):
     def start(self) -> None: ...
 
@@ -81,7 +51,11 @@ P = TypeVar("P", bound=_Peer)
 
 
 def _peers(make: Callable[..., P], workdir: Path, name: str) -> Iterator[Callable[..., P]]:
-    """Start far-end programs on demand, each in its own folder; stop every one at teardown."""
+    """Start far-end programs on demand, each in its own folder; stop every one at teardown.
+
+    Every started program is stopped (by PID, see :class:`tests.helpers.PeerProcess`) even when
+    stopping another one fails; the first failure is raised afterwards.
+    """
     started: list[P] = []
     counter = itertools.count()
 
@@ -94,8 +68,25 @@ def _peers(make: Callable[..., P], workdir: Path, name: str) -> Iterator[Callabl
     try:
         yield factory
     finally:
+        errors: list[BaseException] = []
         for peer in reversed(started):
-            peer.stop()
+            try:
+                peer.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def kamailio_factory(tmp_path: Path) -> Iterator[KamailioFactory]:
+    """Start Kamailio instances on demand; every one is stopped (by PID) at teardown.
+
+    Call it like ``kam = kamailio_factory(users={"alice": "pw"}, tls=TlsConfig(...))``;
+    keyword arguments go to :class:`kamailio.Kamailio`.  Skips if Kamailio is missing.
+    """
+    require_kamailio()
+    yield from _peers(Kamailio, tmp_path, "kamailio")
 
 
 @pytest.fixture

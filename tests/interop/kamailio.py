@@ -35,22 +35,20 @@ Behaviour of the generated script (the contract interop tests rely on):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TypedDict
+from typing import TypedDict
 
-LOOPBACK = "127.0.0.1"
+from ..helpers import LOOPBACK, PeerProcess, free_port, wait_until
+
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _USER_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9!#%&'()*+,\-./:;<=>?@\[\]^_`{|}~]{1,128}")
@@ -123,28 +121,6 @@ def find_binary(name: str) -> str | None:
 def missing_tools() -> list[str]:
     """Names of the tools the harness needs that are not installed."""
     return [name for name in ("kamailio", "kamcmd", "timeout") if find_binary(name) is None]
-
-
-def free_udp_tcp_port() -> int:
-    """Return a port number free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise KamailioError("no free UDP+TCP port on 127.0.0.1")
-
-
-def free_tcp_port() -> int:
-    """Return a TCP port free on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind((LOOPBACK, 0))
-        return int(tcp.getsockname()[1])
 
 
 def _cfg_string(value: str) -> str:
@@ -578,40 +554,6 @@ def _aor_user(aor: str) -> str:
 _SDP_RE = re.compile(r"HARNESS-SDP (request|reply) (\S+) (\S+) <<<(.*?)>>>", re.DOTALL)
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        return [int(item) for item in path.read_text().split()]
-    except OSError:
-        return []
-
-
-def _exe_name(pid: int) -> str:
-    try:
-        return Path(os.readlink(f"/proc/{pid}/exe")).name
-    except OSError:
-        return ""
-
-
-def _group_members(pgid: int) -> list[int]:
-    """PIDs whose process group is ``pgid`` (read from /proc/PID/stat)."""
-    members: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
 class Kamailio:
     """One Kamailio instance on 127.0.0.1 (use as a context manager or start()/stop())."""
 
@@ -654,10 +596,8 @@ class Kamailio:
         self.tls_config_path = self.workdir / "tls.cfg"
         self.log_path = self.workdir / "kamailio.log"
         self._rundir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._peer: PeerProcess | None = None
         self._log_offset = 0
-        self.pid: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -676,12 +616,17 @@ class Kamailio:
     @property
     def running(self) -> bool:
         """True while the timeout wrapper (and so Kamailio) has not exited."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._peer is not None and self._peer.running
 
     @property
     def wrapper_pid(self) -> int | None:
         """PID of the ``timeout`` wrapper (also the process group id)."""
-        return None if self._proc is None else self._proc.pid
+        return None if self._peer is None else self._peer.wrapper_pid
+
+    @property
+    def pid(self) -> int | None:
+        """PID of Kamailio's main process (the wrapper's child)."""
+        return None if self._peer is None else self._peer.pid
 
     @property
     def rundir(self) -> Path:
@@ -697,15 +642,15 @@ class Kamailio:
 
     def start(self, ready_timeout: float = 15.0) -> None:
         """Write and check the config, start Kamailio and wait until it answers."""
-        if self._proc is not None:
+        if self._peer is not None:
             raise KamailioError("Kamailio already started")
         missing = missing_tools()
         if missing:
             raise KamailioError(f"not installed: {', '.join(missing)}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(4):
-            self.port = free_udp_tcp_port()
-            self.tls_port = None if self.tls is None else free_tcp_port()
+            self.port = free_port("both")
+            self.tls_port = None if self.tls is None else free_port("tcp")
             try:
                 self.write_config()
                 self.check_config()
@@ -723,49 +668,14 @@ class Kamailio:
 
     def stop(self) -> None:
         """Stop Kamailio by PID (SIGTERM, then SIGKILL) and reap every process it left."""
-        proc = self._proc
+        peer, self._peer = self._peer, None
         try:
-            if proc is not None:
-                self._terminate(proc)
+            if peer is not None:
+                peer.stop(term_wait=10.0, linger=2.0)  # its children exit after the main one
         finally:
-            if proc is not None:
-                self._kill_leftovers(proc.pid)
-            self._proc = None
-            self.pid = None
-            if self._log is not None:
-                self._log.close()
-                self._log = None
             if self._rundir is not None:
                 shutil.rmtree(self._rundir, ignore_errors=True)
                 self._rundir = None
-
-    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None and self.pid is not None and self.pid in _children(proc.pid):
-            os.kill(self.pid, signal.SIGTERM)
-        elif proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-    def _kill_leftovers(self, pgid: int) -> None:
-        """Kill Kamailio children still in the wrapper's process group."""
-        deadline = time.monotonic() + 2.0
-        while _group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _group_members(pgid):
-            self._signal_group(pgid, signal.SIGKILL)
-            deadline = time.monotonic() + 5.0
-            while _group_members(pgid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: signal.Signals) -> None:
-        if _group_members(pgid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, sig)
 
     def _command(self) -> list[str]:
         return [
@@ -783,46 +693,34 @@ class Kamailio:
         ]
 
     def _launch(self) -> None:
-        self._log = self.log_path.open("ab")
         self._log_offset = len(self.log_text())
-        wrapper = [str(find_binary("timeout")), "-k", "5", f"{self.time_limit:g}"]
-        self._proc = subprocess.Popen(
-            [*wrapper, *self._command()],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._peer = PeerProcess(
+            "kamailio",
+            self._command(),
+            log_path=self.log_path,
+            time_limit=self.time_limit,
+            child_name="kamailio",
         )
-        self.pid = self._find_kamailio_pid(self._proc)
-
-    @staticmethod
-    def _find_kamailio_pid(proc: subprocess.Popen[bytes]) -> int | None:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and proc.poll() is None:
-            for child in _children(proc.pid):
-                if _exe_name(child) == "kamailio":
-                    return child
-            time.sleep(0.01)
-        return None
+        self._peer.start()
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last_error = "no answer"
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                raise KamailioError(f"Kamailio exited during start:\n{self.log_text()[-4000:]}")
+        """Wait until kamcmd answers and OPTIONS over UDP and TCP get a 200."""
+        last_error = ["no answer"]
+
+        def answers() -> bool:
             try:
                 self.kamcmd("core.version", timeout=2.0)
                 status = [self.ping(transport, timeout=1.0) for transport in ("udp", "tcp")]
             except (KamailioError, OSError) as exc:
-                last_error = str(exc)
-                time.sleep(0.1)
-                continue
-            if all(line.startswith("SIP/2.0 200") for line in status):
-                return
-            last_error = f"OPTIONS answered {status}"
-            time.sleep(0.1)
-        raise KamailioError(f"Kamailio not ready ({last_error}):\n{self.log_text()[-4000:]}")
+                last_error[0] = str(exc)
+                return False
+            last_error[0] = f"OPTIONS answered {status}"
+            return all(line.startswith("SIP/2.0 200") for line in status)
+
+        assert self._peer is not None
+        self._peer.wait_ready(
+            answers, timeout, lambda: f"not ready ({last_error[0]})", error=KamailioError
+        )
 
     # ------------------------------------------------------------------ config
 
@@ -904,22 +802,11 @@ class Kamailio:
 
     def wait_registered(self, aor: str, timeout: float = 5.0) -> list[ContactInfo]:
         """Wait until ``aor`` has a contact; return its contacts or raise TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.contacts(aor)
-            if found:
-                return found
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{aor} not registered after {timeout} s")
-            time.sleep(0.05)
+        return wait_until(lambda: self.contacts(aor), timeout, message=f"{aor} not registered")
 
     def wait_unregistered(self, aor: str, timeout: float = 5.0) -> None:
         """Wait until ``aor`` has no contact left, or raise TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while self.contacts(aor):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{aor} still registered after {timeout} s")
-            time.sleep(0.05)
+        wait_until(lambda: not self.contacts(aor), timeout, message=f"{aor} still registered")
 
     def log_text(self) -> str:
         """Everything Kamailio has logged so far (stderr, ``-E``)."""

@@ -47,10 +47,7 @@ import os
 import re
 import select
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import termios
 import threading
 import time
@@ -63,8 +60,9 @@ from typing import IO, Literal
 
 import numpy as np
 
+from ..helpers import PeerProcess, free_port, port_free, wait_until
 from .audio_tools import RATE, read_wav, write_wav
-from .baresip import PortRange, _children, _group_members
+from .baresip import PortRange
 
 LOOPBACK = "127.0.0.1"
 LINPHONEC = "/usr/bin/linphonec"
@@ -144,13 +142,6 @@ def missing_tools() -> list[str]:
     return [name for name in (LINPHONEC, "timeout") if shutil.which(name) is None]
 
 
-def free_udp_port() -> int:
-    """A UDP port free on 127.0.0.1 (linphonec's SIP/UDP listener)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
     if not pattern.fullmatch(value):
         raise ValueError(f"{kind} {value!r} has characters the harness does not allow")
@@ -216,9 +207,8 @@ class Linphonec:
         self.play_path = self.workdir / "play.wav"
         self.sip_port = 0
         self.rtp_ports: PortRange | None = None
-        self.pid: int | None = None
         self.record_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._peer: PeerProcess | None = None
         self._master: int | None = None
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -237,12 +227,17 @@ class Linphonec:
     @property
     def wrapper_pid(self) -> int | None:
         """PID of the ``timeout`` wrapper (also the process group id), while started."""
-        return None if self._proc is None else self._proc.pid
+        return None if self._peer is None else self._peer.wrapper_pid
+
+    @property
+    def pid(self) -> int | None:
+        """PID of linphonec (the wrapper's child), while started."""
+        return None if self._peer is None else self._peer.pid
 
     @property
     def running(self) -> bool:
         """True while the ``timeout`` wrapper (and so linphonec) has not exited."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._peer is not None and self._peer.running
 
     # ------------------------------------------------------------------ config
 
@@ -378,7 +373,7 @@ class Linphonec:
 
         Retries with new ports when the SIP port was taken in the meantime.
         """
-        if self._proc is not None:
+        if self._peer is not None:
             raise LinphoneError("linphonec already started")
         missing = missing_tools()
         if missing:
@@ -386,7 +381,7 @@ class Linphonec:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(4):
             try:
-                self.sip_port = free_udp_port()
+                self.sip_port = free_port("udp")
                 if self.rtp_ports is None:
                     self.rtp_ports = PortRange.reserve()
                 self.write_config()
@@ -444,27 +439,20 @@ class Linphonec:
         with self._cond:
             self._output = ""
         self._out_file = self.output_path.open("ab")
-        wrapper = [str(shutil.which("timeout")), "-k", "5", f"{self.time_limit:g}"]
+        self._peer = PeerProcess(
+            "linphonec",
+            self.command_line(),
+            log_path=self.log_path,
+            time_limit=self.time_limit,
+            cwd=self.workdir,
+            env=self._environment(),
+        )
         try:
-            self._proc = subprocess.Popen(
-                [*wrapper, *self.command_line()],
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                cwd=self.workdir,
-                env=self._environment(),
-                start_new_session=True,
-            )
+            self._peer.start(stdin=slave, output=slave)
         finally:
             os.close(slave)
         self._reader = threading.Thread(target=self._read_loop, name="linphonec-pty", daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + 5.0
-        while self.pid is None and time.monotonic() < deadline and self._proc.poll() is None:
-            kids = _children(self._proc.pid)
-            self.pid = kids[0] if kids else None
-            if self.pid is None:
-                time.sleep(0.01)
 
     def _wait_ready(self, timeout: float) -> None:
         """Wait for the first prompt and for the SIP/UDP socket to be bound.
@@ -476,40 +464,25 @@ class Linphonec:
         self.wait_log(rf"listening point \[\w+\] on \[sip:127\.0\.0\.1:{self.sip_port};", timeout)
         if f"bind() failed for {LOOPBACK} port {self.sip_port}" in self.log_text():
             raise LinphoneError(f"UDP {self.sip_port}: Address already in use")
-        deadline = time.monotonic() + timeout
-        while _port_free_udp(self.sip_port):
-            if not self.running or time.monotonic() > deadline:
-                raise LinphoneError(
-                    f"linphonec did not bind UDP {self.sip_port}:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+        assert self._peer is not None
+        self._peer.wait_ready(
+            lambda: not port_free(self.sip_port, "udp"),
+            timeout,
+            f"linphonec did not bind UDP {self.sip_port}",
+            LinphoneError,
+        )
 
     def stop(self) -> None:
         """Quit linphonec; SIGTERM then SIGKILL by PID; reap its process group."""
-        proc = self._proc
+        peer, self._peer = self._peer, None
         try:
-            if proc is not None and proc.poll() is None:
-                self._quit(proc)
+            if peer is not None:
+                peer.stop(lambda: self._type("quit"))
         finally:
-            if proc is not None:
-                _kill_group(proc)
             self._close_pty()
-            self._proc = None
-            self.pid = None
             if self.rtp_ports is not None:
                 self.rtp_ports.release()
                 self.rtp_ports = None
-
-    def _quit(self, proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(OSError, LinphoneError):
-            self._type("quit")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2.0)
-        if proc.poll() is None and self.pid is not None and self.pid in _children(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
 
     def _close_pty(self) -> None:
         """Stop the reader thread, then close the terminal (never the other way round: a
@@ -626,24 +599,30 @@ class Linphonec:
 
     def wait_registered(self, timeout: float = 10.0) -> str:
         """Poll ``status register`` until it says ``registered, identity=...``; return that."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def registered() -> str | None:
             reply = self.command("status register")
-            if "registered, identity=" in reply:
-                return reply.strip()
-            if time.monotonic() > deadline:
-                raise LinphoneError(f"not registered after {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.3)
+            return reply.strip() if "registered, identity=" in reply else None
+
+        return wait_until(
+            registered,
+            timeout,
+            0.3,
+            lambda: f"not registered\n{self.log_tail()}",
+            error=LinphoneError,
+        )
 
     def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """Wait until the debug log matches the regex ``pattern``; return the match."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while (found := regex.search(self.log_text())) is None:
-            if time.monotonic() > deadline or not self.running:
-                raise LinphoneError(f"no {pattern!r} in the debug log:\n{self.log_tail()}")
-            time.sleep(0.1)
-        return found
+        return wait_until(
+            lambda: regex.search(self.log_text()),
+            timeout,
+            0.1,
+            lambda: f"no {pattern!r} in the debug log\n{self.log_tail()}",
+            error=LinphoneError,
+            give_up=lambda: None if self.running else "linphonec is not running",
+        )
 
     def registration_states(self) -> list[str]:
         """Every account registration state the debug log shows, in order
@@ -656,12 +635,18 @@ class Linphonec:
 
     def wait_negotiated(self, count: int = 1, timeout: float = 10.0) -> list[str]:
         """Wait until the debug log names ``count`` negotiated media encryptions."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.negotiated_encryptions()) < count:
-            if time.monotonic() > deadline:
-                raise LinphoneError(f"{len(found)} negotiations logged, wanted {count}")
-            time.sleep(0.1)
-        return found
+
+        def enough() -> list[str]:
+            found = self.negotiated_encryptions()
+            return found if len(found) >= count else []
+
+        return wait_until(
+            enough,
+            timeout,
+            0.1,
+            lambda: f"{len(self.negotiated_encryptions())} negotiations logged, wanted {count}",
+            error=LinphoneError,
+        )
 
     # ------------------------------------------------------------------ files
 
@@ -686,24 +671,3 @@ class Linphonec:
             elif line.startswith("o=") and len(line.split()) >= 6:
                 found.append(line.split()[5])
         return found
-
-
-def _port_free_udp(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL everything left in the wrapper's process group (pgid = its PID)."""
-    if proc.poll() is None or _group_members(proc.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5.0)
-    deadline = time.monotonic() + 5.0
-    while _group_members(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)

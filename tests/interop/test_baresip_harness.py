@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from ..helpers import group_members
 from .audio_tools import (
     RATE,
     align,
@@ -38,7 +39,6 @@ from .baresip import (
     ProxyAccount,
     TlsFiles,
     Transport,
-    _group_members,
     missing_tools,
     parse_netstrings,
 )
@@ -217,7 +217,7 @@ def test_process_is_stopped_when_the_test_fails(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert not phone.running and phone.pid is None
     assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
-    assert _group_members(wrapper) == []
+    assert group_members(wrapper) == []
 
 
 def _is_zombie(pid: int) -> bool:

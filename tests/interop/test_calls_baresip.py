@@ -17,6 +17,7 @@ from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
+from ..helpers import await_until
 from .audio_tools import assert_audio_matches, read_wav
 from .baresip import Baresip, ProxyAccount
 from .conftest import BaresipFactory, KamailioFactory
@@ -76,11 +77,9 @@ def check_media(call: Call) -> None:
 
 
 async def first_call(phone: Phone) -> Call:
-    for _ in range(100):
-        if phone.calls:
-            return next(iter(phone.calls.values()))
-        await asyncio.sleep(0.05)
-    raise AssertionError("no call reached securephone")
+    return await await_until(
+        lambda: next(iter(phone.calls.values()), None), 5, message="no call reached securephone"
+    )
 
 
 async def hold_call(call: Call) -> None:

@@ -19,6 +19,7 @@ from securephone.audio.sources import WavSource
 from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 
+from ..helpers import await_until, free_port, port_listening, wait_until
 from .audio_tools import assert_audio_matches, best_alignment, make_speech_wav, read_wav
 
 
@@ -56,11 +57,9 @@ def bob_uri(bob: Phone, transport: str = "udp") -> str:
 
 
 async def only_call(phone: Phone) -> Call:
-    for _ in range(100):
-        if phone.calls:
-            return next(iter(phone.calls.values()))
-        await asyncio.sleep(0.05)
-    raise AssertionError("no call arrived")
+    return await await_until(
+        lambda: next(iter(phone.calls.values()), None), 5, message="no call arrived"
+    )
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -72,7 +71,7 @@ async def test_audio_both_ways_and_hangup(
         call = alice.dial(bob_uri(bob, transport))
         assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
         their = await only_call(bob)
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(4.5)  # the call carries audio this long
         call.hangup()
         await call.wait_ended(5)
         await their.wait_ended(5)
@@ -109,24 +108,30 @@ async def test_hold_resume_dtmf_both_ways_and_bye_from_callee(
         await their.wait_for(CallState.CONNECTED, timeout=5)
         call.send_dtmf("123#")
         their.send_dtmf("*9A")
-        await asyncio.sleep(1.5)
+        await await_until(
+            lambda: len(their.digits) >= 4 and len(call.digits) >= 3, 5, message="DTMF arrived"
+        )
         assert their.digits == "123#" and call.digits == "*9A"
+        await await_until(  # bob's media has flowed a while before the hold
+            lambda: their.summary()["media"]["packets_sent"] > 40, 5, message="bob sends media"
+        )
         sent_before = their.summary()["media"]["packets_sent"]
         call.hold()
-        await asyncio.sleep(0.6)
-        assert call.local_hold and their.remote_hold
+        await await_until(lambda: call.local_hold and their.remote_hold, 5, message="on hold")
         assert their.summary()["media"]["direction"] == "recvonly"
-        # While held, bob must not send: his packet count stands still.
+        # While held, bob must not send: his packet count stands still (over half a second).
         held_count = their.summary()["media"]["packets_sent"]
         await asyncio.sleep(0.5)
         assert their.summary()["media"]["packets_sent"] == held_count
         assert sent_before > 40 and held_count - sent_before <= 2  # stopped at once
         call.resume()
-        await asyncio.sleep(0.6)
-        assert not call.local_hold and not their.remote_hold
+        await await_until(
+            lambda: not call.local_hold and not their.remote_hold, 5, message="resumed"
+        )
         resumed = their.summary()["media"]["packets_sent"]
-        await asyncio.sleep(0.5)
-        assert their.summary()["media"]["packets_sent"] > resumed
+        await await_until(
+            lambda: their.summary()["media"]["packets_sent"] > resumed, 5, message="sends again"
+        )
         their.hangup()
         await call.wait_ended(5)
     finally:
@@ -145,24 +150,18 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.Popen[str]:
     )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> None:
-    port = free_port()
+    port = free_port("both")
     answer = run_cli(
         "answer", "--listen", f"127.0.0.1:{port}", "--calls", "1", "--json", "--srtp", "off",
         "--play", str(speech[1]), "--record", str(tmp_path / "answer-heard.wav"), "--dtmf", "42",
     )  # fmt: skip
     try:
-        import time
-
-        time.sleep(1.0)
+        wait_until(
+            lambda: port_listening(port, "udp") or answer.poll() is not None,
+            20,
+            message=f"the answering CLI listens on UDP {port}",
+        )
         caller = subprocess.run(
             [
                 sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
@@ -199,7 +198,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode != 0
     assert bad.stderr.strip().count("\n") == 0 and "bad URI" in bad.stderr
-    port = free_port()  # nobody listens on TCP there: connection refused
+    port = free_port("tcp")  # nobody listens on TCP there: connection refused
     refused = subprocess.run(
         [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp",
          "--json", "--srtp", "off"],

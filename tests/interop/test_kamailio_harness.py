@@ -672,8 +672,10 @@ def test_port_clash_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     taken.bind((LOOPBACK, 0))
     busy = int(taken.getsockname()[1])
     offered = iter([busy])
-    real = harness.free_udp_tcp_port
-    monkeypatch.setattr(harness, "free_udp_tcp_port", lambda: next(offered, None) or real())
+    real = harness.free_port
+    monkeypatch.setattr(
+        harness, "free_port", lambda *args, **kwargs: next(offered, None) or real(*args, **kwargs)
+    )
     try:
         with Kamailio(tmp_path / "k", users={"alice": "pw"}) as kam:
             assert kam.port != busy

@@ -35,6 +35,7 @@ from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
+from ..helpers import await_until
 from .audio_tools import assert_audio_matches, make_speech_wav, read_wav
 from .capture import LoopbackCapture, plaintext_sip, tls_records
 from .conftest import KamailioFactory, LinphonecFactory
@@ -144,11 +145,9 @@ async def registered_pair(
 
 
 async def first_call(phone: Phone) -> Call:
-    for _ in range(200):
-        if phone.calls:
-            return next(iter(phone.calls.values()))
-        await asyncio.sleep(0.05)
-    raise AssertionError("no call reached securephone")
+    return await await_until(
+        lambda: next(iter(phone.calls.values()), None), 10, message="no call reached securephone"
+    )
 
 
 def check_srtp(call: Call, suite: str) -> None:

@@ -4,24 +4,17 @@ that does not drift (under 20 ms in total over the call), measured from kernel c
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .capture import read_segments
+from ..helpers import free_port, port_listening, wait_until
+from .capture import LoopbackCapture, read_segments
 
 CALL_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(path: Path, port_min: int, port_max: int) -> Path:
@@ -49,33 +42,32 @@ def rtp_packets(pcap: Path, port_min: int, port_max: int) -> list[tuple[float, b
 def test_sixty_second_call_no_drift(tmp_path: Path) -> None:
     port_min = 41000 + (free_port() % 40) * 200
     port_max = port_min + 99
-    answer_port = free_port()
+    answer_port = free_port("both")
     pcap = tmp_path / "call.pcap"
-    capture = subprocess.Popen(
-        ["tshark", "-i", "lo", "-f", f"udp src portrange {port_min}-{port_max}", "-w", str(pcap),
-         "-F", "pcap", "-q", "-a", f"duration:{CALL_SECONDS + 30}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    answer = subprocess.Popen(
-        [sys.executable, "-m", "securephone.cli", "answer", "--listen", f"127.0.0.1:{answer_port}",
-         "--calls", "1", "--srtp", "off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(2.5)  # tshark and the answering phone are up
-        caller = subprocess.run(
-            [sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{answer_port}",
-             "--config", str(write_config(tmp_path / "c.toml", port_min, port_max)),
-             "--play", "tone:440", "--duration", str(CALL_SECONDS), "--json"],
-            capture_output=True, text=True, timeout=CALL_SECONDS + 40,
+    bpf = f"udp src portrange {port_min}-{port_max}"
+    with LoopbackCapture(pcap, bpf, time_limit=CALL_SECONDS + 30):
+        answer = subprocess.Popen(
+            [sys.executable, "-m", "securephone.cli", "answer", "--listen",
+             f"127.0.0.1:{answer_port}", "--calls", "1", "--srtp", "off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        answer.wait(timeout=20)
-        time.sleep(1.0)
-    finally:
-        for proc in (answer, capture):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
+        try:
+            wait_until(
+                lambda: port_listening(answer_port, "udp") or answer.poll() is not None,
+                20,
+                message=f"the answering phone listens on UDP {answer_port}",
+            )
+            caller = subprocess.run(
+                [sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{answer_port}",
+                 "--config", str(write_config(tmp_path / "c.toml", port_min, port_max)),
+                 "--play", "tone:440", "--duration", str(CALL_SECONDS), "--json"],
+                capture_output=True, text=True, timeout=CALL_SECONDS + 40,
+            )  # fmt: skip
+            answer.wait(timeout=20)
+        finally:
+            if answer.poll() is None:
+                answer.terminate()
+                answer.wait(timeout=10)
     assert caller.returncode == 0, caller.stderr
     packets = rtp_packets(pcap, port_min, port_max)
     assert len(packets) >= CALL_SECONDS * 50 - 10, f"only {len(packets)} RTP packets captured"

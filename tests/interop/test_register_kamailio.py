@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from securephone.aio.phone import Phone
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
+from ..helpers import wait_until
 from .conftest import KamailioFactory
 from .kamailio import Kamailio
 
@@ -126,22 +126,29 @@ def test_cli_run_registers_traces_and_unregisters_on_sigterm(
     )
     trace = tmp_path / "sip.trace"
     cmd = [sys.executable, "-m", "securephone.cli", "run", "--config", str(config), "--no-web"]
-    proc = subprocess.Popen(
-        [*cmd, "--trace", str(trace), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*cmd, "--trace", str(trace), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         kam.wait_registered("sip:alice@127.0.0.1", timeout=15)
-        time.sleep(0.2)
+        wait_until(  # the phone has taken the 200 in, not only Kamailio
+            lambda: "registering -> registered" in log.read_text() or proc.poll() is not None,
+            15,
+            message="the phone logs its registration",
+        )
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    err = log.read_text()
     assert proc.returncode == 0, err
     kam.wait_unregistered("sip:alice@127.0.0.1", timeout=5)
     assert "unregistered -> registering" in err and "registering -> registered" in err

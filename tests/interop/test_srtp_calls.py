@@ -20,6 +20,7 @@ from securephone.pki.certs import issue_certificate, write_secret_file
 from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 
+from ..helpers import await_until
 from .audio_tools import assert_audio_matches, best_alignment, read_wav
 from .capture import LoopbackCapture, Segment
 from .conftest import BaresipFactory
@@ -59,11 +60,9 @@ def uri(p: Phone, transport: str = "tls") -> str:
 
 
 async def first_call(p: Phone) -> Call:
-    for _ in range(100):
-        if p.calls:
-            return next(iter(p.calls.values()))
-        await asyncio.sleep(0.05)
-    raise AssertionError("no call arrived")
+    return await await_until(
+        lambda: next(iter(p.calls.values()), None), 5, message="no call arrived"
+    )
 
 
 async def talk(alice: Phone, bob: Phone, target: str) -> tuple[Call, Call]:

@@ -4,8 +4,8 @@ Facts this relies on (see /work/shared/INTEROP.md): without a terminal linphonec
 ``--pipe``, which makes it listen for commands on the Unix socket ``/tmp/linphonec-<uid>``;
 its core only starts when ``$HOME/.local/share/linphone/`` exists; it does not exit on
 ``quit`` or SIGTERM. So each instance runs under its own unused uid (``setpriv``, needs root)
-with its own HOME, inside ``timeout -k`` in a new session, and is stopped by killing that
-session's process group (its pgid is the wrapper's PID, which we started).
+with its own HOME, inside ``timeout -k`` in a new session (:class:`tests.helpers.PeerProcess`), and is stopped by
+killing that session's process group (its pgid is the wrapper's PID, which we started).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import contextlib
 import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
+
+from ..helpers import PeerProcess, free_port, wait_until
 
 LO = "127.0.0.1"
 CODECS = [("PCMU", 8000, 1, 1), ("PCMA", 8000, 1, 0), ("opus", 48000, 2, 0), ("speex", 16000, 1, 0),
@@ -33,12 +32,6 @@ def missing_tools() -> list[str]:
     """What this harness needs that is not here (linphonec, setpriv, timeout, root)."""
     missing = [t for t in ("linphonec", "setpriv", "timeout") if shutil.which(t) is None]
     return missing + ([] if os.geteuid() == 0 else ["root (for setpriv)"])
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LO, 0))
-        return int(sock.getsockname()[1])
 
 
 def _free_uid() -> int:
@@ -59,7 +52,7 @@ class Linphonec:
         self.workdir = workdir
         self.name = name
         self.rtp_port = rtp_port
-        self.sip_port = _free_udp_port()
+        self.sip_port = free_port("udp")
         self.uid = _free_uid()
         self.encryption = encryption
         self.auto_answer = auto_answer
@@ -67,7 +60,7 @@ class Linphonec:
         self.home = workdir / "home"
         self.audio = workdir / "play.wav"
         shutil.copyfile(audio, self.audio)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._peer: PeerProcess | None = None
 
     @property
     def uri(self) -> str:
@@ -95,21 +88,23 @@ class Linphonec:
         rc.write_text(self._config())
         for path in [self.workdir, *self.workdir.rglob("*")]:
             os.chown(path, self.uid, self.uid)
-        command = ["timeout", "-k", "3", f"{self.time_limit:g}", "setpriv", f"--reuid={self.uid}",
-                   f"--regid={self.uid}", "--clear-groups", "env", f"HOME={self.home}",
-                   "linphonec", "--pipe", "-c", str(rc), "-d", "6", "-l", str(self.workdir / "debug.log"),
-                   *(["-a"] if self.auto_answer else [])]  # fmt: skip
-        out = (self.workdir / "out.txt").open("wb")
-        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        out.close()
-        deadline = time.monotonic() + 15
-        while not self.socket_path.exists():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise LinphoneError(f"linphonec {self.name} did not start: {self.output()[-500:]}")
-            time.sleep(0.05)
-        time.sleep(0.5)
+        command = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                   "env", f"HOME={self.home}", "linphonec", "--pipe", "-c", str(rc), "-d", "6",
+                   "-l", str(self.workdir / "debug.log"), *(["-a"] if self.auto_answer else [])]  # fmt: skip
+        self._peer = PeerProcess(
+            f"linphonec {self.name}", command, log_path=self.workdir / "out.txt",
+            time_limit=self.time_limit, kill_after=3,
+        )  # fmt: skip
+        self._peer.start()
+        try:  # its command socket, then its SIP socket (the core runs)
+            self._peer.wait_ready(self.socket_path.exists, 15, "no command socket", LinphoneError)
+            listening = f"on [sip:{LO}:{self.sip_port};"
+            self._peer.wait_ready(
+                lambda: listening in self.log(), 15, "no SIP socket", LinphoneError
+            )
+        except LinphoneError:
+            self.stop()
+            raise
         self.command("soundcard use files")
         self.command(f"play {self.audio}")
 
@@ -133,17 +128,17 @@ class Linphonec:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def wait_for(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output() and text not in self.log():
-            if time.monotonic() > deadline:
-                raise LinphoneError(f"{self.name}: no {text!r} within {timeout} s")
-            time.sleep(0.1)
+        wait_until(
+            lambda: text in self.output() or text in self.log(),
+            timeout,
+            0.1,
+            f"{self.name}: no {text!r}",
+            error=LinphoneError,
+        )
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # our own session: the wrapper and linphonec
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        """Kill the wrapper's process group by PID (linphonec --pipe ignores quit and SIGTERM)."""
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            peer.stop(term_wait=0.0)
         self.socket_path.unlink(missing_ok=True)

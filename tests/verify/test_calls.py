@@ -372,9 +372,10 @@ def test_linphonec_call_zrtp_or_plain(
     try:
         alice.command(f"call {bob.uri}")
         alice.wait_for("fully encrypted" if encryption == "zrtp" else "StreamsRunning", 20)
-        time.sleep(SECONDS)
+        time.sleep(SECONDS)  # the call carries audio this long
         alice.command("terminate")
-        time.sleep(1.0)
+        for phone in (alice, bob):  # the BYE went out and arrived
+            phone.wait_for(" ended (", 10)
     finally:
         capture.stop()
     report = analyze(tmp_path / "linphone.pcap")

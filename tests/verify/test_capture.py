@@ -3,6 +3,7 @@ clear error when capturing is not possible."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pytest
 from typer.testing import CliRunner
 
@@ -26,6 +28,7 @@ from securephone.capture import (
 from securephone.capture.cli import app
 from securephone.verify.pcap import read_capture
 
+from ..helpers import wait_until
 from .synth import LO, Packet, frame
 
 runner = CliRunner()
@@ -72,6 +75,17 @@ def _free_udp() -> socket.socket:
     return sock
 
 
+def _frames_seen(cap: PacketCapture) -> int:
+    """Frames captured so far: counted by the socket backend, read from a program's file."""
+    if cap.backend == "socket":
+        return cap.packets
+    count = 0
+    with contextlib.suppress(OSError, ValueError, dpkt.UnpackError), cap.path.open("rb") as f:
+        for _ in dpkt.pcap.Reader(f):  # up to a record still being written
+            count += 1
+    return count
+
+
 def _start(cap: PacketCapture, ports: list[Any]) -> None:
     try:
         cap.start(ports)
@@ -101,7 +115,9 @@ def test_live_capture_keeps_only_the_ports_asked_for(tmp_path: Path, backend: st
         assert conn.recv(100) == b"hello over tcp"
         client.close()
         conn.close()
-        time.sleep(0.2)
+        wait_until(  # 21 datagrams and at least the TCP data segment reached the capture
+            lambda: _frames_seen(cap) >= 22, 10, message=f"{backend} captured the packets"
+        )
     finally:
         summary = cap.stop()
         for sock in (wanted, other, sender, listener):

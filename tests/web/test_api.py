@@ -17,6 +17,7 @@ from securephone.aio.phone import Phone
 from securephone.web.backup import MAGIC
 from securephone.web.manager import PhoneManager
 
+from ..helpers import await_until
 from .certs import pki
 from .conftest import phone_config, ready
 
@@ -42,15 +43,6 @@ async def bob(tmp_path: Path) -> AsyncIterator[Phone]:
 
 def bob_uri(bob: Phone) -> str:
     return f"sip:bob@{bob.status()['listen']['udp']}"
-
-
-async def until(check: Any, what: str, tries: int = 100) -> Any:
-    for _ in range(tries):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- status, OpenAPI ---------------------------------------------------------------------------------
@@ -377,7 +369,7 @@ async def test_call_control_through_the_api(
         call = (await client.get(f"/api/v1/calls/{call_id}")).json()
         return call if call["state"] == "connected" else None
 
-    call = await until(connected, "the call to connect")
+    call = await await_until(connected, 5, message="the call to connect")
     assert call["signalling_label"] == "UDP: NOT ENCRYPTED"
     assert call["media_label"].startswith(("SRTP ", "NOT ENCRYPTED"))
     for action in ("hold", "resume"):
@@ -395,7 +387,7 @@ async def test_call_control_through_the_api(
     async def recorded() -> Any:
         return (await client.get("/api/v1/history")).json()
 
-    history = await until(recorded, "the call in the history")
+    history = await await_until(recorded, 5, message="the call in the history")
     assert history[0]["remote"] == bob_uri(bob) and history[0]["answered"] is True
     assert history[0]["transport"] == "udp"
     assert (await client.get("/api/v1/calls")).json() == []
@@ -426,7 +418,7 @@ async def test_answer_an_incoming_call_through_the_api(
             calls = (await client.get("/api/v1/calls")).json()
             return calls[0] if calls and calls[0]["state"] == "incoming" else None
 
-        call = await until(ringing, "the incoming call")
+        call = await await_until(ringing, 5, message="the incoming call")
         assert call["direction"] == "incoming" and call["remote"].startswith("sip:")
         page = (await client.get("/")).text
         assert f'action="/calls/{call["id"]}/answer"' in page
@@ -441,7 +433,7 @@ async def test_answer_an_incoming_call_through_the_api(
         async def ended() -> Any:
             return (await client.get("/api/v1/history")).json()
 
-        history = await until(ended, "the history row")
+        history = await await_until(ended, 5, message="the history row")
         assert (
             history[0]["direction"] == "incoming" and history[0]["reason"] == "the far end hung up"
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from securephone.aio.phone import Phone
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
 
+from ..helpers import await_until, free_port
 from .certs import pki
 from .conftest import NEW_PASSWORD, make_manager, phone_config
 
@@ -112,13 +112,12 @@ async def change_password(page: Page) -> None:
     await page.click("#password-form button")
 
 
-async def reload_until(page: Page, selector: str, what: str, tries: int = 100) -> None:
-    for _ in range(tries):
+async def reload_until(page: Page, selector: str, what: str, timeout: float = 10) -> None:
+    async def shown() -> int:
         await page.reload()
-        if await page.locator(selector).count():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}: {await page.inner_text('main')}")
+        return await page.locator(selector).count()
+
+    await await_until(shown, timeout, 0.1, message=f"timed out waiting for {what}")
 
 
 async def test_first_login_forces_a_password_change(
@@ -281,12 +280,6 @@ def _spki_hash(cert_pem: bytes) -> str:
     return base64.b64encode(digest.finalize()).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_import_https_pem_switch_port_and_the_browser_trusts_it(
     served: PhoneManager, shots: Callable[[Page, str], Awaitable[None]]
 ) -> None:
@@ -311,7 +304,7 @@ async def test_import_https_pem_switch_port_and_the_browser_trusts_it(
             await page.set_input_files("#file-https", files=[upload])
             await page.click("#import-https button")
             assert "https.pem imported" in await page.inner_text("main")
-            port = _free_port()
+            port = free_port("tcp")
             await page.goto(url + "web")
             await page.fill("#web-port", str(port))
             await page.click("#web-form button")
@@ -353,10 +346,9 @@ async def test_capture_a_call_from_the_page_and_open_the_report(
             await page.click("#dial-form button")
             await reload_until(page, 'td.call-state[data-state="connected"]', "the call to connect")
             await page.goto(url_of(served) + "capture")
-            for _ in range(100):  # some RTP after the SIP
-                if served.capture.state().packets > 30:
-                    break
-                await asyncio.sleep(0.05)
+            await await_until(  # some RTP after the SIP
+                lambda: served.capture.state().packets > 30, 5, message="RTP in the capture"
+            )
             await shots(page, "11-capture-running")
             await page.click("#capture-stop button")
             assert "capture stopped:" in await page.inner_text("main")

@@ -7,7 +7,6 @@ where this host cannot capture, with the reason."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import socket
 import stat
@@ -25,6 +24,7 @@ from securephone.web.app import REPORT_CSP
 from securephone.web.capturing import unavailable_reason
 from securephone.web.manager import PhoneManager
 
+from ..helpers import await_until
 from .conftest import page_ready, phone_config
 
 needs_capture = pytest.mark.skipif(
@@ -40,15 +40,6 @@ async def bob(tmp_path: Path) -> AsyncIterator[Phone]:
         yield phone
     finally:
         await phone.stop(2)
-
-
-async def until(check: Any, what: str, tries: int = 200) -> Any:
-    for _ in range(tries):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sip_port(manager: PhoneManager) -> int:
@@ -84,7 +75,7 @@ async def call_bob(client: httpx.AsyncClient, api: dict[str, str], bob: Phone) -
         call = (await client.get(f"/api/v1/calls/{call_id}")).json()
         return bool(call["state"] == "connected")
 
-    await until(connected, "the call to connect")
+    await await_until(connected, 10, message="the call to connect")
     return call_id
 
 
@@ -117,7 +108,7 @@ async def test_capture_a_call_through_the_api(
         data = await state(client)
         return bool(data["packets"] > 30 or (data["backend"] != "socket" and data["size"] > 4000))
 
-    await until(some_media, "RTP packets in the capture")
+    await await_until(some_media, 10, message="RTP packets in the capture")
     hangup = await client.post(f"/api/v1/calls/{call_id}/hangup", headers=api)
     assert hangup.status_code == 200
 
@@ -178,7 +169,7 @@ async def test_verify_a_capture_and_open_its_report(
         data = await state(client)
         return bool(data["packets"] > 30 or (data["backend"] != "socket" and data["size"] > 4000))
 
-    await until(some_media, "RTP packets in the capture")
+    await await_until(some_media, 10, message="RTP packets in the capture")
     await client.post(f"/api/v1/calls/{call_id}/hangup", headers=api)
     assert (await client.post("/api/v1/capture/stop", headers=api)).status_code == 200
 
@@ -289,7 +280,7 @@ async def test_capture_stops_at_its_time_limit(
     async def stopped() -> bool:
         return not (await state(client))["running"]
 
-    await until(stopped, "the capture to stop by itself", tries=400)
+    await await_until(stopped, 20, message="the capture to stop by itself")
     data = await state(client)
     assert data["stopped_reason"] == "stopped by itself after its time limit of 1 s"
     assert data["downloadable"] is True
@@ -309,7 +300,7 @@ async def test_capture_stops_at_its_size_limit(
             sender.sendto(b"\r\n\r\n" + b"x" * 200, ("127.0.0.1", sip_port(manager)))
             return not (await state(client))["running"]
 
-        await until(stopped, "the capture to stop at its size limit", tries=400)
+        await await_until(stopped, 20, message="the capture to stop at its size limit")
     finally:
         sender.close()
     data = await state(client)

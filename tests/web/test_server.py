@@ -24,6 +24,7 @@ from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
 from securephone.web.server import bind
 
+from ..helpers import await_until
 from .certs import pki
 from .conftest import NEW_PASSWORD, make_manager
 
@@ -136,10 +137,7 @@ async def test_restart_in_place_on_a_new_port(served: PhoneManager) -> None:
         assert response.status_code == 200, response.text
         new_url = f"https://127.0.0.1:{new_port}/"
         assert new_url in response.json()["message"]
-    for _ in range(100):
-        if await refused(old_url):
-            break
-        await asyncio.sleep(0.05)
+    await await_until(lambda: refused(old_url), 5, message="the old port closed")
     assert await refused(old_url)
     assert url_of(served) == new_url
     assert served.phone is phone  # SIP untouched
@@ -157,17 +155,16 @@ async def test_same_port_switch_from_https_to_http_and_back(served: PhoneManager
         )
         assert response.status_code == 200
     plain = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        if url_of(served) == plain:
-            break
-        await asyncio.sleep(0.05)
+    await await_until(lambda: url_of(served) == plain, 5, message="the switch to HTTP")
     async with httpx.AsyncClient(base_url=plain) as client:
-        for _ in range(100):
+
+        async def login_page() -> httpx.Response | None:
             try:
-                response = await client.get("/login")
-                break
+                return await client.get("/login")
             except httpx.HTTPError:
-                await asyncio.sleep(0.05)
+                return None
+
+        response = await await_until(login_page, 5, message="plain HTTP answers")
         assert response.status_code == 200
         assert "strict-transport-security" not in response.headers
         assert "plain HTTP" in response.text
@@ -202,11 +199,12 @@ async def test_imported_https_pem_is_served_and_trusted_with_its_ca(served: Phon
         assert response.status_code == 200, response.text
         assert "restarted" in response.json()["message"]
     want = x509.load_pem_x509_certificate(p.server.cert_pem).fingerprint(hashes.SHA256())
-    for _ in range(100):
+
+    async def imported() -> x509.Certificate | None:
         cert = await presented_certificate(url)
-        if cert.fingerprint(hashes.SHA256()) == want:
-            break
-        await asyncio.sleep(0.05)
+        return cert if cert.fingerprint(hashes.SHA256()) == want else None
+
+    cert = await await_until(imported, 5, message="the imported certificate is served")
     assert cert.fingerprint(hashes.SHA256()) == want
     trust = ssl.create_default_context(cadata=p.ca.cert_pem.decode())
     async with httpx.AsyncClient(base_url=url, verify=trust) as client:

@@ -187,12 +187,12 @@ class MediaChannel:
         assert loop is not None
         for _ in range(READ_BATCH):
             try:
-                data = sock.recv(RTP_READ_SIZE)
+                data, source = sock.recvfrom(RTP_READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
-            for digit in self.stream.receive(data, loop.time()):
+            for digit in self.stream.receive(data, source[:2], loop.time()):
                 if self.on_digit is not None:
                     self.on_digit(digit)
 

@@ -1,11 +1,18 @@
 """One audio stream of a call, sans-I/O: RTP out and in, jitter buffer, DTMF, RTCP (RFC 3550, RFC 4733).
 
 The shell calls ``next_packet(pcm)`` and ``playout(now)`` once per packet time from one media clock,
-``receive(data, now)`` for every datagram, and ``rtcp_packet(now, wallclock)`` when ``rtcp_due(now)``.
+``receive(data, source, now)`` for every datagram with the (host, port) it came from, and
+``rtcp_packet(now, wallclock)`` when ``rtcp_due(now)``.
+
+The source address is recorded (``last_source``) and packets from an address other than the
+negotiated remote are counted (``foreign_source``) but still played: which sources to accept
+(symmetric RTP, RFC 4961; latching) is a later policy. With SRTP mandatory, unauthenticated or
+plain packets are dropped whatever their source.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import secrets
@@ -27,6 +34,7 @@ from securephone.sdp.offer_answer import NegotiatedMedia
 log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
+Address = tuple[str, int]
 RTCP_BANDWIDTH = 64000 / 8 * 0.05  # 5 % of a 64 kbit/s stream, in octets per second
 
 
@@ -43,6 +51,7 @@ class StreamCounters:
     dtmf_sent: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
+    foreign_source: int = 0  # accepted packets from an address other than the negotiated remote
     remote_fraction_lost: float | None = None
     remote_jitter_ms: float | None = None
     round_trip_ms: float | None = None
@@ -79,6 +88,7 @@ class MediaStream:
         self.srtp: SrtpContext | None = None
         self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
         self.plain_dropped = 0
+        self.last_source: Address | None = None  # where the last accepted packet came from
 
     # -- configuration -------------------------------------------------------------------------
     def configure(self, negotiated: NegotiatedMedia) -> None:
@@ -167,10 +177,13 @@ class MediaStream:
         return step.to_rtp(pt, self.ssrc, 0)
 
     # -- receiving -----------------------------------------------------------------------------
-    def receive(self, data: bytes, now: float) -> list[DtmfDigit]:
-        """One datagram from the RTP (or muxed RTCP) port; returns DTMF digits it completed."""
+    def receive(self, data: bytes, source: Address, now: float) -> list[DtmfDigit]:
+        """One datagram from the RTP (or muxed RTCP) port and the (host, port) it came from.
+
+        Returns the DTMF digits it completed (RFC 4733 §2.5.2).
+        """
         if is_rtcp(data):
-            self.receive_rtcp(data, now)
+            self.receive_rtcp(data, source, now)
             return []
         clear = self._unprotect(data, rtcp=False)
         if clear is None:
@@ -180,7 +193,20 @@ class MediaStream:
         except MediaParseError:
             self.counters.malformed += 1
             return []
-        return self._receive_packet(packet, len(data), now)
+        if self.negotiated is None:
+            return []
+        self._note_source(source, rtcp=False)
+        return self._receive_packet(packet, self.negotiated, now)
+
+    def _note_source(self, source: Address, rtcp: bool) -> None:
+        """Remember where an accepted packet came from; count it if not the negotiated remote."""
+        self.last_source = (source[0], source[1])
+        media = self.negotiated
+        if media is None:
+            return
+        port = media.remote_rtcp_port if rtcp and not media.rtcp_mux else media.remote_port
+        if source[1] != port or not _same_host(source[0], media.remote_address):
+            self.counters.foreign_source += 1
 
     def _unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
         """SRTP/SRTCP check and decrypt; a failing packet is dropped (and counted by the context)."""
@@ -191,10 +217,9 @@ class MediaStream:
             return None
         return data
 
-    def _receive_packet(self, packet: RtpPacket, size: int, now: float) -> list[DtmfDigit]:
-        media = self.negotiated
-        if media is None:
-            return []
+    def _receive_packet(
+        self, packet: RtpPacket, media: NegotiatedMedia, now: float
+    ) -> list[DtmfDigit]:
         self.counters.packets_received += 1
         self.counters.bytes_received += len(packet.payload)
         if self._stats is None or self._stats.ssrc != packet.ssrc:
@@ -278,8 +303,8 @@ class MediaStream:
             dlsr = rtcp.ntp_short_from_seconds(now - self._last_sr[1])
         return [rtcp.report_block_from_stats(self._stats, lsr, dlsr)]
 
-    def receive_rtcp(self, data: bytes, now: float) -> None:
-        """Read the peer's reports: its view of our stream and the round-trip time."""
+    def receive_rtcp(self, data: bytes, source: Address, now: float) -> None:
+        """Read the peer's reports (RFC 3550 §6.4): its view of our stream and the round-trip time."""
         clear = self._unprotect(data, rtcp=True)
         if clear is None:
             return
@@ -288,6 +313,7 @@ class MediaStream:
         except MediaParseError:
             self.counters.malformed += 1
             return
+        self._note_source(source, rtcp=True)
         self.counters.rtcp_received += 1
         for packet in packets:
             if isinstance(packet, rtcp.SenderReport):
@@ -331,6 +357,8 @@ class MediaStream:
             "rtcp_received": c.rtcp_received,
             "remote_fraction_lost": c.remote_fraction_lost,
             "remote_jitter_ms": c.remote_jitter_ms,
+            "foreign_source": c.foreign_source,
+            "last_source": _format_address(self.last_source),
             **self._srtp_stats(),
         }
 
@@ -350,3 +378,19 @@ class MediaStream:
             },
             "plain_dropped": self.plain_dropped,
         }
+
+
+def _same_host(a: str, b: str) -> bool:
+    """True when two address literals name the same IP (``::1`` and ``0::1`` do); else equal text."""
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+def _format_address(address: Address | None) -> str | None:
+    """``host:port``, with brackets around an IPv6 host (RFC 3986 §3.2.2)."""
+    if address is None:
+        return None
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
