@@ -25,7 +25,7 @@ def config(**calls: Any) -> Any:
     return parse_config(
         {
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
-            "media": {"port_min": 41000, "port_max": 41999, "srtp": "off"},
+            "media": {"port_min": 49000, "port_max": 49999, "srtp": "off"},
             "calls": calls,
         }
     )

@@ -11,7 +11,7 @@ port is allocated free, so instances run in parallel (pytest-xdist):
   TLS, certificate or not);
 * ``ctrl_tcp`` (commands and events, netstring-framed JSON) and ``cons`` (key presses, used
   for DTMF: 1.0.0 has no DTMF command) each on their own TCP port;
-* RTP/RTCP inside a 100-port block of 20000-29999 reserved with a lock file in the temp dir
+* RTP/RTCP inside a 100-port block of 21000-29999 (securephone keeps 20000-20999) reserved with a lock file in the temp dir
   (below the kernel's ephemeral range, so ports other tests bind to 0 never land there).
 
 What 1.0.0 does that a test must know:
@@ -61,7 +61,7 @@ BARESIP = "/usr/bin/baresip"
 MODULE_DIR = Path("/usr/lib/baresip/modules")
 REQUIRED_MODULES = ("g711.so", "aufile.so", "sndfile.so", "ctrl_tcp.so", "menu.so", "cons.so")
 RTP_BLOCK = 100
-RTP_FIRST, RTP_LAST = 20000, 29999
+RTP_FIRST, RTP_LAST = 21000, 29999  # above securephone's default 20000-20999
 
 Transport = Literal["udp", "tcp", "tls"]
 TRANSPORTS: frozenset[str] = frozenset({"udp", "tcp", "tls"})
@@ -126,7 +126,7 @@ class PortRange:
 
     @classmethod
     def reserve(cls, size: int = RTP_BLOCK) -> PortRange:
-        """Pick a random free block of ``size`` ports in 20000-29999 and lock it."""
+        """Pick a random free block of ``size`` ports in 21000-29999 and lock it."""
         starts = list(range(RTP_FIRST, RTP_LAST + 1 - size + 1, size))
         random.shuffle(starts)
         for first in starts:
