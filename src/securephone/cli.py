@@ -122,12 +122,22 @@ SrtpOption = Annotated[
         "which defaults to mandatory).",
     ),
 ]
+KeyingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--keying",
+        help="How media keys are agreed for this run, in preference order, e.g. zrtp or "
+        "sdes,zrtp (default: the config's, which defaults to sdes,zrtp).",
+    ),
+]
 OptConfig = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
 ]
 
 
-def _call_config(config: Path | None, listen: str | None, srtp: str | None = None) -> Config:
+def _call_config(
+    config: Path | None, listen: str | None, srtp: str | None = None, keying: str | None = None
+) -> Config:
     cfg = (
         _load(config)
         if config is not None
@@ -149,6 +159,13 @@ def _call_config(config: Path | None, listen: str | None, srtp: str | None = Non
                 account.srtp = None
         except ValueError:
             raise fail(f"--srtp must be off, optional or mandatory, not {srtp!r}", 2) from None
+    if keying is not None:
+        try:
+            cfg.media.keying = [k.strip() for k in keying.split(",")]  # type: ignore[misc]
+            for account in cfg.accounts:
+                account.keying = None
+        except ValueError:
+            raise fail(f"--keying must list sdes and/or zrtp, not {keying!r}", 2) from None
     return cfg
 
 
@@ -180,11 +197,12 @@ def call(
     ] = 60.0,
     listen: ListenOption = None,
     srtp: SrtpOption = None,
+    keying: KeyingOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Place one call; exit 0 only if it was answered and ended cleanly."""
-    cfg = _call_config(config, listen, srtp)
+    cfg = _call_config(config, listen, srtp, keying)
     _check_audio_options(play)
     _setup_logging(log_level)
     if direct:
@@ -210,11 +228,12 @@ def answer(
     dtmf: Annotated[str | None, typer.Option(help="DTMF digits to send after answer.")] = None,
     listen: ListenOption = None,
     srtp: SrtpOption = None,
+    keying: KeyingOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
-    cfg = _call_config(config, listen, srtp)
+    cfg = _call_config(config, listen, srtp, keying)
     _check_audio_options(play)
     _setup_logging(log_level)
     options = CallOptions(play, record, duration, dtmf)

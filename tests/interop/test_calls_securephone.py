@@ -207,13 +207,20 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "cannot connect" in refused.stderr and refused.stderr.strip().count("\n") == 0
     assert json.loads(refused.stdout)["answered"] is False
-    # By default SRTP is mandatory: keys are never put in SDP over plaintext TCP/UDP signalling.
+    # By default SRTP is mandatory: SDES keys are never put in SDP over plaintext TCP/UDP
+    # signalling (ZRTP, which needs no keys in SDP, is the default's second choice)
     default = subprocess.run(
-        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp"],
+        [sys.executable, "-m", "securephone.cli", "call", f"sip:x@127.0.0.1:{port};transport=tcp",
+         "--keying", "sdes"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert default.returncode == 1 and default.stderr.strip().count("\n") == 0
     assert "SRTP is mandatory" in default.stderr and "plaintext signalling" in default.stderr
+    bad_keying = subprocess.run(
+        [sys.executable, "-m", "securephone.cli", "call", "sip:x@127.0.0.1", "--keying", "rot13"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad_keying.returncode == 2 and "--keying must" in bad_keying.stderr
     bad_mode = subprocess.run(
         [sys.executable, "-m", "securephone.cli", "call", "sip:x@127.0.0.1", "--srtp", "sometimes"],
         capture_output=True, text=True, timeout=60,

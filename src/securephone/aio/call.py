@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from securephone.aio.media import MediaChannel
+from securephone.media.keying import KeyingEvent
 from securephone.media.negotiation import SdpMedia
 from securephone.sip.callsession import CallSession
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import Event
 
 MAX_CALL_EVENTS = 1000  # a call's own event log is bounded (hold toggles cannot grow it for ever)
+
+
+@dataclass(frozen=True)
+class CallKeyingChanged(Event):
+    """The media-path keying of a call (ZRTP) agreed keys, failed, or changed what users see."""
+
+    call_id: str
+    keying: KeyingEvent
 
 
 class CallControl(Protocol):
@@ -36,6 +46,8 @@ class CallControl(Protocol):
     def resume(self, call: Call) -> None: ...
 
     def send_dtmf(self, call: Call, digits: str) -> None: ...
+
+    def confirm_sas(self, call: Call, verified: bool = True) -> None: ...
 
     def signalling_of(self, call: Call) -> dict[str, Any] | None: ...
 
@@ -173,6 +185,28 @@ class Call:
         """Send digits as RFC 4733 telephone-events."""
         self._control.send_dtmf(self, digits)
 
+    def confirm_sas(self) -> None:
+        """The ZRTP SAS read out by the far end matched ours: remember the peer as verified."""
+        self._control.confirm_sas(self, True)
+
+    def reject_sas(self) -> None:
+        """The SAS did not match: somebody may be in the middle; the peer is not verified."""
+        self._control.confirm_sas(self, False)
+
+    @property
+    def security(self) -> dict[str, Any]:
+        """How the media keys were agreed and what users must see of it (SAS, alarms)."""
+        sdp, channel = self.sdp, self.channel
+        method = sdp.method if sdp is not None else None
+        keyed = channel is not None and channel.stream.srtp is not None
+        path = sdp.path.summary() if sdp is not None and sdp.path is not None else None
+        return {
+            "keying": method.label if method is not None else None,
+            "end_to_end": bool(method is not None and method.end_to_end),
+            "keys_agreed": keyed,
+            "path": path,
+        }
+
     # -- figures -----------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Everything a user cares about, for --json, the API and the web pages."""
@@ -197,6 +231,7 @@ class Call:
         }
         data["signalling"] = self._control.signalling_of(self)
         data["media"] = self._media_summary()
+        data["security"] = self.security
         return data
 
     def _media_summary(self) -> dict[str, Any] | None:

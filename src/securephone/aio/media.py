@@ -18,6 +18,7 @@ import numpy as np
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.media.codecs.dtmf import DtmfDigit
+from securephone.media.keying import KeyingEvent
 from securephone.media.session import MediaStream
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class MediaChannel:
         *,
         on_digit: Callable[[DtmfDigit], None] | None = None,
         on_source_end: Callable[[], None] | None = None,
+        on_keying: Callable[[KeyingEvent], None] | None = None,
     ) -> None:
         self.stream = stream
         self.rtp, self.rtcp = sockets
@@ -108,6 +110,7 @@ class MediaChannel:
         self.sink: AudioSink = NullSink()
         self.on_digit = on_digit
         self.on_source_end = on_source_end
+        self.on_keying = on_keying
         self.local: tuple[str, int] = self.rtp.getsockname()[:2]
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
@@ -137,7 +140,27 @@ class MediaChannel:
         loop.add_reader(self.rtp.fileno(), self._readable, self.rtp)
         loop.add_reader(self.rtcp.fileno(), self._readable, self.rtcp)
         self._start = loop.time()
+        if self.stream.keying is not None:
+            self.stream.keying.start(self._start)
+            self._drive_keying(self._start)
         self._handle = loop.call_at(self._start, self._on_tick)
+
+    def poll_keying(self) -> None:
+        """Run the keying's pending work now (e.g. after the user confirmed the SAS)."""
+        if self._loop is not None:
+            self._drive_keying(self._loop.time())
+
+    def _drive_keying(self, now: float) -> None:
+        """Timers, datagrams and events of the media-path keying (ZRTP, DTLS-SRTP)."""
+        if self.stream.keying is None:
+            return
+        events = self.stream.poll_keying(now)
+        for datagram in self.stream.keying_datagrams():
+            if self.remote is not None:
+                self._sendto(self.rtp, datagram, self.remote)
+        for event in events:
+            if self.on_keying is not None:
+                self.on_keying(event)
 
     def _ptime(self) -> float:
         media = self.stream.negotiated
@@ -149,6 +172,7 @@ class MediaChannel:
             return
         scheduled = self._start + self._tick * self._ptime()
         now = loop.time()
+        self._drive_keying(now)
         self._send_frame(scheduled, now)
         self.sink.write_frame(self.stream.playout(now))
         if self.stream.rtcp_due(now):
@@ -188,19 +212,28 @@ class MediaChannel:
         for _ in range(READ_BATCH):
             try:
                 data, source = sock.recvfrom(RTP_READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
+            except OSError:  # nothing more to read (or an ICMP error reported on the socket)
+                break
             for digit in self.stream.receive(data, source[:2], loop.time()):
                 if self.on_digit is not None:
                     self.on_digit(digit)
+        self._drive_keying(loop.time())
+
+    def _sendto(self, sock: socket.socket, data: bytes, address: tuple[str, int]) -> None:
+        try:
+            sock.sendto(data, address)
+        except OSError as exc:
+            log.debug("send to %s failed: %s", address, exc)
 
     def close(self) -> None:
         """Say BYE in RTCP, stop the pump, close sockets, source and sink."""
         if self.closed:
             return
         self.closed = True
+        if self.stream.keying is not None:
+            self.stream.keying.close()
+            if self._loop is not None:
+                self._drive_keying(self._loop.time())
         if self._loop is not None:
             if self.remote_rtcp is not None:
                 self._send_rtcp(self._loop.time(), bye=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from securephone.aio.call import Call
+from securephone.aio.call import Call, CallKeyingChanged
 from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
@@ -22,12 +22,15 @@ from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.errors import CallError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
-from securephone.media.negotiation import SdpMedia, SrtpPolicy
+from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, parse_methods
+from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext
+from securephone.media.zrtp.cache import ZrtpCache
+from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
-from securephone.sip.callstate import CallState
+from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import (
     CallMediaUpdated,
     CallStateChanged,
@@ -45,6 +48,7 @@ from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
+from securephone.store import zrtpcache
 from securephone.store.config import AccountConfig, Config
 from securephone.tls import TlsConfigError, client_context, server_context
 
@@ -129,6 +133,7 @@ class Phone:
         self.sink_factory: SinkFactory = lambda call: NullSink()
         self.on_incoming: Callable[[Call], None] | None = None
         self._pumping = False
+        self._zrtp_cache: ZrtpCache | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +152,7 @@ class Phone:
                 raise PhoneError(str(exc)) from None
             self._transports.tls_unavailable = str(exc)  # only sips:/TLS calls will say so
             log.warning("outgoing TLS is unavailable: %s", exc)
+        self._zrtp_cache = self._load_zrtp_cache()
         listen = await self._open_listeners()
         self.ua = UserAgent(
             listen,
@@ -165,6 +171,22 @@ class Phone:
             if account.register_:
                 self.ua.register(account.name, now)
         self._pump()
+
+    def _load_zrtp_cache(self) -> ZrtpCache | None:
+        """Our ZRTP identity and retained secrets, when any account or the phone may use ZRTP."""
+        wanted = "zrtp" in self.config.media.keying or any(
+            "zrtp" in (a.keying or ()) for a in self.config.accounts
+        )
+        if not wanted:
+            return None
+        try:
+            return zrtpcache.load_or_create(self._zrtp_cache_path)
+        except (zrtpcache.ZrtpCacheFileError, OSError) as exc:
+            raise PhoneError(str(exc)) from None
+
+    @property
+    def _zrtp_cache_path(self) -> Path:
+        return self.config.data_path / zrtpcache.CACHE_NAME
 
     async def _open_listeners(self) -> dict[str, tuple[str, int]]:
         sip = self.config.sip
@@ -353,12 +375,66 @@ class Phone:
             return
         media = sdp.negotiated
         channel.stream.configure(media)
-        context = sdp.keying.context(allow_key_export=self._export_keys) if sdp.keying else None
-        channel.stream.set_srtp(context, required=sdp.srtp.mode == "mandatory")
-        if context is not None and self._export_keys:
-            self._write_key_export(context)
+        required = sdp.srtp.mode == "mandatory"
+        if sdp.path is not None:  # ZRTP: the keys come from the media path
+            channel.stream.set_keying(
+                sdp.path, required=required, allow_key_export=self._export_keys
+            )
+        else:
+            context = sdp.keying.context(allow_key_export=self._export_keys) if sdp.keying else None
+            channel.stream.set_srtp(context, required=required)
+            if context is not None and self._export_keys:
+                self._write_key_export(context)
         channel.set_remote(media.remote_address, media.remote_port, media.remote_rtcp_port)
         channel.start()
+
+    def _keying_event(self, call: Call, event: KeyingEvent) -> None:
+        """Keys agreed, failed or updated in the media path (ZRTP): act, then tell everyone."""
+        method = event.method.label
+        if isinstance(event, KeysAgreed):
+            log.info("call %s: media keys agreed by %s (%s)", call.key[:8], method, event.suite)
+            srtp = call.channel.stream.srtp if call.channel is not None else None
+            if srtp is not None and self._export_keys:
+                self._write_key_export(srtp)
+        elif isinstance(event, KeyingFailed):
+            self._keying_failed(call, event)
+        elif event.persist:
+            self._save_zrtp_cache()
+        notice = CallKeyingChanged(call.key, event)
+        call.deliver(notice)
+        for listener in list(self._listeners):
+            listener(notice)
+
+    def _keying_failed(self, call: Call, event: KeyingFailed) -> None:
+        sdp = call.sdp
+        if sdp is not None and sdp.srtp.mode == "mandatory" and not call.ended:
+            log.warning(
+                "call %s: %s; encryption is mandatory: ending the call", call.key[:8], event.reason
+            )
+            self._command(
+                lambda ua, now: ua.terminate(
+                    call.key, CallEnding.SECURITY_REFUSED, event.reason, now
+                )
+            )
+        else:
+            log.warning("call %s: %s; the media is NOT encrypted", call.key[:8], event.reason)
+
+    def _save_zrtp_cache(self) -> None:
+        if self._zrtp_cache is None:
+            return
+        try:
+            zrtpcache.save(self._zrtp_cache_path, self._zrtp_cache)
+        except OSError as exc:
+            log.error("cannot save the ZRTP cache %s: %s", self._zrtp_cache_path, exc)
+
+    def confirm_sas(self, call: Call, verified: bool = True) -> None:
+        """The user compared the ZRTP SAS with the far end: it matched (True) or not (False)."""
+        path = call.sdp.path if call.sdp is not None else None
+        if not isinstance(path, ZrtpKeying) or path.secure is None:
+            raise PhoneError("the call has no ZRTP key agreement to confirm")
+        path.confirm_sas(verified)
+        if call.channel is not None:
+            call.channel.poll_keying()
 
     @property
     def _export_keys(self) -> bool:
@@ -373,11 +449,13 @@ class Phone:
         media = self.config.media
         spec = next((a for a in self.config.accounts if a.name == account), None)
         mode = (spec.srtp if spec is not None else None) or media.srtp
+        keying = (spec.keying if spec is not None else None) or media.keying
         return SrtpPolicy(
             mode=mode,
             suites=tuple(media.srtp_suites),
             secure_signalling=transport == "tls",
             allow_plaintext_keys=media.allow_sdes_over_plaintext,
+            methods=parse_methods(keying),
         )
 
     def _caps(self) -> MediaCapabilities:
@@ -398,7 +476,8 @@ class Phone:
         )
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        return SdpMedia(self._caps(), channel.local_port, policy), channel
+        resources = KeyingResources(stream.ssrc, self._zrtp_cache)
+        return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
 
     def _attach_media(self, call: Call, sdp: SdpMedia, channel: MediaChannel) -> None:
         def digit(d: DtmfDigit) -> None:
@@ -406,6 +485,7 @@ class Phone:
                 call.on_digit(d.digit)
 
         channel.on_digit = digit
+        channel.on_keying = lambda event: self._keying_event(call, event)
         channel.source = self.source_factory(call)
         channel.sink = self.sink_factory(call)
         call.sdp, call.channel = sdp, channel

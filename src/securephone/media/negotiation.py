@@ -1,4 +1,8 @@
-"""SDP offer/answer for one call's audio stream: the ``CallMedia`` the signalling asks (RFC 3264)."""
+"""SDP offer/answer for one call's audio stream: the ``CallMedia`` the signalling asks (RFC 3264).
+
+It also chooses how the SRTP keys are agreed (``media.keying``): SDES lines in the SDP, or a
+media-path keying (ZRTP) whose SDP side it handles and whose engine it creates for the stream.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import secrets
 from dataclasses import dataclass, replace
 
 from securephone.errors import MediaError, SdpError, SrtpError
+from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
+from securephone.media.zrtp.cache import ZrtpCache
+from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
     RTP_PROTO,
@@ -19,7 +26,7 @@ from securephone.sdp.offer_answer import (
     make_reoffer,
     process_answer,
 )
-from securephone.sdp.session import SessionDescription
+from securephone.sdp.session import Attribute, MediaDescription, SessionDescription
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +43,19 @@ class SrtpPolicy:
     suites: tuple[str, ...] = DEFAULT_SUITES
     secure_signalling: bool = False
     allow_plaintext_keys: bool = False
+    methods: tuple[KeyingMethod, ...] = (KeyingMethod.SDES,)  # in preference order
 
     @property
     def keys_allowed(self) -> bool:
         return self.secure_signalling or self.allow_plaintext_keys
+
+
+@dataclass
+class KeyingResources:
+    """What the shell lends the media-path keyings of one call."""
+
+    ssrc: int  # the stream's SSRC (ZRTP packets carry it)
+    zrtp_cache: ZrtpCache | None = None  # retained secrets; None: no ZRTP on this phone
 
 
 PLAINTEXT_KEYS = (
@@ -50,11 +66,20 @@ PLAINTEXT_KEYS = (
 class SdpMedia:
     """Holds our last local description, the negotiated stream and its SRTP keys for one call."""
 
-    def __init__(self, caps: MediaCapabilities, port: int, srtp: SrtpPolicy | None = None) -> None:
+    def __init__(
+        self,
+        caps: MediaCapabilities,
+        port: int,
+        srtp: SrtpPolicy | None = None,
+        resources: KeyingResources | None = None,
+    ) -> None:
         self.srtp = srtp or SrtpPolicy(mode="off")
         proto = SRTP_PROTO if self.srtp.mode == "mandatory" else RTP_PROTO
         self.caps = replace(caps, proto=proto)
         self.port = port
+        self.resources = resources
+        self.method: KeyingMethod | None = None  # decided by the first offer/answer
+        self.path: PathKeying | None = None  # the media-path keying (ZRTP), when chosen
         self.session_id = secrets.randbelow(2**62)
         self.local: SessionDescription | None = None
         self.remote: SessionDescription | None = None
@@ -70,8 +95,53 @@ class SdpMedia:
 
     @property
     def encryption(self) -> str:
-        """``srtp`` when the stream is keyed, else ``none``."""
-        return "srtp" if self.keying is not None else "none"
+        """``srtp`` when the stream is keyed (or keyed in the media path), else ``none``."""
+        return "srtp" if self.keying is not None or self.path is not None else "none"
+
+    # -- which keying ------------------------------------------------------------------------------
+    def _usable(self, method: KeyingMethod) -> bool:
+        """A method this call can offer or accept with what the shell lent it."""
+        if self.srtp.mode == "off":
+            return False
+        if method is KeyingMethod.SDES:
+            return self.srtp.keys_allowed
+        if method is KeyingMethod.ZRTP:
+            return self.resources is not None and self.resources.zrtp_cache is not None
+        return False
+
+    def _zrtp(self) -> ZrtpKeying:
+        """The call's ZRTP engine (one per call, kept across re-INVITEs)."""
+        if not isinstance(self.path, ZrtpKeying):
+            assert self.resources is not None and self.resources.zrtp_cache is not None
+            self.path = ZrtpKeying(self.resources.zrtp_cache, self.resources.ssrc)
+        return self.path
+
+    def _offer_method(self) -> KeyingMethod | None:
+        """The first preferred method we can offer; MediaError when encryption is mandatory
+        and none is possible (the SDES-over-plaintext rule is the usual reason)."""
+        for method in self.srtp.methods:
+            if self._usable(method):
+                return method
+        if self.srtp.mode == "mandatory":
+            raise MediaError(f"SRTP is mandatory but {PLAINTEXT_KEYS}", 488, security=True)
+        if self.srtp.mode != "off":
+            self.plain_reason = f"not offered: {PLAINTEXT_KEYS}"
+        return None
+
+    def _answer_method(self, offered: MediaDescription | None) -> KeyingMethod | None:
+        """The first preferred method the offer allows (RFC 3264 §6)."""
+        if offered is None:
+            return None
+        for method in self.srtp.methods:
+            if not self._usable(method):
+                continue
+            if method is KeyingMethod.SDES and offered.crypto_lines:
+                return method
+            # ZRTP runs over RTP/AVP; without a=zrtp-hash it is tried only when it must be
+            signalled = offered.zrtp_hash is not None or self.srtp.mode == "mandatory"
+            if method is KeyingMethod.ZRTP and offered.proto == RTP_PROTO and signalled:
+                return method
+        return None
 
     # -- offers ------------------------------------------------------------------------------------
     def _offer_crypto(self) -> list[str]:
@@ -88,6 +158,10 @@ class SdpMedia:
 
     def create_offer(self, hold: bool) -> bytes:
         """Our (re-)offer; a re-offer keeps the session and bumps the version (RFC 3264 §8)."""
+        if self.local is None:
+            self.method = self._offer_method()
+        if self.method is KeyingMethod.ZRTP:
+            return self._zrtp_offer(hold)
         lines = self._offer_crypto()
         if self.local is None:
             offer = create_offer(
@@ -100,11 +174,35 @@ class SdpMedia:
         self.local = offer
         return offer.to_bytes()
 
+    def _zrtp_offer(self, hold: bool) -> bytes:
+        """RTP/AVP with our ``a=zrtp-hash`` (RFC 6189 §8.1): the keys come in the media path."""
+        if self.local is None:
+            caps = replace(self.caps, proto=RTP_PROTO)
+            extra: list[Attribute] = [("zrtp-hash", self._zrtp().sdp_zrtp_hash)]
+            offer = create_offer(
+                caps,
+                self.port,
+                self.session_id,
+                0,
+                self._direction(hold),
+                [],
+                extra_attributes=extra,
+            )
+        else:
+            offer = make_reoffer(self.local, self._direction(hold))
+        self._pending_offer, self._offered_crypto = offer, []
+        self.local = offer
+        return offer.to_bytes()
+
     # -- answers -----------------------------------------------------------------------------------
     def receive_offer(self, body: bytes, hold: bool) -> bytes:
         """Answer the peer's (re-)offer; MediaError(488) when nothing is acceptable."""
         try:
             offer = sdp_session.parse(body)
+            if self.local is None:
+                self.method = self._answer_method(_audio(offer))
+            if self.method is KeyingMethod.ZRTP:
+                return self._zrtp_answer(offer, hold)
             lines, keying = self._answer_crypto(offer)
             version = 0 if self.local is None else self.local.origin.sess_version + 1
             answer, negotiated = create_answer(
@@ -126,6 +224,30 @@ class SdpMedia:
             return bool(_audio_crypto(sdp_session.parse(body)))
         except SdpError:
             return False
+
+    def _zrtp_answer(self, offer: SessionDescription, hold: bool) -> bytes:
+        """Answer RTP/AVP with our ``a=zrtp-hash``; the peer's, when given, checks its Hello."""
+        zrtp = self._zrtp()
+        offered = _audio(offer)
+        peer_hash = offered.zrtp_hash if offered is not None else None
+        if peer_hash is not None:
+            zrtp.set_peer_hello_hash(peer_hash.value)
+        caps = replace(self.caps, proto=RTP_PROTO)
+        version = 0 if self.local is None else self.local.origin.sess_version + 1
+        extra: list[Attribute] = [("zrtp-hash", zrtp.sdp_zrtp_hash)]
+        answer, negotiated = create_answer(
+            offer,
+            caps,
+            self.port,
+            self.session_id,
+            version,
+            self._direction(hold),
+            extra_attributes=extra,
+        )
+        self.remote, self.local, self.negotiated = offer, answer, negotiated
+        self.keying, self.plain_reason = None, None
+        self._log()
+        return answer.to_bytes()
 
     def _answer_crypto(self, offer: SessionDescription) -> tuple[list[str], SdesChoice | None]:
         offered = _audio_crypto(offer)
@@ -151,6 +273,9 @@ class SdpMedia:
         offer = self._pending_offer
         if offer is None:
             raise MediaError("an answer arrived but no offer was pending", 400)
+        if self.method is KeyingMethod.ZRTP:
+            self._zrtp_answered(offer, body)
+            return
         try:
             answer = sdp_session.parse(body)
             negotiated = process_answer(offer, answer, self.caps)
@@ -168,6 +293,21 @@ class SdpMedia:
         self.remote, self.negotiated = answer, negotiated
         self._keyed(keying, "the peer answered without SRTP")
 
+    def _zrtp_answered(self, offer: SessionDescription, body: bytes) -> None:
+        """The answer to our ZRTP offer: its ``a=zrtp-hash`` (if any) will check the peer's Hello."""
+        try:
+            answer = sdp_session.parse(body)
+            negotiated = process_answer(offer, answer, replace(self.caps, proto=RTP_PROTO))
+            answered = _audio(answer)
+            peer_hash = answered.zrtp_hash if answered is not None else None
+        except SdpError as exc:
+            raise MediaError(str(exc), exc.status_hint) from None
+        if peer_hash is not None:
+            self._zrtp().set_peer_hello_hash(peer_hash.value)
+        self._pending_offer = None
+        self.remote, self.negotiated = answer, negotiated
+        self._log()
+
     def _keyed(self, keying: SdesChoice | None, plain: str) -> None:
         if keying is not None:
             self.keying, self.plain_reason = keying, None
@@ -182,6 +322,13 @@ class SdpMedia:
         """The far end does not want to receive from us (sendonly/inactive, RFC 3264 §8.4)."""
         return self.negotiated is not None and self.negotiated.held_by_remote
 
+    def _keying_text(self) -> str:
+        if self.keying is not None:
+            return f"SDES {self.keying.suite}"
+        if self.path is not None:
+            return f"keys to be agreed by {self.path.method.label} in the media path"
+        return "NOT ENCRYPTED"
+
     def _log(self) -> None:
         media = self.negotiated
         if media is not None:
@@ -192,10 +339,18 @@ class SdpMedia:
                 media.remote_address,
                 media.remote_port,
                 media.proto,
-                self.keying.suite if self.keying else "NOT ENCRYPTED",
+                self._keying_text(),
                 media.local_direction,
                 media.remote_direction,
             )
+
+
+def _audio(sdp: SessionDescription) -> MediaDescription | None:
+    """The first active audio stream."""
+    for media in sdp.media:
+        if media.media == "audio" and media.port != 0:
+            return media
+    return None
 
 
 def _audio_crypto(sdp: SessionDescription) -> list[str]:

@@ -26,7 +26,9 @@ from securephone.errors import MediaParseError
 from securephone.media import rtcp
 from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, dtmf_packets
 from securephone.media.codecs.g711 import Codec, codec_by_name
+from securephone.media.demux import PacketKind, classify
 from securephone.media.jitterbuffer import Concealer, JitterBuffer
+from securephone.media.keying import KeyingEvent, KeysAgreed, PathKeying
 from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp
 from securephone.media.srtp import SrtpContext
 from securephone.sdp.offer_answer import NegotiatedMedia
@@ -87,6 +89,10 @@ class MediaStream:
         self.digits: list[DtmfDigit] = []
         self.srtp: SrtpContext | None = None
         self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
+        self.keying: PathKeying | None = None  # ZRTP or DTLS-SRTP on this port, when negotiated
+        self.keying_dropped = 0  # ZRTP/DTLS datagrams that arrived with no such keying
+        self._key_export = False
+        self._peer_authenticated = False
         self.plain_dropped = 0
         self.last_source: Address | None = None  # where the last accepted packet came from
 
@@ -100,6 +106,46 @@ class MediaStream:
     def set_srtp(self, context: SrtpContext | None, required: bool) -> None:
         """Key the stream (a new context after every offer/answer that carried keys)."""
         self.srtp, self.require_srtp = context, required
+
+    def set_keying(
+        self, keying: PathKeying, *, required: bool, allow_key_export: bool = False
+    ) -> None:
+        """Key the stream in the media path (ZRTP, DTLS-SRTP); the same keying again is kept.
+
+        Until it agrees keys there is no SRTP context, so with ``required`` no RTP goes out and
+        none is accepted.
+        """
+        if keying is self.keying:
+            self.require_srtp = required
+            return
+        if self.keying is not None:
+            self.keying.close()
+        self.keying, self.srtp, self.require_srtp = keying, None, required
+        self._key_export, self._peer_authenticated = allow_key_export, False
+
+    def poll_keying(self, now: float) -> list[KeyingEvent]:
+        """Run the path keying's timer when due and take its events; agreed keys key the stream."""
+        keying = self.keying
+        if keying is None:
+            return []
+        due = keying.get_timer()
+        if due is not None and now >= due:
+            keying.handle_timer(now)
+        events: list[KeyingEvent] = []
+        while (event := keying.next_event()) is not None:
+            if isinstance(event, KeysAgreed):
+                self.srtp = SrtpContext(
+                    event.suite,
+                    event.local_key,
+                    event.remote_key,
+                    allow_key_export=self._key_export,
+                )
+            events.append(event)
+        return events
+
+    def keying_datagrams(self) -> list[bytes]:
+        """What the path keying wants sent to the peer's media address."""
+        return self.keying.datagrams_to_send() if self.keying is not None else []
 
     @property
     def sending(self) -> bool:
@@ -182,12 +228,22 @@ class MediaStream:
 
         Returns the DTMF digits it completed (RFC 4733 §2.5.2).
         """
+        kind = classify(data)
+        if kind in (PacketKind.ZRTP, PacketKind.DTLS):
+            if self.keying is None:
+                self.keying_dropped += 1
+            else:
+                self.keying.receive(data, source, now)
+            return []
         if is_rtcp(data):
             self.receive_rtcp(data, source, now)
             return []
         clear = self._unprotect(data, rtcp=False)
         if clear is None:
             return []
+        if self.keying is not None and self.srtp is not None and not self._peer_authenticated:
+            self._peer_authenticated = True
+            self.keying.srtp_authenticated()
         try:
             packet = RtpPacket.parse(clear)
         except MediaParseError:
@@ -364,8 +420,14 @@ class MediaStream:
 
     def _srtp_stats(self) -> dict[str, object]:
         srtp = self.srtp
+        keying = self.keying.summary() if self.keying is not None else None
         if srtp is None:
-            return {"encryption": "none", "srtp": None, "plain_dropped": self.plain_dropped}
+            return {
+                "encryption": "none",
+                "srtp": None,
+                "plain_dropped": self.plain_dropped,
+                "path_keying": keying,
+            }
         figures = srtp.stats()
         return {
             "encryption": "srtp",
@@ -377,6 +439,7 @@ class MediaStream:
                 "replay_failures": figures["replay_failures"],
             },
             "plain_dropped": self.plain_dropped,
+            "path_keying": keying,
         }
 
 

@@ -599,6 +599,21 @@ class CallManager:
         elif state is CallState.CONNECTED:
             self._send_bye(call, now, *_HUNG_UP)
 
+    def terminate(self, key: str, ending: CallEnding, reason: str, now: float) -> None:
+        """End the call for a cause (e.g. the media keying failed): CANCEL, refuse or BYE with a
+        ``Reason`` header saying why (RFC 3326)."""
+        call = self.get(key)
+        state = call.state
+        if state in (CallState.CALLING, CallState.RINGING):
+            self._cancel(call, now, ending, reason)
+        elif state is CallState.INCOMING:
+            self._reject(call, 488 if ending.reason_cause == 488 else 480, now, ending, reason)
+        elif state is CallState.ANSWERING:
+            call.pending, call.hangup_pending = (ending, reason), True
+            call.fire(Trigger.HANG_UP, reason, None, now)
+        elif state is CallState.CONNECTED:
+            self._send_bye(call, now, ending, reason)
+
     def _cancel(self, call: CallSession, now: float, ending: CallEnding, reason: str) -> None:
         """Stop our unanswered INVITE: CANCEL now, or once a provisional response allows it (§9.1)."""
         call.pending = (ending, reason)

@@ -181,6 +181,10 @@ class UserAgent:
         """End a call in any state."""
         self.calls.hangup(key, now)
 
+    def terminate(self, key: str, ending: CallEnding, reason: str, now: float) -> None:
+        """End a call for a cause (a BYE then carries a Reason header)."""
+        self.calls.terminate(key, ending, reason, now)
+
     def hold(self, key: str, on: bool, now: float) -> None:
         """Hold (True) or resume (False) a connected call."""
         self.calls.hold(key, on, now)

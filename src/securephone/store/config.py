@@ -27,6 +27,7 @@ from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
+KeyingName = Literal["sdes", "zrtp"]
 if TYPE_CHECKING:
     SrtpSuiteName = str
 else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
@@ -108,6 +109,14 @@ class MediaSettings(_Model):
     srtp_suites: list[SrtpSuiteName] = list(DEFAULT_SUITES)
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
     srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
+    # how SRTP keys are agreed, in preference order: SDES (in the SDP, so only over TLS unless
+    # allowed), ZRTP (end to end in the media path); an offer uses the first one that can be used
+    keying: list[KeyingName] = ["sdes", "zrtp"]
+
+    @field_validator("keying")
+    @classmethod
+    def _keying(cls, value: list[str]) -> list[str]:
+        return _unique_keying(value)
 
     @field_validator("srtp_suites")
     @classmethod
@@ -189,6 +198,12 @@ class WebSettings(_Model):
         return self
 
 
+def _unique_keying(value: list[str]) -> list[str]:
+    if not value or len(set(value)) != len(value):
+        raise ValueError("list each keying method once, at least one")
+    return value
+
+
 class AccountConfig(_Model):
     """One SIP account: who we are, where we register, how we authenticate."""
 
@@ -202,10 +217,16 @@ class AccountConfig(_Model):
     outbound_proxy: str | None = None
     transport: Transport = "udp"
     srtp: SrtpMode | None = None  # None: [media] srtp
+    keying: list[KeyingName] | None = None  # None: [media] keying
     register_: bool = Field(default=True, alias="register")
     expires: int = Field(default=600, ge=60, le=86400)
     retry_base: float = Field(default=30.0, gt=0, le=3600)
     retry_max: float = Field(default=1800.0, gt=0, le=86400)
+
+    @field_validator("keying")
+    @classmethod
+    def _keying(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _unique_keying(value)
 
     @field_validator("registrar", "outbound_proxy")
     @classmethod

@@ -134,7 +134,8 @@ def parse(model: type[BaseModel], form: FormData, exclude: tuple[str, ...] = ())
         if kind == "checkbox":
             data[name] = name in form
         elif kind == "multi":
-            data[name] = [v for v in form.getlist(name) if isinstance(v, str)]
+            chosen = [v for v in form.getlist(name) if isinstance(v, str)]
+            data[name] = None if not chosen and optional else chosen  # none ticked: the default
         elif name in form:  # a field left out entirely keeps the model's default
             text = _text(form, name)
             data[name] = None if text == "" and optional else text

@@ -1,0 +1,127 @@
+"""Two Phones over real UDP sockets, SRTP mandatory and keys agreed by ZRTP in the media path:
+equal SAS on both sides, SRTP flowing only after the key agreement, the SAS confirmation kept in
+both caches so that the next call is "previously verified"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from securephone.aio.call import Call, CallKeyingChanged
+from securephone.aio.phone import Phone
+from securephone.media.keying import KeysAgreed
+from securephone.sip.callstate import CallEnding, CallState
+from securephone.sip.events import Event
+from securephone.store.config import parse_config
+
+from ..helpers import await_until
+
+
+def config(data_dir: Path, **calls: Any) -> Any:
+    return parse_config(
+        {
+            "data_dir": str(data_dir),
+            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+            "media": {"port_min": 49000, "port_max": 49999, "srtp": "mandatory"},
+            "calls": calls,
+        }
+    )
+
+
+def agreed(call: Call) -> KeysAgreed | None:
+    for event in call.events:
+        if isinstance(event, CallKeyingChanged) and isinstance(event.keying, KeysAgreed):
+            return event.keying
+    return None
+
+
+def uri(phone: Phone) -> str:
+    host, port = phone.status()["listen"]["udp"].split(":")
+    return f"sip:bob@{host}:{port}"
+
+
+async def one_call(alice: Phone, bob: Phone) -> tuple[Call, Call]:
+    call = alice.dial(uri(bob))
+    assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
+    await await_until(lambda: bool(bob.calls), 5, message="no call at bob")
+    their = next(c for c in bob.calls.values() if not c.ended)
+    await await_until(lambda: agreed(call) and agreed(their), 10, message="ZRTP did not agree keys")
+    return call, their
+
+
+async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
+    alice = Phone(config(tmp_path / "alice"))
+    bob = Phone(config(tmp_path / "bob", auto_answer=True))
+    seen: list[Event] = []
+    alice.add_listener(seen.append)
+    await alice.start()
+    await bob.start()
+    try:
+        call, their = await one_call(alice, bob)
+        mine, theirs = agreed(call), agreed(their)
+        assert mine is not None and theirs is not None
+        assert mine.details["sas"] == theirs.details["sas"]
+        assert mine.details["previously_verified"] is False
+        assert any(isinstance(e, CallKeyingChanged) for e in seen)  # listeners hear it too
+        security = call.summary()["security"]
+        assert security["keying"] == "zrtp" and security["end_to_end"] is True
+        assert security["path"]["sas"] == mine.details["sas"]
+        await await_until(
+            lambda: (call.summary()["media"]["srtp"] or {}).get("packets_unprotected", 0) > 20,
+            5,
+            message="no SRTP received",
+        )
+        media = call.summary()["media"]
+        assert media["encryption"] == "srtp" and media["srtp"]["auth_failures"] == 0
+        assert media["plain_dropped"] == 0
+        call.confirm_sas()
+        their.confirm_sas()
+        call.hangup()
+        await call.wait_ended(5)
+        await their.wait_ended(5)
+        assert call.ending is CallEnding.HUNG_UP_HERE
+        # the retained secret is the same on both sides, on disk
+        caches = [
+            json.loads((tmp_path / name / "zrtp-cache.json").read_text())
+            for name in ("alice", "bob")
+        ]
+        (alice_peer,) = caches[0]["peers"].values()
+        (bob_peer,) = caches[1]["peers"].values()
+        assert alice_peer["rs1"] == bob_peer["rs1"] and alice_peer["rs1"]
+        # the next call: both were confirmed, so it is "previously verified"
+        call, their = await one_call(alice, bob)
+        again, again_theirs = agreed(call), agreed(their)
+        assert again is not None and again_theirs is not None
+        assert again.details["previously_verified"] and again_theirs.details["previously_verified"]
+        assert not again.details["cache_mismatch"]
+        call.hangup()
+        await call.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()
+
+
+async def test_mandatory_zrtp_with_a_silent_peer_ends_the_call(tmp_path: Path) -> None:
+    """A peer that never speaks ZRTP: no plain packet leaves, and the call ends as security refused."""
+    alice = Phone(config(tmp_path / "alice"))
+    bob = Phone(config(tmp_path / "bob", auto_answer=True))
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(uri(bob))
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their = next(iter(bob.calls.values()))
+        assert their.sdp is not None and their.sdp.path is not None
+        # bob's ZRTP engine hears nothing and says nothing: a peer without ZRTP
+        their.sdp.path.receive = lambda datagram, source, now: None  # type: ignore[method-assign]
+        their.sdp.path.datagrams_to_send = lambda: []  # type: ignore[method-assign]
+        await asyncio.wait_for(call.wait_ended(), 40)
+        assert call.ending is CallEnding.SECURITY_REFUSED, call.reason
+        assert "ZRTP" in call.reason
+        media = call.summary()["media"]
+        assert media["packets_sent"] == 0  # not one plain audio packet
+    finally:
+        await alice.stop()
+        await bob.stop()
