@@ -137,8 +137,9 @@ class SdpMedia:
                 continue
             if method is KeyingMethod.SDES and offered.crypto_lines:
                 return method
-            # ZRTP runs over RTP/AVP; without a=zrtp-hash it is tried only when it must be
-            signalled = offered.zrtp_hash is not None or self.srtp.mode == "mandatory"
+            # ZRTP runs over RTP/AVP; a peer that speaks it says so with a=zrtp-hash (RFC 6189
+            # §8.1): without it a mandatory call is refused at once instead of failing later
+            signalled = offered.zrtp_hash is not None
             if method is KeyingMethod.ZRTP and offered.proto == RTP_PROTO and signalled:
                 return method
         return None
