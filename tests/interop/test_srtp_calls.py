@@ -154,10 +154,12 @@ async def test_mandatory_refuses_plain_offer_and_sends_no_rtp(
         call, their = await talk(plain, strict, "tls")
     assert not call.answered and call.status == 488
     assert their.status == 488 and "RTP/AVP" in their.reason
-    strict_ports = {c.channel.local[1] for c in strict.calls.values() if c.channel is not None}
-    assert strict_ports  # a port was bound for the answer that was then refused
-    from_strict = [s for s in capture.segments() if s.src[1] in strict_ports]
-    assert from_strict == []  # not one RTP (or RTCP) packet left the strict phone
+    # refused before it rang: the strict phone never bound a media port for it, and not one RTP
+    # (or RTCP) packet went to or came from the port the caller offered
+    assert all(c.channel is None for c in strict.calls.values())
+    assert call.channel is not None
+    offered = {call.channel.local[1], call.channel.local[1] + 1}
+    assert [s for s in capture.segments() if {s.src[1], s.dst[1]} & offered] == []
 
 
 async def test_optional_with_plain_peer_says_not_encrypted(

@@ -512,3 +512,26 @@ def test_call_commands_on_unknown_or_wrong_state_raise_call_error() -> None:
         pair.b.answer(incoming, media(40010), pair.now)  # already connected
     with pytest.raises(CallError):
         pair.b.reject(incoming, 486, pair.now)
+
+
+def test_refused_offer_gets_488_without_ringing() -> None:
+    """The phone's media policy is asked before the 180: an offer it cannot take never rings."""
+    from securephone.errors import MediaError
+
+    pair = Pair()
+    checked: list[str | None] = []
+
+    def refuse(account: str | None, invite: Request, transport: str) -> MediaError | None:
+        checked.append(transport)
+        return MediaError("SRTP is mandatory but the offer is RTP/AVP", 488, security=True)
+
+    pair.b.calls.offer_check = refuse
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    assert checked == ["udp"]
+    assert not pair.sent("b", "SIP/2.0 180")
+    rejection = parse_message(pair.sent("b", "SIP/2.0 488")[0])
+    assert "RTP/AVP" in (rejection.headers.get("Warning") or "")
+    assert pair.b.calls.get(key).ending is CallEnding.SECURITY_REFUSED
+    assert pair.a.calls.get(key).ending is CallEnding.MEDIA_REFUSED  # as the caller sees a 488
+    assert kinds(pair, "b") == ["IncomingCall", "terminated"]

@@ -20,7 +20,7 @@ from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
-from securephone.errors import CallError, ProtocolError
+from securephone.errors import CallError, MediaError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
 from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, parse_methods
 from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
@@ -160,6 +160,7 @@ class Phone:
             max_calls=self.config.calls.max_calls,
             incoming_ring_timeout=self.config.calls.ring_timeout,
         )
+        self.ua.calls.offer_check = self._check_offer
         for account in self.config.accounts:
             try:
                 self.ua.add_account(account_spec(account))
@@ -478,6 +479,18 @@ class Phone:
         policy = self._srtp_policy(account, transport)
         resources = KeyingResources(stream.ssrc, self._zrtp_cache)
         return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
+
+    def _check_offer(
+        self, account: str | None, invite: Request, transport: str
+    ) -> MediaError | None:
+        """Would we refuse this offer? Judged before the phone rings (no sockets are bound)."""
+        policy = self._srtp_policy(account, transport)
+        trial = SdpMedia(self._caps(), 9, policy, KeyingResources(0, self._zrtp_cache))
+        try:
+            trial.receive_offer(invite.body, False)
+        except MediaError as exc:
+            return exc
+        return None
 
     def _attach_media(self, call: Call, sdp: SdpMedia, channel: MediaChannel) -> None:
         def digit(d: DtmfDigit) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from securephone.errors import CallError, MediaError, ProtocolError
 from securephone.sip.auth import DigestClient
@@ -39,6 +39,10 @@ SDP = "application/sdp"
 DEFAULT_INCOMING_RING = 120.0  # seconds an unanswered incoming call may ring before 480
 _CANCELLED = (CallEnding.CANCELLED_HERE, "cancelled")
 _HUNG_UP = (CallEnding.HUNG_UP_HERE, "hung up")
+
+# The phone's judgement of an incoming offer before anything rings: (account, INVITE, transport)
+# -> the refusal, or None. It is the media policy of the layer above, handed down.
+OfferCheck = Callable[[str | None, Request, str], MediaError | None]
 
 
 def media_ending(exc: MediaError) -> CallEnding:
@@ -68,6 +72,7 @@ class CallManager:
         self.incoming_ring_timeout = incoming_ring_timeout
         self.rng = rng or random.Random()
         self.calls: dict[str, CallSession] = {}
+        self.offer_check: OfferCheck | None = None
         self._by_tx: dict[str, str] = {}  # our INVITE / re-INVITE / BYE / CANCEL tx -> call key
         self._by_dialog: dict[DialogId, str] = {}
         self._by_invite: dict[str, str] = {}  # server INVITE transaction id -> call key
@@ -337,10 +342,22 @@ class CallManager:
         call.ring_deadline = now + self.incoming_ring_timeout
         self.calls[call.key] = call
         self._by_invite[tx] = call.key
+        self.events.append(IncomingCall(call.key, request))
+        refusal = self._check_offer(call, request, event.peer.transport)
+        if refusal is not None:  # refused before it rings: no 180 for an offer we cannot take
+            log.warning("call %s: refusing the offer: %s", call.key[:8], refusal)
+            self._reject(call, refusal.status, now, media_ending(refusal), str(refusal))
+            return
         ringing = make_response(request, 180, to_tag=call.local_tag)
         ringing.headers.add("Contact", str(self._local_contact(call, event.peer.transport)))
         self._respond(tx, ringing, now)
-        self.events.append(IncomingCall(call.key, request))
+
+    def _check_offer(
+        self, call: CallSession, request: Request, transport: str
+    ) -> MediaError | None:
+        if self.offer_check is None or not request.body:
+            return None
+        return self.offer_check(call.account, request, transport)
 
     def answer(self, key: str, media: CallMedia, now: float) -> None:
         """Accept an incoming call with our answer (or our offer if the INVITE had none).
