@@ -18,9 +18,16 @@ from securephone.sdp.offer_answer import (
     make_reoffer,
     process_answer,
 )
-from securephone.sdp.session import MediaDescription, SdpError, SessionDescription, parse
+from securephone.sdp.session import (
+    Connection,
+    MediaDescription,
+    SdpError,
+    SessionDescription,
+    parse,
+)
 
-CAPS = MediaCapabilities()
+# RFC 3264 §10's examples name hosts in c=; the phone itself only takes IP literals (tested below)
+CAPS = MediaCapabilities(literal_addresses_only=False)
 
 
 def sdp(text: str) -> SessionDescription:
@@ -232,7 +239,7 @@ def test_10_2_g723_only_offer_is_not_acceptable_to_a_g711_phone() -> None:
 
 
 def test_10_2_g723_phone_answers_like_bob() -> None:
-    caps = MediaCapabilities(codecs=["G723"], telephone_event=False)
+    caps = MediaCapabilities(codecs=["G723"], telephone_event=False, literal_addresses_only=False)
     answer, negotiated = create_answer(RFC3264_10_2_UPDATED_OFFER, caps, 54344, 1, 1)
     expected = RFC3264_10_2_FINAL_ANSWER.media[0]
     assert m_line(answer.media[0]) == m_line(expected)
@@ -650,3 +657,26 @@ def test_processing_an_answer_to_an_offer_without_audio_is_a_local_error() -> No
     video = offer_with("m=video 7000 RTP/AVP 31\r\n")
     with pytest.raises(ValueError, match="our offer has no enabled audio stream"):
         process_answer(video, answer_with("m=video 7002 RTP/AVP 31\r\n"), CAPS)
+
+
+def test_media_goes_only_to_a_unicast_ip_literal() -> None:
+    """A name in c= would be resolved per packet, a multicast address would reach a group: 488."""
+    strict = MediaCapabilities()
+    for address, reason in (("host.example.com", "not an IP"), ("224.0.0.1", "multicast")):
+        offer = create_offer(MediaCapabilities(local_address="127.0.0.1"), 40000, 1, 1)
+        offer.connection = Connection("IN", "IP4", address)
+        with pytest.raises(SdpError) as caught:
+            create_answer(offer, strict, 50000, 2, 1)
+        assert caught.value.status_hint == 488 and reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("ptime", "used"), [(1, 20), (5, 20), (15, 20), (30, 30), (120, 120), (10000, 20)]
+)
+def test_peer_ptime_is_honoured_only_within_10_to_120_ms(ptime: int, used: int) -> None:
+    """a=ptime:1 would mean 1,000 packets a second: out-of-range values fall back to ours."""
+    offer = create_offer(MediaCapabilities(ptime=20), 40000, 1, 1)
+    media = offer.media[0]
+    media.attributes = [a for a in media.attributes if a[0] != "ptime"] + [("ptime", str(ptime))]
+    _, negotiated = create_answer(offer, MediaCapabilities(), 50000, 2, 1)
+    assert negotiated.ptime == used

@@ -60,6 +60,8 @@ class MediaCapabilities:
     ptime: int = 20
     proto: str = RTP_PROTO
     rtcp_mux: bool = False
+    # media goes only to a unicast IP literal in c= (names and multicast are refused with 488)
+    literal_addresses_only: bool = True
     username: str = "-"
     session_name: str = "-"
 
@@ -436,15 +438,18 @@ def _negotiated(
     """The stream as seen from our side, with the remote's addresses and payload types."""
     mux = media.rtcp_mux and caps.rtcp_mux if rtcp_mux is None else rtcp_mux
     conn = remote.effective_connection(media)
+    address = conn.address if conn is not None else "0.0.0.0"
+    if caps.literal_addresses_only:
+        _check_media_address(address)
     return NegotiatedMedia(
-        remote_address=conn.address if conn is not None else "0.0.0.0",
+        remote_address=address,
         remote_port=media.port,
         remote_rtcp_port=_rtcp_port(media, mux),
         codec=choice.codec.encoding_name,
         payload_type=choice.codec.payload_type,
         clock_rate=choice.codec.clock_rate,
         telephone_event_pt=choice.telephone_event_pt,
-        ptime=media.ptime or caps.ptime,
+        ptime=_ptime(media.ptime, caps.ptime),
         local_direction=local_direction,
         remote_direction=remote_direction(remote, media),
         proto=media.proto,
@@ -452,6 +457,33 @@ def _negotiated(
         rtcp_mux=mux,
         remote_crypto=list(media.crypto_lines),
     )
+
+
+PTIME_RANGE = (10, 120)  # ms: what we honour of a peer's a=ptime (RFC 4566 §6 says "should")
+
+
+def _ptime(offered: int | None, ours: int) -> int:
+    """The peer's packet time when it is a sane multiple of 10 ms in 10–120 ms, else ours.
+
+    A ptime of 1 ms would make us send 1,000 packets a second to whatever address the SDP names.
+    """
+    low, high = PTIME_RANGE
+    if offered is not None and low <= offered <= high and offered % 10 == 0:
+        return offered
+    return ours
+
+
+def _check_media_address(address: str) -> None:
+    """RFC 4566 allows names and multicast in c=; a phone sends media only to a unicast IP literal
+    (a name would be resolved on every packet, multicast would reach a whole group)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(
+            f"c= {address!r} is not an IP address (names are not accepted)", 488
+        ) from None
+    if ip.is_multicast:
+        raise SdpError(f"c= {address} is a multicast address", 488)
 
 
 def _rtcp_port(media: MediaDescription, mux: bool) -> int:
