@@ -201,13 +201,13 @@ def test_nothing_is_received_before_configure() -> None:
     assert stream.last_source is None
 
 
-def test_rtcp_before_configure_is_read_without_judging_its_source() -> None:
+def test_rtcp_before_configure_is_not_read() -> None:
+    """Before the offer/answer there is no peer whose reports could be judged: nothing is taken."""
     alice, _ = pair()
     stream = MediaStream("x@127.0.0.1")
     stream.receive(alice.rtcp_packet(0.0, 1_700_000_000.0), ("127.0.0.9", 9), 0.0)
-    assert stream.counters.rtcp_received == 1
-    assert stream.last_source == ("127.0.0.9", 9)
-    assert stream.counters.foreign_source == 0
+    assert stream.counters.rtcp_received == 0
+    assert stream.last_source is None
 
 
 def test_unknown_payload_type_is_counted_not_played() -> None:
@@ -489,19 +489,50 @@ def test_the_source_of_the_last_accepted_packet_is_recorded() -> None:
 
 
 @pytest.mark.parametrize("source", [("127.0.0.1", 40002), ("127.0.0.2", 40000)])
-def test_packets_from_another_address_are_counted_but_still_played(
-    source: tuple[str, int],
-) -> None:
+def test_plain_packets_from_another_address_are_dropped(source: tuple[str, int]) -> None:
+    """A stranger cannot inject audio (or digits) into a plain call."""
     alice, bob = pair()
     packets = send(alice, 4)
     deliver(packets[:2], bob)
     for n, data in enumerate(packets[2:]):
         bob.receive(data, source, (2 + n) * FRAME)
-    assert bob.counters.foreign_source == 2
-    assert bob.counters.packets_received == 4
-    assert bob.last_source == source
+    assert bob.counters.foreign_source == 2 and bob.counters.foreign_dropped == 2
+    assert bob.counters.packets_received == 2
+    assert bob.last_source == ALICE and bob.latched is None
+
+
+def test_injected_dtmf_from_a_stranger_is_ignored() -> None:
+    alice, bob = pair()
+    alice.send_dtmf("5")
+    packets = send(alice, 20)
+    for n, data in enumerate(packets):
+        bob.receive(data, ("127.0.0.66", 40000), n * FRAME)
+    assert len(packets) > 5
+    assert bob.digits == [] and bob.counters.foreign_dropped == len(packets)
+
+
+def test_symmetric_rtp_latches_onto_the_new_source() -> None:
+    alice, bob = pair()
+    bob.symmetric_rtp = True
+    packets = send(alice, 4)
+    deliver(packets[:2], bob)
+    for n, data in enumerate(packets[2:]):
+        bob.receive(data, ("127.0.0.2", 41000), (2 + n) * FRAME)
+    assert bob.counters.packets_received == 4 and bob.counters.foreign_dropped == 0
+    assert bob.latched == ("127.0.0.2", 41000)
     played = [bob.playout(1.0 + n * FRAME) for n in range(4)]
     assert np.array_equal(played[3], PCMU.decode(PCMU.encode(tone(3))))
+
+
+def test_authenticated_srtp_from_another_address_is_accepted_and_latches_only_if_allowed() -> None:
+    alice, bob = keyed_pair()
+    packets = send(alice, 3)
+    deliver(packets[:1], bob)
+    bob.receive(packets[1], ("127.0.0.7", 43000), FRAME)
+    assert bob.counters.packets_received == 2 and bob.latched is None
+    bob.symmetric_rtp = True
+    bob.receive(packets[2], ("127.0.0.7", 43000), 2 * FRAME)
+    assert bob.latched == ("127.0.0.7", 43000)
 
 
 def test_rtcp_is_expected_from_the_rtcp_port() -> None:
@@ -509,8 +540,8 @@ def test_rtcp_is_expected_from_the_rtcp_port() -> None:
     bob.receive(alice.rtcp_packet(0.0, 1_700_000_000.0), ALICE_RTCP, 0.0)
     assert bob.counters.foreign_source == 0
     bob.receive(alice.rtcp_packet(1.0, 1_700_000_001.0), ALICE, 1.0)
-    assert bob.counters.foreign_source == 1
-    assert bob.last_source == ALICE
+    assert bob.counters.foreign_source == 1 and bob.counters.rtcp_received == 1  # dropped
+    assert bob.last_source == ALICE_RTCP
 
 
 def test_muxed_rtcp_is_expected_from_the_rtp_port() -> None:

@@ -217,6 +217,12 @@ class MediaChannel:
             for digit in self.stream.receive(data, source[:2], loop.time()):
                 if self.on_digit is not None:
                     self.on_digit(digit)
+        latched = self.stream.latched
+        if latched is not None and latched != self.remote:
+            log.info("media from %s: sending there from now on (symmetric RTP)", latched)
+            self.remote = latched
+            if self.stream.negotiated is not None and self.stream.negotiated.rtcp_mux:
+                self.remote_rtcp = latched
         self._drive_keying(loop.time())
 
     def _sendto(self, sock: socket.socket, data: bytes, address: tuple[str, int]) -> None:

@@ -475,6 +475,7 @@ class Phone:
             f"{secrets.token_hex(4)}@{self.config.media_address}",
             jitter_depth=media.jitter_buffer_frames,
         )
+        stream.symmetric_rtp = media.symmetric_rtp
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
         resources = KeyingResources(stream.ssrc, self._zrtp_cache)

@@ -4,9 +4,12 @@ The shell calls ``next_packet(pcm)`` and ``playout(now)`` once per packet time f
 ``receive(data, source, now)`` for every datagram with the (host, port) it came from, and
 ``rtcp_packet(now, wallclock)`` when ``rtcp_due(now)``.
 
-The source address is recorded (``last_source``) and packets from an address other than the
-negotiated remote are counted (``foreign_source``) but still played: which sources to accept
-(symmetric RTP, RFC 4961; latching) is a later policy. With SRTP mandatory, unauthenticated or
+Who may send us media: plain RTP and RTCP (and so RFC 4733 digits) only from the negotiated
+remote address; a packet from elsewhere is counted (``foreign_source``) and dropped
+(``foreign_dropped``) — a stranger cannot inject audio or digits. SRTP packets that authenticate
+are genuine whatever their source. With ``symmetric_rtp`` (NAT, RFC 4961) the stream latches onto
+the source of accepted media (``latched``: where the shell should send from then on), but plain
+RTP only then, and SRTP only after a packet authenticated. With SRTP mandatory, unauthenticated or
 plain packets are dropped whatever their source.
 """
 
@@ -53,7 +56,8 @@ class StreamCounters:
     dtmf_sent: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
-    foreign_source: int = 0  # accepted packets from an address other than the negotiated remote
+    foreign_source: int = 0  # packets from an address other than the negotiated remote
+    foreign_dropped: int = 0  # of those, dropped (plain media from a stranger)
     remote_fraction_lost: float | None = None
     remote_jitter_ms: float | None = None
     round_trip_ms: float | None = None
@@ -89,6 +93,10 @@ class MediaStream:
         self.digits: list[DtmfDigit] = []
         self.srtp: SrtpContext | None = None
         self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
+        self.symmetric_rtp = (
+            False  # latch onto where accepted media comes from (NAT); off by default
+        )
+        self.latched: Address | None = None  # the address media now comes from, when latched
         self.keying: PathKeying | None = None  # ZRTP or DTLS-SRTP on this port, when negotiated
         self.keying_dropped = 0  # ZRTP/DTLS datagrams that arrived with no such keying
         self._key_export = False
@@ -249,20 +257,26 @@ class MediaStream:
         except MediaParseError:
             self.counters.malformed += 1
             return []
-        if self.negotiated is None:
+        if self.negotiated is None or not self._accept_source(source, rtcp=False):
             return []
-        self._note_source(source, rtcp=False)
         return self._receive_packet(packet, self.negotiated, now)
 
-    def _note_source(self, source: Address, rtcp: bool) -> None:
-        """Remember where an accepted packet came from; count it if not the negotiated remote."""
-        self.last_source = (source[0], source[1])
+    def _accept_source(self, source: Address, rtcp: bool) -> bool:
+        """May a packet from ``source`` be used? Records it; counts and drops a stranger's."""
         media = self.negotiated
         if media is None:
-            return
+            return False
         port = media.remote_rtcp_port if rtcp and not media.rtcp_mux else media.remote_port
-        if source[1] != port or not _same_host(source[0], media.remote_address):
+        foreign = source[1] != port or not _same_host(source[0], media.remote_address)
+        if foreign:
             self.counters.foreign_source += 1
+            if self.srtp is None and not self.symmetric_rtp:
+                self.counters.foreign_dropped += 1
+                return False  # plain media only from the negotiated address
+            if self.symmetric_rtp and not rtcp:
+                self.latched = (source[0], source[1])  # authenticated, or latching allowed
+        self.last_source = (source[0], source[1])
+        return True
 
     def _unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
         """SRTP/SRTCP check and decrypt; a failing packet is dropped (and counted by the context)."""
@@ -369,7 +383,8 @@ class MediaStream:
         except MediaParseError:
             self.counters.malformed += 1
             return
-        self._note_source(source, rtcp=True)
+        if not self._accept_source(source, rtcp=True):
+            return
         self.counters.rtcp_received += 1
         for packet in packets:
             if isinstance(packet, rtcp.SenderReport):
@@ -414,6 +429,7 @@ class MediaStream:
             "remote_fraction_lost": c.remote_fraction_lost,
             "remote_jitter_ms": c.remote_jitter_ms,
             "foreign_source": c.foreign_source,
+            "foreign_dropped": c.foreign_dropped,
             "last_source": _format_address(self.last_source),
             **self._srtp_stats(),
         }

@@ -112,6 +112,9 @@ class MediaSettings(_Model):
     # how SRTP keys are agreed, in preference order: SDES (in the SDP, so only over TLS unless
     # allowed), ZRTP (end to end in the media path); an offer uses the first one that can be used
     keying: list[KeyingName] = ["sdes", "zrtp"]
+    # send media to where the peer's media comes from (NAT, RFC 4961): SRTP only after a packet
+    # authenticated, plain RTP from any address; off: media only from/to the negotiated address
+    symmetric_rtp: bool = False
 
     @field_validator("keying")
     @classmethod
