@@ -597,3 +597,21 @@ def test_key_export_when_allowed() -> None:
             "ssrc": 0xBBBB,
         },
     ]
+
+
+def test_rekey_keeping_the_peers_key_keeps_the_replay_window() -> None:
+    """A re-INVITE that keeps the peer's key must not let old packets be replayed (RFC 3711 §3.3.2)."""
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    ours, theirs = generate_key(suite), generate_key(suite)
+    receiver = SrtpContext(suite, ours, theirs)
+    sender = SrtpContext(suite, theirs, ours)
+    packets = [sender.protect(rtp(seq)) for seq in range(1, 4)]
+    assert all(receiver.unprotect(p) is not None for p in packets)
+    receiver.rekey(suite, generate_key(suite), theirs)  # our key is new, theirs is kept
+    assert receiver.unprotect(packets[0]) is None and receiver.replay_failures == 1
+    assert receiver.unprotect(sender.protect(rtp(4))) is not None
+    # a new key from the peer: a new receive session; packets under the old key fail auth
+    new_theirs = generate_key(suite)
+    receiver.rekey(suite, generate_key(suite), new_theirs)
+    assert receiver.unprotect(sender.protect(rtp(5))) is None
+    assert receiver.unprotect(SrtpContext(suite, new_theirs, ours).protect(rtp(6))) is not None

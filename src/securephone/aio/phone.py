@@ -382,12 +382,24 @@ class Phone:
                 sdp.path, required=required, allow_key_export=self._export_keys
             )
         else:
-            context = sdp.keying.context(allow_key_export=self._export_keys) if sdp.keying else None
-            channel.stream.set_srtp(context, required=required)
-            if context is not None and self._export_keys:
-                self._write_key_export(context)
+            self._key_sdes(channel.stream, sdp, required)
         channel.set_remote(media.remote_address, media.remote_port, media.remote_rtcp_port)
         channel.start()
+
+    def _key_sdes(self, stream: MediaStream, sdp: SdpMedia, required: bool) -> None:
+        """SDES keys from the last offer/answer; a direction whose key stayed keeps its session
+        (and its replay window) across a re-INVITE."""
+        choice = sdp.keying
+        current = stream.srtp
+        if choice is not None and current is not None:
+            current.rekey(choice.suite, choice.local_key, choice.remote_key)
+            stream.require_srtp = required
+            context: SrtpContext | None = current
+        else:
+            context = choice.context(allow_key_export=self._export_keys) if choice else None
+            stream.set_srtp(context, required=required)
+        if context is not None and self._export_keys:
+            self._write_key_export(context)
 
     def _keying_event(self, call: Call, event: KeyingEvent) -> None:
         """Keys agreed, failed or updated in the media path (ZRTP): act, then tell everyone."""

@@ -371,6 +371,24 @@ class SrtpContext:
         """The context an SDES exchange agreed on."""
         return choice.context(allow_key_export=allow_key_export)
 
+    def rekey(self, suite: str, local_key: bytes, remote_key: bytes) -> None:
+        """Take the keys of a new offer/answer, keeping each direction whose key did not change.
+
+        A re-INVITE that keeps the peer's key keeps our receive session, and with it the replay
+        window (RFC 3711 §3.3.2): packets from before the re-INVITE cannot be replayed after it.
+        """
+        new_suite = _suite(suite)
+        same_suite = new_suite.name == self.suite.name
+        local = _check_key(new_suite, local_key, "local")
+        remote = _check_key(new_suite, remote_key, "remote")
+        if not same_suite or local != self._local_key:
+            self._tx = pylibsrtp.Session(_policy(new_suite, local, _Policy.SSRC_ANY_OUTBOUND))
+            self._local_key = local
+        if not same_suite or remote != self._remote_key:
+            self._rx = pylibsrtp.Session(_policy(new_suite, remote, _Policy.SSRC_ANY_INBOUND))
+            self._remote_key = remote
+        self.suite = new_suite
+
     def __repr__(self) -> str:
         return (
             f"<SrtpContext {self.suite.name} protected={self.protected} "
