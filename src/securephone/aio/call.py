@@ -205,6 +205,7 @@ class Call:
             "end_to_end": bool(method is not None and method.end_to_end),
             "keys_agreed": keyed,
             "path": path,
+            "alarms": list(sdp.alarms) if sdp is not None else [],
         }
 
     # -- figures -----------------------------------------------------------------------------------

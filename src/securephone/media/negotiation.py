@@ -80,6 +80,7 @@ class SdpMedia:
         self.resources = resources
         self.method: KeyingMethod | None = None  # decided by the first offer/answer
         self.path: PathKeying | None = None  # the media-path keying (ZRTP), when chosen
+        self.alarms: list[str] = []  # security alarms users must see (refused downgrades)
         self.session_id = secrets.randbelow(2**62)
         self.local: SessionDescription | None = None
         self.remote: SessionDescription | None = None
@@ -214,9 +215,19 @@ class SdpMedia:
             mandatory = self.srtp.mode == "mandatory" and exc.status_hint == 488
             security = mandatory and not self._offer_keyed(body)
             raise MediaError(str(exc), exc.status_hint, security=security) from None
+        if self.keying is not None and keying is None:
+            self._downgrade("a re-offer without SRTP keys would make the call plain RTP")
         self.remote, self.local, self.negotiated = offer, answer, negotiated
         self._keyed(keying, "the offer carried no usable a=crypto line")
         return answer.to_bytes()
+
+    def _downgrade(self, what: str) -> None:
+        """Refuse a change that would lower the call's security (488); the call goes on as it was
+        and the alarm stays on the call for every interface to show."""
+        alarm = f"downgrade refused: {what}"
+        self.alarms.append(alarm)
+        log.warning("media %s", alarm)
+        raise MediaError(alarm, 488, security=True)
 
     @staticmethod
     def _offer_keyed(body: bytes) -> bool:
