@@ -126,3 +126,24 @@ async def test_commands_on_ended_calls_and_unanswered_ring_timeout() -> None:
     finally:
         await alice.stop()
         await bob.stop()
+
+
+async def test_a_far_end_that_goes_silent_is_hung_up() -> None:
+    """A caller that stops sending media after the ACK must not hold a call slot for ever."""
+    alice, bob = Phone(config()), Phone(config(auto_answer=True, rtp_timeout=1.0))
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(uri(bob))
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their: Call = next(iter(bob.calls.values()))
+        await until(lambda: their.summary()["media"]["packets_received"] > 5)
+        assert call.channel is not None
+        call.channel.close()  # alice's media stops; her signalling stays up
+        await their.wait_ended(5)
+        assert their.ending is CallEnding.TIMED_OUT and "no media" in their.reason
+        await call.wait_ended(5)
+        assert call.ending is CallEnding.HUNG_UP_THERE
+    finally:
+        await alice.stop()
+        await bob.stop()

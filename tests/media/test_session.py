@@ -584,3 +584,17 @@ def test_with_mandatory_srtp_a_forged_packet_from_elsewhere_is_dropped_not_recor
     assert bob.counters.foreign_source == 0
     assert bob.counters.packets_received == 1
     assert bob.srtp is not None and bob.srtp.auth_failures == 1
+
+
+def test_silence_is_judged_from_the_last_packet_and_not_while_held() -> None:
+    alice, bob = pair()
+    assert not bob.silent(5.0, since=0.0, timeout=10)
+    assert bob.silent(10.0, since=0.0, timeout=10)  # never heard anything
+    deliver(send(alice, 1), bob)  # heard at t=0
+    bob.receive(send(alice, 1)[0], ALICE, 8.0)
+    assert not bob.silent(17.0, since=0.0, timeout=10)
+    assert bob.silent(18.0, since=0.0, timeout=10)
+    assert not bob.silent(18.0, since=15.0, timeout=10)  # a re-INVITE at 15 starts anew
+    assert not bob.silent(100.0, since=0.0, timeout=0)  # 0 = never
+    bob.configure(negotiated(ALICE, local_direction="sendonly"))  # they need not send to us
+    assert not bob.silent(100.0, since=0.0, timeout=10)

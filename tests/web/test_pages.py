@@ -82,7 +82,12 @@ async def test_settings_form(client: httpx.AsyncClient, manager: PhoneManager) -
     assert response.status_code == 303
     assert manager.config.calls.auto_answer is True and manager.config.calls.max_calls == 2
     saved = tomllib.loads(manager.config_path.read_text())
-    assert saved["calls"] == {"max_calls": 2, "auto_answer": True, "ring_timeout": 45.0}
+    assert saved["calls"] == {
+        "max_calls": 2,
+        "auto_answer": True,
+        "ring_timeout": 45.0,
+        "rtp_timeout": 60.0,
+    }
 
 
 async def test_web_form_error(client: httpx.AsyncClient) -> None:

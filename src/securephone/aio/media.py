@@ -103,6 +103,8 @@ class MediaChannel:
         on_digit: Callable[[DtmfDigit], None] | None = None,
         on_source_end: Callable[[], None] | None = None,
         on_keying: Callable[[KeyingEvent], None] | None = None,
+        on_silence: Callable[[float], None] | None = None,
+        silence_timeout: float = 0.0,
     ) -> None:
         self.stream = stream
         self.rtp, self.rtcp = sockets
@@ -111,6 +113,10 @@ class MediaChannel:
         self.on_digit = on_digit
         self.on_source_end = on_source_end
         self.on_keying = on_keying
+        self.on_silence = on_silence  # called once when the peer stops sending media
+        self.silence_timeout = silence_timeout  # seconds; 0 = never
+        self._media_since = 0.0  # when the current offer/answer took effect
+        self._silence_reported = False
         self.local: tuple[str, int] = self.rtp.getsockname()[:2]
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
@@ -130,6 +136,8 @@ class MediaChannel:
         """Where RTP and RTCP go (from the negotiated SDP)."""
         self.remote = (address, port)
         self.remote_rtcp = (address, rtcp_port)
+        if self._loop is not None:  # a re-INVITE (resume, new address): silence counts anew
+            self._media_since = self._loop.time()
 
     def start(self) -> None:
         """Start reading and the paced sending; idempotent."""
@@ -139,7 +147,7 @@ class MediaChannel:
         self._loop = loop
         loop.add_reader(self.rtp.fileno(), self._readable, self.rtp)
         loop.add_reader(self.rtcp.fileno(), self._readable, self.rtcp)
-        self._start = loop.time()
+        self._start = self._media_since = loop.time()
         if self.stream.keying is not None:
             self.stream.keying.start(self._start)
             self._drive_keying(self._start)
@@ -177,8 +185,16 @@ class MediaChannel:
         self.sink.write_frame(self.stream.playout(now))
         if self.stream.rtcp_due(now):
             self._send_rtcp(now)
+        self._check_silence(now)
         self._tick += 1
         self._handle = loop.call_at(self._start + self._tick * self._ptime(), self._on_tick)
+
+    def _check_silence(self, now: float) -> None:
+        if self._silence_reported or self.on_silence is None:
+            return
+        if self.stream.silent(now, self._media_since, self.silence_timeout):
+            self._silence_reported = True
+            self.on_silence(self.silence_timeout)
 
     def _send_frame(self, scheduled: float, now: float) -> None:
         frame = None if self._source_done else self.source.read_frame()

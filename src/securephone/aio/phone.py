@@ -418,6 +418,13 @@ class Phone:
         for listener in list(self._listeners):
             listener(notice)
 
+    def _silent(self, call: Call, seconds: float) -> None:
+        """The far end stopped sending media: a dead peer must not hold a call slot for ever."""
+        if call.state is CallState.CONNECTED:
+            reason = f"no media from the far end for {seconds:g} s"
+            log.warning("call %s: %s; hanging up", call.key[:8], reason)
+            self._command(lambda ua, now: ua.terminate(call.key, CallEnding.TIMED_OUT, reason, now))
+
     def _keying_failed(self, call: Call, event: KeyingFailed) -> None:
         sdp = call.sdp
         if sdp is not None and sdp.srtp.mode == "mandatory" and not call.ended:
@@ -512,6 +519,8 @@ class Phone:
 
         channel.on_digit = digit
         channel.on_keying = lambda event: self._keying_event(call, event)
+        channel.on_silence = lambda seconds: self._silent(call, seconds)
+        channel.silence_timeout = self.config.calls.rtp_timeout
         channel.source = self.source_factory(call)
         channel.sink = self.sink_factory(call)
         call.sdp, call.channel = sdp, channel

@@ -103,6 +103,7 @@ class MediaStream:
         self._peer_authenticated = False
         self.plain_dropped = 0
         self.last_source: Address | None = None  # where the last accepted packet came from
+        self.last_heard: float | None = None  # when the peer's media (or keying) last reached us
 
     # -- configuration -------------------------------------------------------------------------
     def configure(self, negotiated: NegotiatedMedia) -> None:
@@ -242,6 +243,7 @@ class MediaStream:
                 self.keying_dropped += 1
             else:
                 self.keying.receive(data, source, now)
+                self.last_heard = now
             return []
         if is_rtcp(data):
             self.receive_rtcp(data, source, now)
@@ -278,6 +280,15 @@ class MediaStream:
         self.last_source = (source[0], source[1])
         return True
 
+    def silent(self, now: float, since: float, timeout: float) -> bool:
+        """True when the peer, who should be sending, sent nothing we accepted for ``timeout`` s
+        (counted from ``since`` when it never did). A peer that holds us is not expected to send."""
+        media = self.negotiated
+        if timeout <= 0 or media is None or not media.can_receive:
+            return False
+        last = self.last_heard if self.last_heard is not None else since
+        return now - max(last, since) >= timeout
+
     def _unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
         """SRTP/SRTCP check and decrypt; a failing packet is dropped (and counted by the context)."""
         if self.srtp is not None:
@@ -292,6 +303,7 @@ class MediaStream:
     ) -> list[DtmfDigit]:
         self.counters.packets_received += 1
         self.counters.bytes_received += len(packet.payload)
+        self.last_heard = now
         if self._stats is None or self._stats.ssrc != packet.ssrc:
             self._stats = RtpReceiverStats(media.clock_rate, packet.ssrc)
         self._stats.update(packet, now)
@@ -386,6 +398,7 @@ class MediaStream:
         if not self._accept_source(source, rtcp=True):
             return
         self.counters.rtcp_received += 1
+        self.last_heard = now
         for packet in packets:
             if isinstance(packet, rtcp.SenderReport):
                 self._last_sr = (rtcp.ntp_middle32(packet.ntp_timestamp), now)

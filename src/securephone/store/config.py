@@ -170,6 +170,9 @@ class CallSettings(_Model):
     auto_answer: bool = False
     # an unanswered incoming call is refused with 480 after this many seconds
     ring_timeout: float = Field(default=120.0, gt=0, le=3600)
+    # a connected call whose far end sends no media (RTP, RTCP or keying) for this long is hung
+    # up (0 = never); a far end that holds us is not expected to send
+    rtp_timeout: float = Field(default=60.0, ge=0, le=86400)
 
 
 class WebSettings(_Model):
