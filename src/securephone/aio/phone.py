@@ -533,12 +533,7 @@ class Phone:
         An unanswered call is cancelled after ``ring_timeout`` seconds (the core's timer).
         """
         ua = self._core()
-        try:
-            uri = SipUri.parse(target)
-        except ProtocolError as exc:
-            raise PhoneError(f"bad URI {target!r}: {exc}") from None
-        if account is not None and account not in ua.accounts:
-            raise PhoneError(f"no account named {account!r}")
+        uri = self._target(target, account)
         try:
             transport = ua.router.route_peer(ua.router.account(account), uri).transport
         except ValueError as exc:
@@ -554,6 +549,16 @@ class Phone:
         self.calls[call.key] = call
         self._pump()
         return call
+
+    def _target(self, target: str, account: str | None) -> SipUri:
+        """A request target given by the user, and the account to use: PhoneError if either is bad."""
+        try:
+            uri = SipUri.parse(target)
+        except ProtocolError as exc:
+            raise PhoneError(f"bad URI {target!r}: {exc}") from None
+        if account is not None and account not in self._core().accounts:
+            raise PhoneError(f"no account named {account!r}")
+        return uri
 
     # -- typed call commands (the Call handle and the web actions use these) ----------------------
     def answer(self, call: Call) -> None:
@@ -623,12 +628,7 @@ class Phone:
     async def request(self, method: str, target: str, *, account: str | None = None) -> Response:
         """Send an out-of-dialog request (OPTIONS, ...) and return its final response."""
         ua = self._core()
-        try:
-            uri = SipUri.parse(target)
-        except Exception as exc:
-            raise PhoneError(f"bad URI {target!r}: {exc}") from None
-        if account is not None and account not in ua.accounts:
-            raise PhoneError(f"no account named {account!r}")
+        uri = self._target(target, account)
         handle = ua.request(method, uri, self._now(), account=account)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiters[handle] = future
