@@ -207,13 +207,50 @@ async def test_bearer_token(manager: PhoneManager, client: httpx.AsyncClient) ->
     async with client_for(manager) as robot:
         bearer = {"authorization": f"Bearer {secret}"}
         assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 200
-        created = await robot.post("/api/v1/tokens", json={"label": "more"}, headers=bearer)
-        assert created.status_code == 201  # no CSRF token needed: browsers never send bearers
+        revoked = await robot.delete("/api/v1/tokens/nothing", headers=bearer)
+        assert revoked.status_code == 404  # no CSRF token needed: browsers never send bearers
         response = await robot.get("/api/v1/status", headers={"authorization": "Bearer sp_wrong"})
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         response = await robot.get("/api/v1/status")
         assert response.status_code == 401
         assert (await robot.get("/", headers=bearer)).status_code == 303  # pages need a login
+
+
+async def test_a_bearer_token_cannot_mint_tokens(
+    manager: PhoneManager, client: httpx.AsyncClient
+) -> None:
+    headers = await ready(client)
+    made = await client.post("/api/v1/tokens", json={"label": "ci"}, headers=headers)
+    bearer = {"authorization": f"Bearer {made.json()['token']}"}
+    async with client_for(manager) as robot:
+        response = await robot.post("/api/v1/tokens", json={"label": "more"}, headers=bearer)
+        assert response.status_code == 403 and "session" in response.json()["detail"]
+    assert [t.label for t in manager.users.tokens()] == ["ci"]
+
+
+async def test_a_password_change_revokes_every_token_of_the_user(
+    manager: PhoneManager, client: httpx.AsyncClient
+) -> None:
+    headers = await ready(client)
+    secrets = []
+    for label in ("ci", "backup"):
+        made = await client.post("/api/v1/tokens", json={"label": label}, headers=headers)
+        secrets.append(made.json()["token"])
+    async with client_for(manager) as robot:
+        for secret in secrets:
+            bearer = {"authorization": f"Bearer {secret}"}
+            assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 200
+        response = await client.post(
+            "/api/v1/password",
+            json={"current_password": NEW_PASSWORD, "new_password": "yet-another-password"},
+            headers=headers,
+        )
+        assert response.status_code == 200
+        for secret in secrets:
+            bearer = {"authorization": f"Bearer {secret}"}
+            assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 401
+    assert manager.users.tokens() == []
+    assert (await client.get("/api/v1/status")).status_code == 200  # the changing session stays
 
 
 # -- lockout -----------------------------------------------------------------------------------------------------

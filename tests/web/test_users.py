@@ -92,6 +92,14 @@ def test_tokens_are_stored_as_digests_and_can_be_revoked(tmp_path: Path) -> None
     assert not users.revoke_token(token.id)
 
 
+def test_a_new_password_revokes_the_users_tokens_on_disk_too(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    _, secret = users.create_token("admin", "monitoring")
+    users.change_password("admin", DEFAULT_PASSWORD, "a-much-better-secret")
+    assert users.check_token(secret) is None
+    assert store(tmp_path).tokens() == []  # the revocation was saved with the new hash
+
+
 def test_broken_users_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "users.json").write_text("{not json")
     with pytest.raises(UserError, match="not a valid users file"):

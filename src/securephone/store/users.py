@@ -164,11 +164,15 @@ class UserStore:
         return self.hasher.hash(new)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
-        """Store a hash made by :meth:`hash_new_password` and clear the forced change."""
+        """Store a hash made by :meth:`hash_new_password`, clear the forced change and revoke
+        every API token of the user (in the same write): a token made while someone else knew
+        the old password must not outlive it."""
         user = self._data.users[name]
         user.password_hash, user.must_change, user.changed_at = password_hash, False, time.time()
+        revoked = [t for t in self._data.tokens if t.user == name]
+        self._data.tokens = [t for t in self._data.tokens if t.user != name]
         self.save()
-        log.info("web user %s changed the password", name)
+        log.info("web user %s changed the password; %d API token(s) revoked", name, len(revoked))
 
     def change_password(self, name: str, old: str, new: str) -> None:
         """Verify ``old``, check ``new`` and store it (synchronous; for tools and tests)."""

@@ -24,6 +24,7 @@ from securephone.store.config import (
 )
 from securephone.web import actions
 from securephone.web.auth import (
+    AuthError,
     Principal,
     api_principal,
     authenticate,
@@ -381,7 +382,10 @@ async def list_tokens(request: Request, who: Auth) -> list[TokenOut]:
 
 @router.post("/tokens", response_model=TokenOut, status_code=201)
 async def create_token(request: Request, body: TokenIn, who: Auth) -> TokenOut:
-    """A new bearer token; its secret is in this response only."""
+    """A new bearer token; its secret is in this response only. Only a logged-in session
+    (with its X-CSRF-Token) may make one: a bearer token never mints another (403)."""
+    if who.session is None:
+        raise AuthError("API tokens are created from a logged-in session, not a bearer token", 403)
     token, secret = manager_of(request).users.create_token(who.user, body.label)
     return TokenOut(
         id=token.id, label=token.label, user=token.user, created_at=token.created_at, token=secret

@@ -140,7 +140,8 @@ async def authenticate(request: Request, user: str, password: str) -> Session:
 async def change_password(
     request: Request, user: str, old: str, new: str, keep: str | None
 ) -> None:
-    """Verify ``old``, enforce the policy, store ``new``; end the user's other sessions."""
+    """Verify ``old``, enforce the policy, store ``new``; end the user's other sessions and
+    revoke all the user's API tokens (the store does that with the new hash)."""
     manager = manager_of(request)
     if not await asyncio.to_thread(manager.users.verify, user, old):
         raise AuthError("the current password is wrong", 400)
