@@ -18,11 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from securephone.store.config import config_to_dict, load_config
+from securephone.store.config import WebSettings, config_to_dict, load_config
 from securephone.web import actions, backup
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
-from securephone.web.server import bind
+from securephone.web.server import bind, redirect_app, redirect_host
 
 from ..helpers import await_until
 from .certs import pki
@@ -182,11 +182,44 @@ async def test_http_redirects_to_https(tmp_path: Path) -> None:
     try:
         https_port = urlsplit(url_of(mgr)).port
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{redirect_port}/system?x=1")
-            assert response.status_code == 308
-            assert response.headers["location"] == f"https://127.0.0.1:{https_port}/system"
+            response = await client.get(f"http://127.0.0.1:{redirect_port}/calls/a%20b?x=1&y=%2F")
+            assert response.status_code == 308  # the query string is kept, encoded as sent
+            assert response.headers["location"] == (
+                f"https://127.0.0.1:{https_port}/calls/a%20b?x=1&y=%2F"
+            )
+            response = await client.get(
+                f"http://127.0.0.1:{redirect_port}/login", headers={"host": "evil.example"}
+            )
+            assert response.status_code == 308  # the Host header is never reflected
+            assert response.headers["location"] == f"https://127.0.0.1:{https_port}/login"
     finally:
         await mgr.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "listen", "expected"),
+    [
+        ("phone.example.com", "0.0.0.0", "https://phone.example.com:8443/a?b=1"),
+        (None, "0.0.0.0", "https://192.0.2.7:8443/a?b=1"),  # the local address of the socket
+        (None, "::1", "https://[::1]:8443/a?b=1"),
+    ],
+)
+async def test_redirect_target_comes_from_the_configuration(
+    name: str | None, listen: str, expected: str
+) -> None:
+    settings = WebSettings(server_name=name, listen_address=listen, http_redirect_port=8080)
+    app = redirect_app(8443, redirect_host(settings, listen))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.7") as client:
+        response = await client.get("/a?b=1", headers={"host": "evil.example:80"})
+    assert response.status_code == 308 and response.headers["location"] == expected
+
+
+def test_server_name_must_be_a_host_name() -> None:
+    assert WebSettings(server_name="Phone.Example.COM").server_name == "phone.example.com"
+    for bad in ("evil.example/x", "a b", "x@y", "-bad.example"):
+        with pytest.raises(ValueError, match="not a host name"):
+            WebSettings(server_name=bad)
 
 
 async def test_imported_https_pem_is_served_and_trusted_with_its_ca(served: PhoneManager) -> None:

@@ -148,21 +148,24 @@ def _url(scheme: str, address: str, port: int) -> str:
     return f"{scheme}://{host}/" if default else f"{scheme}://{host}:{port}/"
 
 
-def redirect_app(https_port: int) -> ASGIApp:
-    """An ASGI app that sends every HTTP request to the same host on HTTPS (308)."""
+def redirect_app(https_port: int, host: str | None) -> ASGIApp:
+    """An ASGI app that sends every HTTP request to HTTPS (308, RFC 9110 §15.4.9).
+
+    The target host is ``host`` (the configured server name or listen address); only when the
+    server listens on every address is it the local address the connection arrived at. The
+    request's Host header is never used, so the Location cannot be pointed elsewhere. Path and
+    query string are kept as sent (h11 has checked the request target).
+    """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers = dict(scope.get("headers") or [])
-        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]")
-        if not host or any(
-            c not in "abcdefghijklmnopqrstuvwxyz0123456789.-:" for c in host.lower()
-        ):
-            host = scope["server"][0] if scope.get("server") else "localhost"
-        host = f"[{host}]" if ":" in host else host
+        target = host or (str(scope["server"][0]) if scope.get("server") else "localhost")
+        target = f"[{target}]" if ":" in target else target
         port = "" if https_port == 443 else f":{https_port}"
-        location = f"https://{host}{port}{scope.get('path', '/')}"
+        path = bytes(scope.get("raw_path") or b"/").decode("latin-1")
+        query = bytes(scope.get("query_string") or b"").decode("latin-1")
+        location = f"https://{target}{port}{path}" + (f"?{query}" if query else "")
         await send(
             {
                 "type": "http.response.start",
@@ -173,6 +176,13 @@ def redirect_app(https_port: int) -> ASGIApp:
         await send({"type": "http.response.body", "body": b""})
 
     return app
+
+
+def redirect_host(settings: WebSettings, address: str) -> str | None:
+    """Where the HTTP redirect points: the server name, else the listen address (None: any)."""
+    if settings.server_name:
+        return settings.server_name
+    return None if ipaddress.ip_address(address).is_unspecified else address
 
 
 @dataclass
@@ -270,7 +280,9 @@ class WebServer:
             except OSError:
                 sock.close()
                 raise
-            redirect = self._listener(redirect_app(actual), rsock, None)
+            redirect = self._listener(
+                redirect_app(actual, redirect_host(settings, address)), rsock, None
+            )
         return Pending(settings, main, redirect, _url(settings.type, address, actual), cert)
 
     async def start(self, settings: WebSettings) -> str:
