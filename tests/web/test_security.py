@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -277,8 +278,73 @@ async def test_five_failures_lock_the_address_and_are_logged(
         assert page.status_code == 429 and "too many failed logins" in page.text
     async with client_for(manager, address="10.2.2.2") as someone_else:
         assert (await api_login(someone_else))["x-csrf-token"]
-    assert "web login locked for 10.1.1.1" in caplog.text
+    assert "web login locked for address 10.1.1.1" in caplog.text
     assert "guess-" not in caplog.text  # tried passwords are never logged
+
+
+async def test_concurrent_wrong_logins_get_no_more_checks_than_the_budget(
+    manager: PhoneManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    verify = manager.users.verify
+
+    def counting(user: str, password: str) -> bool:
+        checks.append(password)
+        return verify(user, password)
+
+    monkeypatch.setattr(manager.users, "verify", counting)
+    async with client_for(manager, address="10.3.3.3") as attacker:
+        responses = await asyncio.gather(
+            *(
+                attacker.post("/api/v1/session", json={"username": "admin", "password": f"g{n}"})
+                for n in range(40)
+            )
+        )
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {401, 429} and codes.count(401) <= 4
+        assert len(checks) == manager.throttle.max_failures  # 5 checks, then the lock
+        response = await attacker.post(
+            "/api/v1/session", json={"username": "admin", "password": "admin"}
+        )
+        assert response.status_code == 429  # locked, even with the right password
+        assert len(checks) == manager.throttle.max_failures
+
+
+async def test_failures_from_many_addresses_lock_the_user(manager: PhoneManager) -> None:
+    for n in range(5):  # 2 wrong guesses from each of 5 addresses: no address reaches 5
+        async with client_for(manager, address=f"10.4.4.{n}") as attacker:
+            for guess in range(2):
+                response = await attacker.post(
+                    "/api/v1/session", json={"username": "admin", "password": f"g{guess}"}
+                )
+        assert response.status_code == (429 if n == 4 else 401)
+    async with client_for(manager, address="10.5.5.5") as elsewhere:
+        response = await elsewhere.post(
+            "/api/v1/session", json={"username": "admin", "password": "admin"}
+        )
+        assert response.status_code == 429 and "try again in" in response.json()["detail"]
+        response = await elsewhere.post(
+            "/api/v1/session", json={"username": "someone", "password": "admin"}
+        )
+        assert response.status_code == 401  # other user names are not locked
+
+
+async def test_many_failing_addresses_slow_every_login_down(
+    manager: PhoneManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr("securephone.web.auth._pause", pause)
+    throttle = manager.throttle
+    for n in range(throttle.global_failures):
+        throttle.failure(f"10.6.{n // 200}.{n % 200}", f"user{n}")
+    assert pauses == []
+    async with client_for(manager, address="10.7.7.7") as someone:
+        assert (await api_login(someone))["x-csrf-token"]  # still possible, only slower
+    assert pauses == [throttle.global_delay]
 
 
 # -- headers ----------------------------------------------------------------------------------------------------
