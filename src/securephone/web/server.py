@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -32,6 +33,7 @@ from securephone.pki.certs import (
 )
 from securephone.store.config import WebSettings
 from securephone.web.certstore import SELF_SIGNED_NAME
+from securephone.web.connections import ConnectionGuard, ConnectionLimits, GuardedH11
 from securephone.web.settings import default_port, is_root, resolved_port
 
 log = logging.getLogger("securephone.web")
@@ -47,11 +49,20 @@ WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the phone owns SIGINT/SIGTERM."""
+    """uvicorn without its own signal handlers (the phone owns SIGINT/SIGTERM), its
+    connections behind a :class:`ConnectionGuard`."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.guard.close_pending()  # uvicorn does not know the connections still in handshake
+        await super().shutdown(sockets)
 
 
 @dataclass(frozen=True)
@@ -187,7 +198,7 @@ def redirect_host(settings: WebSettings, address: str) -> str | None:
 
 @dataclass
 class _Listener:
-    server: uvicorn.Server
+    server: _EmbeddedServer
     sock: socket.socket
     task: asyncio.Task[None] | None = None
 
@@ -217,14 +228,28 @@ class Pending:
 class WebServer:
     """The web management server of one phone (uvicorn tasks on the running loop)."""
 
-    def __init__(self, app: ASGIApp, data_dir: Path, default_address: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        data_dir: Path,
+        default_address: str,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.app = app
+        self.limits = limits or ConnectionLimits()
         self.data_dir = data_dir
         self.default_address = default_address
         self.url = ""
         self.certificate: WebCertificate | None = None
         self._main: _Listener | None = None
         self._redirect: _Listener | None = None
+
+    @property
+    def main_guard(self) -> ConnectionGuard:
+        """The connection guard of the main listener (its limits and counts)."""
+        if self._main is None:
+            raise RuntimeError("the web server is not running")
+        return self._main.server.guard
 
     def _listener(
         self, app: ASGIApp, sock: socket.socket, cert: WebCertificate | None
@@ -240,12 +265,13 @@ class WebServer:
             ws="none",
             timeout_keep_alive=5,
             timeout_graceful_shutdown=3,
-            limit_concurrency=200,
+            limit_concurrency=None,  # the guard limits connections (uvicorn would answer 503)
         )
         config.load()
-        if cert is not None:
-            config.ssl = ssl_context(cert)
-        return _Listener(_EmbeddedServer(config), sock)
+        guard = ConnectionGuard(self.limits)
+        tls = ssl_context(cert) if cert is not None else None  # TLS is done by GuardedH11
+        config.http_protocol_class = functools.partial(GuardedH11, guard=guard, tls=tls)  # type: ignore[assignment]
+        return _Listener(_EmbeddedServer(config, guard), sock)
 
     def _socket_for(self, address: str, port: int, current: _Listener | None) -> socket.socket:
         """A new bound socket, or a duplicate of the current one when nothing moves.
