@@ -22,7 +22,7 @@ from securephone.store.config import WebSettings, config_to_dict, load_config
 from securephone.web import actions, backup
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
-from securephone.web.server import bind, redirect_app, redirect_host
+from securephone.web.server import bind, redirect_app, redirect_host, ssl_context
 
 from ..helpers import await_until
 from .certs import pki
@@ -265,3 +265,26 @@ async def test_restore_with_another_web_port_moves_the_server(served: PhoneManag
     assert url_of(served) == new_url
     saved = load_config(served.config_path)
     assert saved.web.port == new_port and served.web.port == new_port
+
+
+async def test_the_web_server_offers_forward_secret_aead_suites_only(served: PhoneManager) -> None:
+    assert served.server is not None and served.server.certificate is not None
+    suites = ssl_context(served.server.certificate).get_ciphers()
+    assert suites and all(s["aead"] for s in suites), [s["name"] for s in suites if not s["aead"]]
+    assert all(s["kea"] in ("kx-ecdhe", "kx-any") for s in suites)  # kx-any: TLS 1.3
+    parts = urlsplit(url_of(served))
+
+    async def handshake(ciphers: str) -> str:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        _, writer = await asyncio.open_connection(parts.hostname, parts.port, ssl=ctx)
+        cipher = writer.get_extra_info("cipher")[0]
+        writer.close()
+        return str(cipher)
+
+    for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await handshake(cbc)  # LUCKY13-prone CBC suites are not offered
+    assert await handshake("ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDHE-ECDSA-AES128-GCM-SHA256"
