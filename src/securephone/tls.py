@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import os
 import ssl
 import warnings
 from dataclasses import dataclass
@@ -60,10 +61,27 @@ def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
         except ssl.SSLError:
             raise TlsConfigError(f"no usable cipher in {settings.ciphers!r}") from None
     if settings.keylog_file is not None:
+        private_keylog(settings.keylog_file)
         ctx.keylog_filename = str(settings.keylog_file)
         log.warning("TLS key log is ON: session keys are written to %s", settings.keylog_file)
     if settings.certificate is not None:
         _load_chain(ctx, settings.certificate, settings.key_file)
+
+
+def private_keylog(path: Path) -> None:
+    """Create the TLS key log as the owner's alone (0600) before OpenSSL appends to it: OpenSSL
+    would create it with the umask's mode (usually world-readable). TlsConfigError when it
+    cannot be opened."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise TlsConfigError(f"cannot open the TLS key log {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _load_chain(ctx: ssl.SSLContext, certificate: Path, key_file: Path | None) -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from securephone.aio.phone import Phone
+from securephone.store.config import config_to_dict
 from securephone.web.backup import MAGIC
 from securephone.web.manager import PhoneManager
 
@@ -439,3 +440,48 @@ async def test_answer_an_incoming_call_through_the_api(
         )
     finally:
         await caller.stop(2)
+
+
+# -- strict types --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/settings/calls", {"max_calls": True}, "max_calls"),
+        ("/api/v1/settings/calls", {"max_calls": "3"}, "max_calls"),
+        ("/api/v1/settings/calls", {"auto_answer": 1}, "auto_answer"),
+        ("/api/v1/settings/calls", {"auto_answer": "yes"}, "auto_answer"),
+        ("/api/v1/settings/sip", {"udp_port": 5060.0}, "udp_port"),
+        ("/api/v1/settings/media", {"jitter_buffer_frames": "3"}, "jitter_buffer_frames"),
+        ("/api/v1/settings/web", {"port": False}, "port"),
+        ("/api/v1/settings/tls", {"verify_server": 0}, "verify_server"),
+    ],
+)
+async def test_json_values_of_the_wrong_type_are_refused(
+    client: httpx.AsyncClient,
+    api: dict[str, str],
+    manager: PhoneManager,
+    path: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    before = config_to_dict(manager.config, include_secrets=True)
+    response = await client.put(path, json=body, headers=api)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"]
+    assert config_to_dict(manager.config, include_secrets=True) == before
+
+
+async def test_wrong_types_in_other_bodies_are_refused(
+    client: httpx.AsyncClient, api: dict[str, str]
+) -> None:
+    for path, body in (
+        ("/api/v1/session", {"username": "admin", "password": 12345678901}),
+        ("/api/v1/accounts", {**ACCOUNT, "register": "false"}),
+        ("/api/v1/accounts", {**ACCOUNT, "expires": "600"}),
+        ("/api/v1/backup", {"include_secrets": 1}),
+        ("/api/v1/tokens", {"label": 7}),
+    ):
+        response = await client.post(path, json=body, headers=api)
+        assert response.status_code == 422, (path, body, response.text)
+    response = await client.put("/api/v1/settings/calls", json={"max_calls": 3}, headers=api)
+    assert response.status_code == 200  # the right types still work

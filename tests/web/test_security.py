@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -207,13 +208,50 @@ async def test_bearer_token(manager: PhoneManager, client: httpx.AsyncClient) ->
     async with client_for(manager) as robot:
         bearer = {"authorization": f"Bearer {secret}"}
         assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 200
-        created = await robot.post("/api/v1/tokens", json={"label": "more"}, headers=bearer)
-        assert created.status_code == 201  # no CSRF token needed: browsers never send bearers
+        revoked = await robot.delete("/api/v1/tokens/nothing", headers=bearer)
+        assert revoked.status_code == 404  # no CSRF token needed: browsers never send bearers
         response = await robot.get("/api/v1/status", headers={"authorization": "Bearer sp_wrong"})
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         response = await robot.get("/api/v1/status")
         assert response.status_code == 401
         assert (await robot.get("/", headers=bearer)).status_code == 303  # pages need a login
+
+
+async def test_a_bearer_token_cannot_mint_tokens(
+    manager: PhoneManager, client: httpx.AsyncClient
+) -> None:
+    headers = await ready(client)
+    made = await client.post("/api/v1/tokens", json={"label": "ci"}, headers=headers)
+    bearer = {"authorization": f"Bearer {made.json()['token']}"}
+    async with client_for(manager) as robot:
+        response = await robot.post("/api/v1/tokens", json={"label": "more"}, headers=bearer)
+        assert response.status_code == 403 and "session" in response.json()["detail"]
+    assert [t.label for t in manager.users.tokens()] == ["ci"]
+
+
+async def test_a_password_change_revokes_every_token_of_the_user(
+    manager: PhoneManager, client: httpx.AsyncClient
+) -> None:
+    headers = await ready(client)
+    secrets = []
+    for label in ("ci", "backup"):
+        made = await client.post("/api/v1/tokens", json={"label": label}, headers=headers)
+        secrets.append(made.json()["token"])
+    async with client_for(manager) as robot:
+        for secret in secrets:
+            bearer = {"authorization": f"Bearer {secret}"}
+            assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 200
+        response = await client.post(
+            "/api/v1/password",
+            json={"current_password": NEW_PASSWORD, "new_password": "yet-another-password"},
+            headers=headers,
+        )
+        assert response.status_code == 200
+        for secret in secrets:
+            bearer = {"authorization": f"Bearer {secret}"}
+            assert (await robot.get("/api/v1/status", headers=bearer)).status_code == 401
+    assert manager.users.tokens() == []
+    assert (await client.get("/api/v1/status")).status_code == 200  # the changing session stays
 
 
 # -- lockout -----------------------------------------------------------------------------------------------------
@@ -240,8 +278,73 @@ async def test_five_failures_lock_the_address_and_are_logged(
         assert page.status_code == 429 and "too many failed logins" in page.text
     async with client_for(manager, address="10.2.2.2") as someone_else:
         assert (await api_login(someone_else))["x-csrf-token"]
-    assert "web login locked for 10.1.1.1" in caplog.text
+    assert "web login locked for address 10.1.1.1" in caplog.text
     assert "guess-" not in caplog.text  # tried passwords are never logged
+
+
+async def test_concurrent_wrong_logins_get_no_more_checks_than_the_budget(
+    manager: PhoneManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    verify = manager.users.verify
+
+    def counting(user: str, password: str) -> bool:
+        checks.append(password)
+        return verify(user, password)
+
+    monkeypatch.setattr(manager.users, "verify", counting)
+    async with client_for(manager, address="10.3.3.3") as attacker:
+        responses = await asyncio.gather(
+            *(
+                attacker.post("/api/v1/session", json={"username": "admin", "password": f"g{n}"})
+                for n in range(40)
+            )
+        )
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {401, 429} and codes.count(401) <= 4
+        assert len(checks) == manager.throttle.max_failures  # 5 checks, then the lock
+        response = await attacker.post(
+            "/api/v1/session", json={"username": "admin", "password": "admin"}
+        )
+        assert response.status_code == 429  # locked, even with the right password
+        assert len(checks) == manager.throttle.max_failures
+
+
+async def test_failures_from_many_addresses_lock_the_user(manager: PhoneManager) -> None:
+    for n in range(5):  # 2 wrong guesses from each of 5 addresses: no address reaches 5
+        async with client_for(manager, address=f"10.4.4.{n}") as attacker:
+            for guess in range(2):
+                response = await attacker.post(
+                    "/api/v1/session", json={"username": "admin", "password": f"g{guess}"}
+                )
+        assert response.status_code == (429 if n == 4 else 401)
+    async with client_for(manager, address="10.5.5.5") as elsewhere:
+        response = await elsewhere.post(
+            "/api/v1/session", json={"username": "admin", "password": "admin"}
+        )
+        assert response.status_code == 429 and "try again in" in response.json()["detail"]
+        response = await elsewhere.post(
+            "/api/v1/session", json={"username": "someone", "password": "admin"}
+        )
+        assert response.status_code == 401  # other user names are not locked
+
+
+async def test_many_failing_addresses_slow_every_login_down(
+    manager: PhoneManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr("securephone.web.auth._pause", pause)
+    throttle = manager.throttle
+    for n in range(throttle.global_failures):
+        throttle.failure(f"10.6.{n // 200}.{n % 200}", f"user{n}")
+    assert pauses == []
+    async with client_for(manager, address="10.7.7.7") as someone:
+        assert (await api_login(someone))["x-csrf-token"]  # still possible, only slower
+    assert pauses == [throttle.global_delay]
 
 
 # -- headers ----------------------------------------------------------------------------------------------------

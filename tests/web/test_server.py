@@ -18,11 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from securephone.store.config import config_to_dict, load_config
+from securephone.store.config import WebSettings, config_to_dict, load_config
 from securephone.web import actions, backup
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
-from securephone.web.server import bind
+from securephone.web.server import bind, redirect_app, redirect_host, ssl_context
 
 from ..helpers import await_until
 from .certs import pki
@@ -182,11 +182,44 @@ async def test_http_redirects_to_https(tmp_path: Path) -> None:
     try:
         https_port = urlsplit(url_of(mgr)).port
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{redirect_port}/system?x=1")
-            assert response.status_code == 308
-            assert response.headers["location"] == f"https://127.0.0.1:{https_port}/system"
+            response = await client.get(f"http://127.0.0.1:{redirect_port}/calls/a%20b?x=1&y=%2F")
+            assert response.status_code == 308  # the query string is kept, encoded as sent
+            assert response.headers["location"] == (
+                f"https://127.0.0.1:{https_port}/calls/a%20b?x=1&y=%2F"
+            )
+            response = await client.get(
+                f"http://127.0.0.1:{redirect_port}/login", headers={"host": "evil.example"}
+            )
+            assert response.status_code == 308  # the Host header is never reflected
+            assert response.headers["location"] == f"https://127.0.0.1:{https_port}/login"
     finally:
         await mgr.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "listen", "expected"),
+    [
+        ("phone.example.com", "0.0.0.0", "https://phone.example.com:8443/a?b=1"),
+        (None, "0.0.0.0", "https://192.0.2.7:8443/a?b=1"),  # the local address of the socket
+        (None, "::1", "https://[::1]:8443/a?b=1"),
+    ],
+)
+async def test_redirect_target_comes_from_the_configuration(
+    name: str | None, listen: str, expected: str
+) -> None:
+    settings = WebSettings(server_name=name, listen_address=listen, http_redirect_port=8080)
+    app = redirect_app(8443, redirect_host(settings, listen))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.7") as client:
+        response = await client.get("/a?b=1", headers={"host": "evil.example:80"})
+    assert response.status_code == 308 and response.headers["location"] == expected
+
+
+def test_server_name_must_be_a_host_name() -> None:
+    assert WebSettings(server_name="Phone.Example.COM").server_name == "phone.example.com"
+    for bad in ("evil.example/x", "a b", "x@y", "-bad.example"):
+        with pytest.raises(ValueError, match="not a host name"):
+            WebSettings(server_name=bad)
 
 
 async def test_imported_https_pem_is_served_and_trusted_with_its_ca(served: PhoneManager) -> None:
@@ -232,3 +265,26 @@ async def test_restore_with_another_web_port_moves_the_server(served: PhoneManag
     assert url_of(served) == new_url
     saved = load_config(served.config_path)
     assert saved.web.port == new_port and served.web.port == new_port
+
+
+async def test_the_web_server_offers_forward_secret_aead_suites_only(served: PhoneManager) -> None:
+    assert served.server is not None and served.server.certificate is not None
+    suites = ssl_context(served.server.certificate).get_ciphers()
+    assert suites and all(s["aead"] for s in suites), [s["name"] for s in suites if not s["aead"]]
+    assert all(s["kea"] in ("kx-ecdhe", "kx-any") for s in suites)  # kx-any: TLS 1.3
+    parts = urlsplit(url_of(served))
+
+    async def handshake(ciphers: str) -> str:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        _, writer = await asyncio.open_connection(parts.hostname, parts.port, ssl=ctx)
+        cipher = writer.get_extra_info("cipher")[0]
+        writer.close()
+        return str(cipher)
+
+    for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await handshake(cbc)  # LUCKY13-prone CBC suites are not offered
+    assert await handshake("ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDHE-ECDSA-AES128-GCM-SHA256"

@@ -92,6 +92,14 @@ def test_tokens_are_stored_as_digests_and_can_be_revoked(tmp_path: Path) -> None
     assert not users.revoke_token(token.id)
 
 
+def test_a_new_password_revokes_the_users_tokens_on_disk_too(tmp_path: Path) -> None:
+    users = store(tmp_path)
+    _, secret = users.create_token("admin", "monitoring")
+    users.change_password("admin", DEFAULT_PASSWORD, "a-much-better-secret")
+    assert users.check_token(secret) is None
+    assert store(tmp_path).tokens() == []  # the revocation was saved with the new hash
+
+
 def test_broken_users_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "users.json").write_text("{not json")
     with pytest.raises(UserError, match="not a valid users file"):
@@ -144,3 +152,47 @@ def test_throttle_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for address in ("a", "b", "c", "d"):
         throttle.failure(address)
     assert list(throttle._failures) == ["b", "c", "d"]
+
+
+def test_an_attempt_is_reserved_before_it_is_checked() -> None:
+    throttle = LoginThrottle(clock=Clock())
+    for _ in range(5):
+        assert throttle.begin("10.0.0.1", "admin") == 0  # five checks may run at once
+    assert throttle.begin("10.0.0.1", "admin") > 0  # the sixth waits for them
+    for n in range(4):
+        assert not throttle.failure("10.0.0.1", "admin"), n
+    assert throttle.failure("10.0.0.1", "admin")  # the fifth settles as a lock
+    assert throttle.begin("10.0.0.1", "admin") == pytest.approx(300)
+
+
+def test_a_success_gives_its_reservation_back() -> None:
+    throttle = LoginThrottle(clock=Clock())
+    for _ in range(5):
+        assert throttle.begin("10.0.0.1", "admin") == 0
+        throttle.success("10.0.0.1", "admin")
+    assert throttle.begin("10.0.0.1", "admin") == 0
+
+
+def test_user_budget_counts_every_address() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock, user_max_failures=3)
+    for n in range(3):
+        assert throttle.begin(f"10.0.0.{n}", "admin") == 0
+        locked = throttle.failure(f"10.0.0.{n}", "admin")
+    assert locked
+    assert throttle.begin("10.9.9.9", "admin") == pytest.approx(300)
+    assert throttle.begin("10.9.9.9", "other") == 0
+    clock.now += 301
+    assert throttle.begin("10.9.9.9", "admin") == 0
+
+
+def test_global_slowdown_after_many_failures_and_it_ends() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock, global_failures=4, global_delay=2.0)
+    for n in range(3):
+        throttle.failure(f"10.0.0.{n}", f"u{n}")
+    assert throttle.slowdown() == 0
+    throttle.failure("10.0.0.9", "u9")
+    assert throttle.slowdown() == 2.0
+    clock.now += 61
+    assert throttle.slowdown() == 0

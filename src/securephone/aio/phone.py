@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -87,11 +88,19 @@ def account_spec(account: AccountConfig) -> AccountSpec:
     )
 
 
+def _private_opener(path: str, flags: int) -> int:
+    """Open a trace file as the owner's alone (0600, also when it existed with a wider mode)."""
+    fd = os.open(path, flags, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)
+    return fd
+
+
 class SipTrace:
     """Writes every SIP message in and out to a file, with time, direction and peer."""
 
     def __init__(self, path: Path) -> None:
-        self._file: TextIO = path.open("a", encoding="utf-8")
+        self._file: TextIO = open(path, "a", encoding="utf-8", opener=_private_opener)  # noqa: SIM115
 
     def __call__(self, direction: str, peer: Peer, data: bytes) -> None:
         stamp = (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
     SrtpSuiteName = Literal[DEFAULT_SUITES]
 Port = Annotated[int, Field(ge=0, le=65535)]
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 
 def _printable_path(value: str) -> str:
@@ -185,11 +190,25 @@ class WebSettings(_Model):
     http_redirect_port: int | None = Field(default=None, ge=0, le=65535)
     session_idle_minutes: int = Field(default=15, ge=1, le=1440)
     hsts_max_age: int = Field(default=31536000, ge=0, le=63072000)
+    # the host name the HTTP listener redirects to (default: the listen address)
+    server_name: str | None = Field(default=None, max_length=253)
 
     @field_validator("listen_address")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_ip(str(value))
+
+    @field_validator("server_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        text = str(value)
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(text))
+        if not _HOST_NAME.fullmatch(text):
+            raise ValueError(f"{text!r} is not a host name (letters, digits, '-' and '.')")
+        return text.lower()
 
     @model_validator(mode="after")
     def _redirect(self) -> WebSettings:

@@ -164,11 +164,15 @@ class UserStore:
         return self.hasher.hash(new)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
-        """Store a hash made by :meth:`hash_new_password` and clear the forced change."""
+        """Store a hash made by :meth:`hash_new_password`, clear the forced change and revoke
+        every API token of the user (in the same write): a token made while someone else knew
+        the old password must not outlive it."""
         user = self._data.users[name]
         user.password_hash, user.must_change, user.changed_at = password_hash, False, time.time()
+        revoked = [t for t in self._data.tokens if t.user == name]
+        self._data.tokens = [t for t in self._data.tokens if t.user != name]
         self.save()
-        log.info("web user %s changed the password", name)
+        log.info("web user %s changed the password; %d API token(s) revoked", name, len(revoked))
 
     def change_password(self, name: str, old: str, new: str) -> None:
         """Verify ``old``, check ``new`` and store it (synchronous; for tools and tests)."""
@@ -210,8 +214,76 @@ class UserStore:
         return None
 
 
+class _Budget:
+    """Failed logins per key (an address or a user name) within a window, plus the attempts
+    still being checked; ``max_failures`` of them lock the key for ``lockout`` seconds."""
+
+    def __init__(self, what: str, max_failures: int, window: float, lockout: float) -> None:
+        self.what = what
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self.failures: dict[str, deque[float]] = {}
+        self.pending: dict[str, int] = {}
+        self.locked_until: dict[str, float] = {}
+
+    def locked_for(self, key: str, now: float) -> float:
+        left = self.locked_until.get(key, 0.0) - now
+        if left <= 0:
+            self.locked_until.pop(key, None)
+            return 0.0
+        return left
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        if key not in self.failures and len(self.failures) >= MAX_TRACKED:
+            self.failures.pop(next(iter(self.failures)))  # forget the oldest key
+        recent = self.failures.setdefault(key, deque())
+        while recent and now - recent[0] > self.window:
+            recent.popleft()
+        return recent
+
+    def room(self, key: str, now: float) -> bool:
+        """True when one more attempt fits: failures plus attempts in flight below the budget."""
+        return len(self._recent(key, now)) + self.pending.get(key, 0) < self.max_failures
+
+    def reserve(self, key: str) -> None:
+        self.pending[key] = self.pending.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        left = self.pending.get(key, 0) - 1
+        if left > 0:
+            self.pending[key] = left
+        else:
+            self.pending.pop(key, None)
+
+    def fail(self, key: str, now: float) -> bool:
+        """Count a failure; True when it locks ``key``."""
+        recent = self._recent(key, now)
+        recent.append(now)
+        if len(recent) < self.max_failures:
+            return False
+        recent.clear()
+        self.locked_until[key] = now + self.lockout
+        log.warning(
+            "web login locked for %s %s for %d s after %d failed attempts within %d s",
+            self.what,
+            key,
+            self.lockout,
+            self.max_failures,
+            self.window,
+        )
+        return True
+
+
 class LoginThrottle:
-    """Too many failed logins from one address within ``window`` lock it out for ``lockout``."""
+    """Failed logins lock the client address (5 within ``window``) and the user name (10 within
+    ``window``, from any address) for ``lockout`` seconds; many failures from everywhere slow
+    every login down.
+
+    The count is atomic: :meth:`begin` reserves the attempt *before* the slow password check, so
+    concurrent wrong logins cannot get more checks than the budget; :meth:`failure` or
+    :meth:`success` settles it.
+    """
 
     def __init__(
         self,
@@ -219,45 +291,68 @@ class LoginThrottle:
         window: float = 60.0,
         lockout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        user_max_failures: int = 10,
+        global_failures: int = 30,
+        global_delay: float = 1.0,
     ) -> None:
         self.max_failures = max_failures
         self.window = window
         self.lockout = lockout
+        self.global_failures = global_failures
+        self.global_delay = global_delay
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._locked_until: dict[str, float] = {}
+        self._address = _Budget("address", max_failures, window, lockout)
+        self._user = _Budget("user", user_max_failures, window, lockout)
+        self._everyone: deque[float] = deque(maxlen=MAX_TRACKED)
 
-    def locked_for(self, address: str) -> float:
-        """Seconds left of the lockout of ``address`` (0 when it may try)."""
-        until = self._locked_until.get(address, 0.0)
-        left = until - self._clock()
-        if left <= 0:
-            self._locked_until.pop(address, None)
-            return 0.0
+    @property
+    def _failures(self) -> dict[str, deque[float]]:
+        return self._address.failures
+
+    def locked_for(self, address: str, user: str | None = None) -> float:
+        """Seconds left of the lockout of ``address`` or ``user`` (0 when it may try)."""
+        now = self._clock()
+        left = self._address.locked_for(address, now)
+        if user is not None:
+            left = max(left, self._user.locked_for(user, now))
         return left
 
-    def failure(self, address: str) -> bool:
-        """Count a failed login; True when this failure locks the address out."""
+    def begin(self, address: str, user: str) -> float:
+        """Reserve one login attempt; 0 when reserved, else the seconds to wait (refused)."""
+        left = self.locked_for(address, user)
+        if left > 0:
+            return left
         now = self._clock()
-        if address not in self._failures and len(self._failures) >= MAX_TRACKED:
-            self._failures.pop(next(iter(self._failures)))  # forget the oldest address
-        recent = self._failures.setdefault(address, deque())
-        recent.append(now)
-        while recent and now - recent[0] > self.window:
-            recent.popleft()
-        if len(recent) < self.max_failures:
-            return False
-        recent.clear()
-        self._locked_until[address] = now + self.lockout
-        log.warning(
-            "web login locked for %s for %d s after %d failed attempts within %d s",
-            address,
-            self.lockout,
-            self.max_failures,
-            self.window,
-        )
-        return True
+        if not (self._address.room(address, now) and self._user.room(user, now)):
+            return 1.0  # the budget is taken by attempts still being checked
+        self._address.reserve(address)
+        self._user.reserve(user)
+        return 0.0
 
-    def success(self, address: str) -> None:
-        """A good login clears the address's failures."""
-        self._failures.pop(address, None)
+    def slowdown(self) -> float:
+        """Seconds every login waits now: ``global_delay`` once ``global_failures`` logins
+        failed within the window, from any addresses (a distributed guessing run)."""
+        now = self._clock()
+        while self._everyone and now - self._everyone[0] > self.window:
+            self._everyone.popleft()
+        return self.global_delay if len(self._everyone) >= self.global_failures else 0.0
+
+    def failure(self, address: str, user: str | None = None) -> bool:
+        """Settle a failed attempt (or count one); True when it locks the address or the user."""
+        now = self._clock()
+        self._everyone.append(now)
+        self._address.release(address)
+        locked = self._address.fail(address, now)
+        if user is not None:
+            self._user.release(user)
+            locked = self._user.fail(user, now) or locked
+        return locked
+
+    def success(self, address: str, user: str | None = None) -> None:
+        """A good login settles its attempt and clears the failures of address and user."""
+        self._address.release(address)
+        self._address.failures.pop(address, None)
+        if user is not None:
+            self._user.release(user)
+            self._user.failures.pop(user, None)

@@ -49,6 +49,12 @@ SECTION_TITLES = {
     "calls": "Calls",
 }
 _DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
+# Files the phone writes whose names the web/API may set: confined to the data directory.
+WRITTEN_FILES: dict[str, tuple[str, ...]] = {
+    "sip": ("trace_file",),
+    "tls": ("keylog_file",),
+    "media": ("srtp_key_export",),
+}
 
 
 def validation_message(exc: ValidationError, prefix: str = "") -> str:
@@ -57,6 +63,31 @@ def validation_message(exc: ValidationError, prefix: str = "") -> str:
     if not prefix:
         return text
     return "; ".join(f"{prefix}.{part}" for part in text.split("; "))
+
+
+# -- files the web may name --------------------------------------------------------------------------
+def inside_data_dir(data_dir: Path, value: str, what: str) -> str:
+    """``value`` as an absolute path inside ``data_dir`` (relative names are taken from there;
+    symbolic links are followed); ApplyError naming ``what`` when it leads elsewhere."""
+    base = data_dir.expanduser().resolve()
+    target = (base / value).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise ApplyError(
+            f"{what}: only a file inside the data directory {base} can be set from the web "
+            "(the configuration file may name any path)"
+        )
+    return str(target)
+
+
+def confine_files(manager: PhoneManager, name: str, data: dict[str, Any]) -> None:
+    """Check (and make absolute) the written-file names of section ``name`` in ``data``: a
+    value the configuration already has stays as it is (the machine's owner wrote it)."""
+    current = getattr(manager.config, name, None)
+    for field in WRITTEN_FILES.get(name, ()):
+        value = data.get(field)
+        if value in (None, "") or value == getattr(current, field, None):
+            continue
+        data[field] = inside_data_dir(manager.config.data_path, str(value), f"{name}.{field}")
 
 
 # -- status ----------------------------------------------------------------------------------------
@@ -288,6 +319,7 @@ async def save_section(manager: PhoneManager, name: str, data: dict[str, Any]) -
         model.model_validate(data)
     except ValidationError as exc:
         raise ApplyError(validation_message(exc, name)) from None
+    confine_files(manager, name, data)
 
     def mutate(config: dict[str, Any]) -> None:
         config[name] = data
@@ -398,6 +430,13 @@ async def restore_backup(manager: PhoneManager, blob: bytes, passphrase: str | N
     except backup.BackupError as exc:
         raise ApplyError(f"restore: {exc}") from None
     _keep_passwords(manager, data)
+    for name in WRITTEN_FILES:
+        section_data = data.get(name)
+        if isinstance(section_data, dict):
+            try:
+                confine_files(manager, name, section_data)
+            except ApplyError as exc:
+                raise ApplyError(f"restore refused, nothing changed: {exc}") from None
     try:
         config = parse_config(data, "backup")
     except ConfigError as exc:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from securephone.store.config import (
     AccountConfig,
@@ -24,6 +24,7 @@ from securephone.store.config import (
 )
 from securephone.web import actions
 from securephone.web.auth import (
+    AuthError,
     Principal,
     api_principal,
     authenticate,
@@ -76,6 +77,45 @@ Slot = Literal["https", "sips", "device"]
 CallAction = Literal["answer", "hangup", "hold", "resume"]
 
 
+STRICT = ConfigDict(strict=True)
+
+
+class StrictIn(BaseModel):
+    """A JSON request body: strict types (``true`` is not 1, ``"3"`` is not 3), no coercion."""
+
+    model_config = STRICT
+
+
+class SipSettingsIn(SipSettings):
+    """The SIP settings, strictly typed."""
+
+    model_config = STRICT
+
+
+class TlsConfigIn(TlsConfig):
+    """The TLS settings, strictly typed."""
+
+    model_config = STRICT
+
+
+class MediaSettingsIn(MediaSettings):
+    """The media settings, strictly typed."""
+
+    model_config = STRICT
+
+
+class CallSettingsIn(CallSettings):
+    """The call settings, strictly typed."""
+
+    model_config = STRICT
+
+
+class WebSettingsIn(WebSettings):
+    """The web server settings, strictly typed."""
+
+    model_config = STRICT
+
+
 class Message(BaseModel):
     """What happened, in words; warnings the user should read."""
 
@@ -83,7 +123,7 @@ class Message(BaseModel):
     warnings: list[str] = []
 
 
-class LoginIn(BaseModel):
+class LoginIn(StrictIn):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -94,27 +134,29 @@ class LoginOut(BaseModel):
     must_change_password: bool
 
 
-class PasswordIn(BaseModel):
+class PasswordIn(StrictIn):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(max_length=1024)
 
 
-class DialIn(BaseModel):
+class DialIn(StrictIn):
     uri: str = Field(min_length=1, max_length=512, examples=["sip:bob@127.0.0.1:5080"])
     account: str | None = Field(default=None, max_length=64)
 
 
-class DtmfIn(BaseModel):
+class DtmfIn(StrictIn):
     digits: str = Field(pattern=r"^[0-9*#A-Da-d]{1,32}$")
 
 
 class AccountIn(AccountConfig):
     """An account; ``password`` is write-only: leave it out (or null) to keep the stored one."""
 
+    model_config = STRICT
+
     password: SecretStr | None = None  # type: ignore[assignment]
 
 
-class TokenIn(BaseModel):
+class TokenIn(StrictIn):
     label: str = Field(default="token", max_length=64)
 
 
@@ -126,7 +168,7 @@ class TokenOut(BaseModel):
     token: str | None = Field(default=None, description="the secret, shown only once")
 
 
-class CaptureStartIn(BaseModel):
+class CaptureStartIn(StrictIn):
     """Where and how long to capture; the ports are always the phone's own."""
 
     interface: str | None = Field(
@@ -140,7 +182,7 @@ class CaptureStartIn(BaseModel):
     )
 
 
-class BackupIn(BaseModel):
+class BackupIn(StrictIn):
     include_secrets: bool = False
     passphrase: str | None = Field(default=None, max_length=1024)
 
@@ -283,27 +325,27 @@ async def _put(request: Request, name: str, body: BaseModel) -> Message:
 
 
 @router.put("/settings/sip", response_model=Message)
-async def put_sip(request: Request, body: SipSettings, who: Auth) -> Message:
+async def put_sip(request: Request, body: SipSettingsIn, who: Auth) -> Message:
     return await _put(request, "sip", body)
 
 
 @router.put("/settings/tls", response_model=Message)
-async def put_tls(request: Request, body: TlsConfig, who: Auth) -> Message:
+async def put_tls(request: Request, body: TlsConfigIn, who: Auth) -> Message:
     return await _put(request, "tls", body)
 
 
 @router.put("/settings/media", response_model=Message)
-async def put_media(request: Request, body: MediaSettings, who: Auth) -> Message:
+async def put_media(request: Request, body: MediaSettingsIn, who: Auth) -> Message:
     return await _put(request, "media", body)
 
 
 @router.put("/settings/calls", response_model=Message)
-async def put_calls(request: Request, body: CallSettings, who: Auth) -> Message:
+async def put_calls(request: Request, body: CallSettingsIn, who: Auth) -> Message:
     return await _put(request, "calls", body)
 
 
 @router.put("/settings/web", response_model=Message)
-async def put_web(request: Request, body: WebSettings, who: Auth) -> Message:
+async def put_web(request: Request, body: WebSettingsIn, who: Auth) -> Message:
     """Web server type, port, address: the server restarts in place; the message has the new URL."""
     data = body.model_dump(mode="json", exclude_unset=True)
     url = await actions.save_web(manager_of(request), data)
@@ -381,7 +423,10 @@ async def list_tokens(request: Request, who: Auth) -> list[TokenOut]:
 
 @router.post("/tokens", response_model=TokenOut, status_code=201)
 async def create_token(request: Request, body: TokenIn, who: Auth) -> TokenOut:
-    """A new bearer token; its secret is in this response only."""
+    """A new bearer token; its secret is in this response only. Only a logged-in session
+    (with its X-CSRF-Token) may make one: a bearer token never mints another (403)."""
+    if who.session is None:
+        raise AuthError("API tokens are created from a logged-in session, not a bearer token", 403)
     token, secret = manager_of(request).users.create_token(who.user, body.label)
     return TokenOut(
         id=token.id, label=token.label, user=token.user, created_at=token.created_at, token=secret

@@ -116,23 +116,39 @@ def tokens_equal(a: str | None, b: str | None) -> bool:
 
 
 # -- login ---------------------------------------------------------------------------------------
+async def _pause(seconds: float) -> None:
+    """The global login slowdown (its own function so tests can watch it)."""
+    await asyncio.sleep(seconds)
+
+
 async def authenticate(request: Request, user: str, password: str) -> Session:
-    """Check a login against the throttle and the argon2 hash; a new session when it succeeds."""
+    """Check a login against the throttle and the argon2 hash; a new session when it succeeds.
+
+    The attempt is reserved in the throttle before the slow hash check (atomic on the event
+    loop), so concurrent wrong logins never get more checks than the budget.
+    """
     manager = manager_of(request)
+    throttle = manager.throttle
     address = client_address(request)
-    left = manager.throttle.locked_for(address)
+    left = throttle.begin(address, user)
     if left > 0:
         log.warning("web login refused for %s: locked for %d more s", address, left)
         raise AuthError(f"too many failed logins: try again in {int(left) + 1} s", 429)
-    ok = await asyncio.to_thread(manager.users.verify, user, password)
+    ok = False
+    try:
+        delay = throttle.slowdown()
+        if delay > 0:
+            await _pause(delay)
+        ok = await asyncio.to_thread(manager.users.verify, user, password)
+    finally:
+        locked = throttle.failure(address, user) if not ok else False
     if not ok:
-        locked = manager.throttle.failure(address)
         log.warning("web login failed for user %r from %s", user[:64], address)
         message = "wrong user name or password"
         if locked:
-            message += f"; login from {address} is now locked for {int(manager.throttle.lockout)} s"
+            message += f"; login is now locked for {int(throttle.lockout)} s"
         raise AuthError(message, 429 if locked else 401)
-    manager.throttle.success(address)
+    throttle.success(address, user)
     log.info("web login: %s from %s", user, address)
     return manager.sessions.create(user, manager.users.must_change(user))
 
@@ -140,7 +156,8 @@ async def authenticate(request: Request, user: str, password: str) -> Session:
 async def change_password(
     request: Request, user: str, old: str, new: str, keep: str | None
 ) -> None:
-    """Verify ``old``, enforce the policy, store ``new``; end the user's other sessions."""
+    """Verify ``old``, enforce the policy, store ``new``; end the user's other sessions and
+    revoke all the user's API tokens (the store does that with the new hash)."""
     manager = manager_of(request)
     if not await asyncio.to_thread(manager.users.verify, user, old):
         raise AuthError("the current password is wrong", 400)

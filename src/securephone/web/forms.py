@@ -31,6 +31,7 @@ HELP: dict[str, str] = {
     "port": "empty: 443/80 (8443/8080 when not running as root)",
     "http_redirect_port": "with HTTPS: plain HTTP on this port redirects to HTTPS",
     "listen_address": "an IP address; empty: the SIP listen address",
+    "server_name": "the host name browsers use; the HTTP redirect goes there (empty: the address)",
     "srtp": "off, optional or mandatory (mandatory never falls back to plain RTP)",
     "srtp_suites": "SRTP crypto suites offered (RFC 4568, RFC 7714)",
     "allow_sdes_over_plaintext": "labs only: SDES keys would cross UDP/TCP in clear",

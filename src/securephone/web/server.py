@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -32,6 +33,7 @@ from securephone.pki.certs import (
 )
 from securephone.store.config import WebSettings
 from securephone.web.certstore import SELF_SIGNED_NAME
+from securephone.web.connections import ConnectionGuard, ConnectionLimits, GuardedH11
 from securephone.web.settings import default_port, is_root, resolved_port
 
 log = logging.getLogger("securephone.web")
@@ -47,11 +49,20 @@ WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the phone owns SIGINT/SIGTERM."""
+    """uvicorn without its own signal handlers (the phone owns SIGINT/SIGTERM), its
+    connections behind a :class:`ConnectionGuard`."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.guard.close_pending()  # uvicorn does not know the connections still in handshake
+        await super().shutdown(sockets)
 
 
 @dataclass(frozen=True)
@@ -148,21 +159,24 @@ def _url(scheme: str, address: str, port: int) -> str:
     return f"{scheme}://{host}/" if default else f"{scheme}://{host}:{port}/"
 
 
-def redirect_app(https_port: int) -> ASGIApp:
-    """An ASGI app that sends every HTTP request to the same host on HTTPS (308)."""
+def redirect_app(https_port: int, host: str | None) -> ASGIApp:
+    """An ASGI app that sends every HTTP request to HTTPS (308, RFC 9110 §15.4.9).
+
+    The target host is ``host`` (the configured server name or listen address); only when the
+    server listens on every address is it the local address the connection arrived at. The
+    request's Host header is never used, so the Location cannot be pointed elsewhere. Path and
+    query string are kept as sent (h11 has checked the request target).
+    """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers = dict(scope.get("headers") or [])
-        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]")
-        if not host or any(
-            c not in "abcdefghijklmnopqrstuvwxyz0123456789.-:" for c in host.lower()
-        ):
-            host = scope["server"][0] if scope.get("server") else "localhost"
-        host = f"[{host}]" if ":" in host else host
+        target = host or (str(scope["server"][0]) if scope.get("server") else "localhost")
+        target = f"[{target}]" if ":" in target else target
         port = "" if https_port == 443 else f":{https_port}"
-        location = f"https://{host}{port}{scope.get('path', '/')}"
+        path = bytes(scope.get("raw_path") or b"/").decode("latin-1")
+        query = bytes(scope.get("query_string") or b"").decode("latin-1")
+        location = f"https://{target}{port}{path}" + (f"?{query}" if query else "")
         await send(
             {
                 "type": "http.response.start",
@@ -175,9 +189,16 @@ def redirect_app(https_port: int) -> ASGIApp:
     return app
 
 
+def redirect_host(settings: WebSettings, address: str) -> str | None:
+    """Where the HTTP redirect points: the server name, else the listen address (None: any)."""
+    if settings.server_name:
+        return settings.server_name
+    return None if ipaddress.ip_address(address).is_unspecified else address
+
+
 @dataclass
 class _Listener:
-    server: uvicorn.Server
+    server: _EmbeddedServer
     sock: socket.socket
     task: asyncio.Task[None] | None = None
 
@@ -207,14 +228,28 @@ class Pending:
 class WebServer:
     """The web management server of one phone (uvicorn tasks on the running loop)."""
 
-    def __init__(self, app: ASGIApp, data_dir: Path, default_address: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        data_dir: Path,
+        default_address: str,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.app = app
+        self.limits = limits or ConnectionLimits()
         self.data_dir = data_dir
         self.default_address = default_address
         self.url = ""
         self.certificate: WebCertificate | None = None
         self._main: _Listener | None = None
         self._redirect: _Listener | None = None
+
+    @property
+    def main_guard(self) -> ConnectionGuard:
+        """The connection guard of the main listener (its limits and counts)."""
+        if self._main is None:
+            raise RuntimeError("the web server is not running")
+        return self._main.server.guard
 
     def _listener(
         self, app: ASGIApp, sock: socket.socket, cert: WebCertificate | None
@@ -230,12 +265,13 @@ class WebServer:
             ws="none",
             timeout_keep_alive=5,
             timeout_graceful_shutdown=3,
-            limit_concurrency=200,
+            limit_concurrency=None,  # the guard limits connections (uvicorn would answer 503)
         )
         config.load()
-        if cert is not None:
-            config.ssl = ssl_context(cert)
-        return _Listener(_EmbeddedServer(config), sock)
+        guard = ConnectionGuard(self.limits)
+        tls = ssl_context(cert) if cert is not None else None  # TLS is done by GuardedH11
+        config.http_protocol_class = functools.partial(GuardedH11, guard=guard, tls=tls)  # type: ignore[assignment]
+        return _Listener(_EmbeddedServer(config, guard), sock)
 
     def _socket_for(self, address: str, port: int, current: _Listener | None) -> socket.socket:
         """A new bound socket, or a duplicate of the current one when nothing moves.
@@ -270,7 +306,9 @@ class WebServer:
             except OSError:
                 sock.close()
                 raise
-            redirect = self._listener(redirect_app(actual), rsock, None)
+            redirect = self._listener(
+                redirect_app(actual, redirect_host(settings, address)), rsock, None
+            )
         return Pending(settings, main, redirect, _url(settings.type, address, actual), cert)
 
     async def start(self, settings: WebSettings) -> str:
