@@ -178,32 +178,40 @@ def _call_config(
     return cfg
 
 
-def _check_audio_options(cfg: Config, play: str | None, record: Path | None = None) -> None:
+def _check_audio_options(
+    cfg: Config, play: str | None, record: Path | None = None
+) -> tuple[str | None, Path | None]:
     """A bad file or a missing/busy sound device is one clear line before any call.
 
-    With ``[audio] on_device_error = "continue"`` a device problem is a warning and the call
-    goes on without that device.
+    With ``[audio] on_device_error = "continue"`` a device problem is one warning and the call
+    goes on without that device (silence sent, nothing played): returns what to use instead.
     """
-    for option, spec, kind in (("--play", play, "input"), ("--record", record, "output")):
-        text = None if spec is None else str(spec)
-        if text is None or (option == "--record" and not is_device(text)):
+    if play is not None and not is_device(play):
+        try:
+            open_source(play).close()
+        except (AudioError, OSError) as exc:
+            raise fail(f"--play: {exc}", 2) from None
+    checks = (("--play", play, "input"), ("--record", str(record) if record else None, "output"))
+    for option, spec, kind in checks:
+        if spec is None or not is_device(spec):
             continue
         try:
-            if is_device(text):
-                device = CallAudio.from_settings(
-                    cfg.audio, text if kind == "input" else None, text if kind == "output" else None
-                )
-                check_device(kind, device.input if kind == "input" else device.output)
-            else:
-                open_source(text).close()
+            chosen = CallAudio.from_settings(cfg.audio, spec if kind == "input" else None,
+                                             spec if kind == "output" else None)  # fmt: skip
+            check_device(kind, chosen.input if kind == "input" else chosen.output)
         except DeviceError as exc:
             if cfg.audio.on_device_error == "fail":
                 raise fail(f"{option}: {exc}", 1) from None
             typer.echo(
                 f"securephone: warning: {option}: {exc}; the call goes on without it", err=True
             )
-        except (AudioError, OSError) as exc:
+            if kind == "input":
+                play = None
+            else:
+                record = None
+        except AudioError as exc:
             raise fail(f"{option}: {exc}", 2) from None
+    return play, record
 
 
 @app.command()
@@ -231,7 +239,7 @@ def call(
 ) -> None:
     """Place one call; exit 0 only if it was answered and ended cleanly."""
     cfg = _call_config(config, listen, srtp, keying)
-    _check_audio_options(cfg, play, record)
+    play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     if direct:
         chosen = None
@@ -262,7 +270,7 @@ def answer(
 ) -> None:
     """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
     cfg = _call_config(config, listen, srtp, keying)
-    _check_audio_options(cfg, play, record)
+    play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     options = CallOptions(play, record, duration, dtmf)
     summaries = asyncio.run(answer_calls(cfg, calls, options))

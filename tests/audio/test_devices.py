@@ -272,3 +272,15 @@ def test_ringer_survives_a_missing_device() -> None:
     ringer.on_event(CallStateChanged("c", CallState.CALLING, CallState.RINGING, "", None))
     assert ringer.error == "no output sound device 'x'"
     assert ringer.player.playing is None
+
+
+def test_audio_config_section() -> None:
+    from securephone.store.config import ConfigError, parse_config
+
+    cfg = parse_config({"audio": {"input": "USB Headset", "output": 3, "buffer_ms": 40}})
+    assert cfg.audio.input == "USB Headset" and cfg.audio.output == 3
+    assert cfg.audio.on_device_error == "continue" and cfg.audio.ring_tone is True
+    with pytest.raises(ConfigError, match=r"audio\.on_device_error"):
+        parse_config({"audio": {"on_device_error": "ignore"}})
+    with pytest.raises(ConfigError, match=r"audio\.buffer_ms"):
+        parse_config({"audio": {"buffer_ms": 0}})

@@ -306,12 +306,12 @@ def _resolve(device: str | int | None, kind: str) -> int | None:
     """The PortAudio index of ``device`` (name substring or index) that has ``kind`` channels."""
     sd = _sounddevice()
     channels = "max_input_channels" if kind == "input" else "max_output_channels"
+    if device is None:
+        index = sd.default.device[0 if kind == "input" else 1]
+        if index is None or index < 0:
+            raise DeviceError(f"no default {kind} sound device (none found)")
+        return int(index)
     try:
-        if device is None:
-            index = sd.default.device[0 if kind == "input" else 1]
-            if index is None or index < 0:
-                raise DeviceError(f"no default {kind} sound device (none found)")
-            return int(index)
         info = sd.query_devices(device)
     except sd.PortAudioError as exc:
         raise DeviceError(f"no {kind} sound device {device!r}: {exc}") from None

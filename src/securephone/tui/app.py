@@ -244,8 +244,10 @@ class SoftphoneApp(App[None]):
             lines.append(("no accounts: dial sip: URIs directly", ""))
         listen = ", ".join(f"{k} {v}" for k, v in status["listen"].items())
         lines.append((f"listening: {listen}", "dim"))
-        for error in self.devices.errors if self.devices is not None else []:
-            lines.append((f"sound: {error}", "bold red"))
+        errors = list(self.devices.errors) if self.devices is not None else []
+        if self.ringer is not None and self.ringer.error:
+            errors.append(f"ring tone: {self.ringer.error}")
+        lines.extend((f"sound: {error}", "bold red") for error in errors)
         self.query_one("#accounts", Static).update(_text(lines))
 
     def _show_incoming(self) -> None:
