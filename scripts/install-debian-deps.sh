@@ -12,6 +12,7 @@ have tshark || need+=(tshark)
 have chromium || need+=(chromium)
 have linphonec || need+=(linphone-cli)
 compgen -G '/usr/lib/*/libopus.so.0' >/dev/null || need+=(libopus0)
+compgen -G '/usr/lib/*/libportaudio.so.2' >/dev/null || need+=(libportaudio2)
 ((${#need[@]})) || exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -14,6 +14,8 @@ import typer
 
 from securephone.aio.phone import PhoneError
 from securephone.aio.runner import CallOptions, answer_calls, place_call
+from securephone.aio.sound import CallAudio, check_device, is_device
+from securephone.audio.devices import DeviceError, describe, list_devices
 from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
 from securephone.capture.cli import app as capture_app
@@ -95,11 +97,18 @@ def run(
 PlayOption = Annotated[
     str | None,
     typer.Option(
-        "--play", help="Audio to send: a WAV file, 'tone:440', 'tone:350+440' or 'silence'."
+        "--play",
+        help="Audio to send: a WAV file, 'tone:440', 'tone:350+440', 'silence', or the "
+        "microphone: 'device' ([audio] input) or 'device:NAME'.",
     ),
 ]
 RecordOption = Annotated[
-    Path | None, typer.Option("--record", help="Write the audio the far end sent to this WAV file.")
+    Path | None,
+    typer.Option(
+        "--record",
+        help="Write the audio the far end sent to this WAV file, or play it: 'device' "
+        "([audio] output) or 'device:NAME'.",
+    ),
 ]
 DurationOption = Annotated[
     float | None,
@@ -169,13 +178,40 @@ def _call_config(
     return cfg
 
 
-def _check_audio_options(play: str | None) -> None:
-    if play is None:
-        return
-    try:
-        open_source(play).close()
-    except (AudioError, OSError) as exc:
-        raise fail(f"--play: {exc}", 2) from None
+def _check_audio_options(
+    cfg: Config, play: str | None, record: Path | None = None
+) -> tuple[str | None, Path | None]:
+    """A bad file or a missing/busy sound device is one clear line before any call.
+
+    With ``[audio] on_device_error = "continue"`` a device problem is one warning and the call
+    goes on without that device (silence sent, nothing played): returns what to use instead.
+    """
+    if play is not None and not is_device(play):
+        try:
+            open_source(play).close()
+        except (AudioError, OSError) as exc:
+            raise fail(f"--play: {exc}", 2) from None
+    checks = (("--play", play, "input"), ("--record", str(record) if record else None, "output"))
+    for option, spec, kind in checks:
+        if spec is None or not is_device(spec):
+            continue
+        try:
+            chosen = CallAudio.from_settings(cfg.audio, spec if kind == "input" else None,
+                                             spec if kind == "output" else None)  # fmt: skip
+            check_device(kind, chosen.input if kind == "input" else chosen.output)
+        except DeviceError as exc:
+            if cfg.audio.on_device_error == "fail":
+                raise fail(f"{option}: {exc}", 1) from None
+            typer.echo(
+                f"securephone: warning: {option}: {exc}; the call goes on without it", err=True
+            )
+            if kind == "input":
+                play = None
+            else:
+                record = None
+        except AudioError as exc:
+            raise fail(f"{option}: {exc}", 2) from None
+    return play, record
 
 
 @app.command()
@@ -203,7 +239,7 @@ def call(
 ) -> None:
     """Place one call; exit 0 only if it was answered and ended cleanly."""
     cfg = _call_config(config, listen, srtp, keying)
-    _check_audio_options(play)
+    play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     if direct:
         chosen = None
@@ -234,7 +270,7 @@ def answer(
 ) -> None:
     """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
     cfg = _call_config(config, listen, srtp, keying)
-    _check_audio_options(play)
+    play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     options = CallOptions(play, record, duration, dtmf)
     summaries = asyncio.run(answer_calls(cfg, calls, options))
@@ -251,6 +287,41 @@ def _finish(summaries: list[dict[str, object]], json_summary: bool) -> None:
         )
     if failed or not summaries:
         raise typer.Exit(1)
+
+
+@app.command()
+def devices() -> None:
+    """List the sound devices PortAudio sees (inputs and outputs), for [audio] input/output."""
+    try:
+        found = list_devices()
+    except DeviceError as exc:
+        raise fail(str(exc)) from None
+    if not found:
+        raise fail("no sound devices found (no sound card, or PortAudio sees none)")
+    for line in describe(found):
+        typer.echo(line)
+
+
+@app.command()
+def phone(
+    config: ConfigOption,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Write the log here (the screen belongs to the phone).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """A full-screen terminal softphone (keyboard first; works over SSH)."""
+    cfg = _load(config)
+    if log_file is not None:
+        logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, filename=str(log_file))
+    else:
+        logging.disable(logging.CRITICAL)  # a log line would tear the full-screen display
+    from securephone.tui.app import run_softphone  # Textual only for this command
+
+    try:
+        run_softphone(cfg)
+    except PhoneError as exc:
+        raise fail(str(exc)) from None
 
 
 @config_app.command("check")

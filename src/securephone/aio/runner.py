@@ -12,6 +12,7 @@ from typing import Any
 
 from securephone.aio.call import Call
 from securephone.aio.phone import Phone, PhoneError
+from securephone.aio.sound import CallAudio, is_device, ringer_for
 from securephone.audio.sinks import AudioSink, NullSink, WavRecorder
 from securephone.audio.sources import AudioSource, SilenceSource, open_source
 from securephone.sip.callstate import CallState
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 class CallOptions:
     """What to do with each call: audio in and out, length, digits."""
 
-    play: str | None = None
-    record: Path | None = None
+    play: str | None = None  # a WAV file, tone:..., silence, or device[:NAME]
+    record: Path | None = None  # a WAV file, or device[:NAME]
     duration: float | None = None
     dtmf: str | None = None
 
@@ -37,11 +38,21 @@ def _record_path(base: Path, index: int, many: bool) -> Path:
 
 def _install_audio(phone: Phone, options: CallOptions, many: bool) -> None:
     counter = {"n": 0}
+    record = str(options.record) if options.record is not None else None
+    devices = CallAudio.from_settings(phone.config.audio, options.play, record)
+    if is_device(options.play) or is_device(record):
+        ringer = ringer_for(phone.config.audio)
+        if ringer is not None:
+            phone.add_listener(ringer.on_event)
 
     def source(call: Call) -> AudioSource:
+        if is_device(options.play):
+            return devices.source(call)
         return open_source(options.play) if options.play else SilenceSource()
 
     def sink(call: Call) -> AudioSink:
+        if is_device(record):
+            return devices.sink(call)
         if options.record is None:
             return NullSink()
         counter["n"] += 1

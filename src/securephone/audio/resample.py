@@ -23,6 +23,7 @@ up in time with input time ``n / rate_out``; the signal is treated as zero outsi
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -83,6 +84,7 @@ def _check_rates(rate_in: int, rate_out: int) -> None:
         raise ValueError(f"sample rates must be positive, not {rate_in} → {rate_out}")
 
 
+@functools.lru_cache(maxsize=8)  # streaming conversion asks for the same filter every chunk
 def _lowpass(up: int, down: int) -> Float:
     """Kaiser-windowed sinc for the upsampled rate, odd length, DC gain ``up``.
 
@@ -99,6 +101,7 @@ def _lowpass(up: int, down: int) -> Float:
     k = np.arange(-half, half + 1, dtype=np.float64)
     taps = 2 * cutoff * np.sinc(2 * cutoff * k) * np.kaiser(k.size, beta)
     normalised: Float = taps * (up / taps.sum())
+    normalised.flags.writeable = False  # shared by the cache
     return normalised
 
 

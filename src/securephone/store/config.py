@@ -180,6 +180,23 @@ class CallSettings(_Model):
     rtp_timeout: float = Field(default=60.0, ge=0, le=86400)
 
 
+DeviceName = str | int
+
+
+class AudioSettings(_Model):
+    """Sound devices (PortAudio): which ones, at what rate, how deep the device-side buffer is."""
+
+    input: DeviceName | None = None  # microphone: name (or part of it) or index; None: default
+    output: DeviceName | None = None  # speaker, also plays the ring tone and ringback
+    sample_rate: int | None = Field(default=None, ge=8000, le=192000)  # None: the codec's rate
+    buffer_ms: int = Field(default=60, ge=10, le=1000)  # ring buffer between device and media
+    ring_tone: bool = True  # ring here, ringback while the far end rings
+    input_volume: float = Field(default=1.0, ge=0.0, le=4.0)
+    output_volume: float = Field(default=1.0, ge=0.0, le=4.0)
+    # a missing or busy device: the call goes on without audio, or does not happen
+    on_device_error: Literal["continue", "fail"] = "continue"
+
+
 class WebSettings(_Model):
     """Web management server: HTTPS (default) or HTTP, where it listens, session lifetime."""
 
@@ -274,6 +291,7 @@ class Config(_Model):
     tls: TlsConfig = TlsConfig()
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
+    audio: AudioSettings = AudioSettings()
     web: WebSettings = WebSettings()
     accounts: list[AccountConfig] = []
 

@@ -1,0 +1,606 @@
+"""Sound devices through PortAudio: a microphone source, a speaker sink, ring tones.
+
+Two clocks meet here. The sound card's clock drives a PortAudio callback stream (a thread of
+PortAudio's); the call's media clock (``aio/media.py``, one frame per packet time) pulls
+``read_frame()`` and pushes ``write_frame()``. Between them sits a small ``RingBuffer`` of
+device-rate samples, ``[audio] buffer_ms`` deep:
+
+* the producer side never blocks: when the buffer is full the *oldest* samples are dropped
+  (an overrun, counted);
+* the consumer side never waits: when the buffer runs dry the missing samples are silence
+  (an underrun, counted).
+
+Neither clock is ever slaved to the other, so a sound card running 0.1 % fast or slow does not
+make the call drift: the buffer depth stays within ``[0, capacity]`` and the difference is
+absorbed at its edges (dropped or inserted samples). The depth, underruns and overruns are in
+``stats()``.
+
+The device runs at its own rate (``[audio] sample_rate``, default: the codec's rate, which
+PortAudio's ALSA "plug" layers usually accept); ``StreamResampler`` converts once between the
+device rate and the codec rate with ``audio/resample.py``, in fixed chunks with one chunk of
+context either side so that chunk edges leave no clicks. The codec rate is not fixed at 8 kHz:
+the source and sink ask ``frame_format()`` for ``(rate, samples)`` of the call's stream each
+frame.
+
+``sounddevice`` (the ``audio`` extra) and the PortAudio library are imported only when a device
+is opened or listed: without them, every other part of the phone works. A missing or busy
+device raises one ``DeviceError`` whose message says which device and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from securephone.audio.resample import resample
+from securephone.audio.sources import FRAME_SAMPLES, SAMPLE_RATE, AudioError
+from securephone.sip.callstate import CallState
+from securephone.sip.events import CallStateChanged, Event, IncomingCall
+
+__all__ = [
+    "RINGBACK_TONE",
+    "RING_TONE",
+    "Cadence",
+    "DeviceError",
+    "DeviceInfo",
+    "DeviceSink",
+    "DeviceSource",
+    "RingBuffer",
+    "Ringer",
+    "StreamResampler",
+    "TonePlayer",
+    "list_devices",
+    "parse_device_spec",
+]
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.int16]
+Float = npt.NDArray[np.float64]
+FrameFormat = Callable[[], tuple[int, int]]
+"""Returns the codec's ``(sample rate, samples per frame)`` for the current frame."""
+
+
+def narrowband() -> tuple[int, int]:
+    """G.711's format: 8 kHz, 160 samples per 20 ms frame (RFC 3551 §4.5.14)."""
+    return SAMPLE_RATE, FRAME_SAMPLES
+
+
+class DeviceError(AudioError):
+    """A sound device that cannot be used (missing, busy, no PortAudio); the message says which."""
+
+
+# -- the ring buffer between the two clocks -------------------------------------------------------
+class RingBuffer:
+    """A bounded FIFO of int16 samples shared by a device thread and the media clock.
+
+    ``write`` drops the oldest samples when full (``overruns``), ``read`` pads with silence when
+    empty (``underruns``); both count events and samples. Thread-safe (one lock).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("a ring buffer needs room for at least one sample")
+        self.capacity = capacity
+        self._data = np.zeros(capacity, dtype=np.int16)
+        self._start = 0
+        self._size = 0
+        self._lock = threading.Lock()
+        self.overruns = 0
+        self.underruns = 0
+        self.dropped_samples = 0
+        self.inserted_samples = 0
+
+    @property
+    def depth(self) -> int:
+        """Samples waiting to be read."""
+        return self._size
+
+    def write(self, samples: Pcm) -> None:
+        """Append ``samples``; if they do not fit, the oldest ones go (an overrun)."""
+        data = np.asarray(samples, dtype=np.int16)[-self.capacity :]
+        with self._lock:
+            excess = self._size + data.size - self.capacity
+            if excess > 0:
+                self._start = (self._start + excess) % self.capacity
+                self._size -= excess
+                self.overruns += 1
+                self.dropped_samples += excess
+            end = (self._start + self._size) % self.capacity
+            first = min(data.size, self.capacity - end)
+            self._data[end : end + first] = data[:first]
+            self._data[: data.size - first] = data[first:]
+            self._size += data.size
+
+    def read(self, count: int) -> Pcm:
+        """Take ``count`` samples; what is missing at the end is silence (an underrun)."""
+        out = np.zeros(count, dtype=np.int16)
+        with self._lock:
+            have = min(count, self._size)
+            first = min(have, self.capacity - self._start)
+            out[:first] = self._data[self._start : self._start + first]
+            out[first:have] = self._data[: have - first]
+            self._start = (self._start + have) % self.capacity
+            self._size -= have
+            if have < count:
+                self.underruns += 1
+                self.inserted_samples += count - have
+        return out
+
+    def stats(self, rate: int) -> dict[str, Any]:
+        """Depth (samples and ms at ``rate``) and the edge counters."""
+        return {
+            "depth": self._size,
+            "depth_ms": round(self._size * 1000 / rate, 1),
+            "capacity_ms": round(self.capacity * 1000 / rate, 1),
+            "underruns": self.underruns,
+            "overruns": self.overruns,
+            "inserted_samples": self.inserted_samples,
+            "dropped_samples": self.dropped_samples,
+        }
+
+
+# -- streaming sample-rate conversion --------------------------------------------------------------
+class StreamResampler:
+    """Converts a stream from ``rate_in`` to ``rate_out`` chunk by chunk without edge clicks.
+
+    ``resample`` treats its input as zero outside its ends, so converting 20 ms frames one by
+    one would put a click at every frame edge. Here the stream is cut into chunks of
+    ``k·down`` input samples (``k·up`` output samples exactly, at least 10 ms) and each chunk is
+    converted together with the chunk before and after it; only the middle is kept. The filter
+    is shorter than a chunk, so the result equals converting the whole stream at once, one
+    chunk later (``latency`` samples of ``rate_out``).
+    """
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        if rate_in <= 0 or rate_out <= 0:
+            raise ValueError(f"sample rates must be positive, not {rate_in} → {rate_out}")
+        self.rate_in, self.rate_out = rate_in, rate_out
+        g = math.gcd(rate_in, rate_out)
+        up, down = rate_out // g, rate_in // g
+        k = max(1, -(-rate_in // 100 // down))
+        self.chunk_in, self.chunk_out = k * down, k * up
+        self._previous = np.zeros(self.chunk_in)
+        self._pending = np.zeros(0)
+        self._ready = np.zeros(0)
+
+    @property
+    def passthrough(self) -> bool:
+        return self.rate_in == self.rate_out
+
+    @property
+    def latency(self) -> int:
+        """Output samples of delay the conversion adds (0 when the rates are equal)."""
+        return 0 if self.passthrough else self.chunk_out
+
+    @property
+    def available(self) -> int:
+        """Output samples converted and not yet taken."""
+        return int(self._ready.size)
+
+    def feed(self, samples: npt.NDArray[np.generic]) -> None:
+        """Add input samples; whole chunks with their right-hand context are converted."""
+        data = np.asarray(samples, dtype=np.float64)
+        if self.passthrough:
+            self._ready = np.concatenate((self._ready, data))
+            return
+        self._pending = np.concatenate((self._pending, data))
+        c = self.chunk_in
+        converted = []
+        while self._pending.size >= 2 * c:
+            window = np.concatenate((self._previous, self._pending[: 2 * c]))
+            out = resample(window, self.rate_in, self.rate_out)
+            converted.append(out[self.chunk_out : 2 * self.chunk_out])
+            self._previous = self._pending[:c]
+            self._pending = self._pending[c:]
+        if converted:
+            self._ready = np.concatenate((self._ready, *converted))
+
+    def take(self, count: int) -> Float:
+        """Up to ``count`` converted samples (fewer when not enough input has come)."""
+        out, self._ready = self._ready[:count], self._ready[count:]
+        return out
+
+    def input_needed(self, count: int) -> int:
+        """Input samples to feed before ``count`` output samples are available."""
+        missing = count - self.available
+        if missing <= 0:
+            return 0
+        if self.passthrough:
+            return missing
+        chunks = -(-missing // self.chunk_out)
+        return max(0, (chunks + 1) * self.chunk_in - self._pending.size)
+
+
+def _to_int16(x: Float, gain: float) -> Pcm:
+    scaled = np.clip(np.rint(x * gain), -32768, 32767)
+    out: Pcm = scaled.astype(np.int16)
+    return out
+
+
+# -- PortAudio -----------------------------------------------------------------------------------
+class _Stream(Protocol):
+    """What we use of a ``sounddevice`` stream (a fake one in unit tests)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+StreamFactory = Callable[..., _Stream]
+
+
+def _sounddevice() -> Any:
+    """The ``sounddevice`` module, or a ``DeviceError`` naming what is missing."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise DeviceError(
+            "sound devices need the 'sounddevice' package (pip install 'securephone[audio]')"
+        ) from None
+    except OSError as exc:  # sounddevice raises OSError when libportaudio is absent
+        raise DeviceError(f"sound devices need PortAudio (Debian: libportaudio2): {exc}") from None
+    return sounddevice
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device as ``securephone devices`` lists it."""
+
+    index: int
+    name: str
+    host_api: str
+    inputs: int
+    outputs: int
+    default_rate: float
+    default_input: bool = False
+    default_output: bool = False
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every input and output device PortAudio sees (``DeviceError`` without PortAudio)."""
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+        apis = sd.query_hostapis()
+        default_in, default_out = sd.default.device
+    except sd.PortAudioError as exc:
+        raise DeviceError(f"cannot list sound devices: {exc}") from None
+    return [
+        DeviceInfo(
+            index=i,
+            name=str(d["name"]),
+            host_api=str(apis[d["hostapi"]]["name"]),
+            inputs=int(d["max_input_channels"]),
+            outputs=int(d["max_output_channels"]),
+            default_rate=float(d["default_samplerate"]),
+            default_input=i == default_in,
+            default_output=i == default_out,
+        )
+        for i, d in enumerate(devices)
+    ]
+
+
+def parse_device_spec(text: str) -> str | int | None:
+    """``device`` → the configured device (None), ``device:NAME`` → NAME, ``device:3`` → 3."""
+    if text == "device":
+        return None
+    if not text.startswith("device:"):
+        raise AudioError(f"a sound device is 'device' or 'device:NAME', not {text!r}")
+    name = text.removeprefix("device:")
+    if not name:
+        raise AudioError("'device:' needs a device name or index after the colon")
+    return int(name) if name.isdigit() else name
+
+
+def _resolve(device: str | int | None, kind: str) -> int | None:
+    """The PortAudio index of ``device`` (name substring or index) that has ``kind`` channels."""
+    sd = _sounddevice()
+    channels = "max_input_channels" if kind == "input" else "max_output_channels"
+    if device is None:
+        index = sd.default.device[0 if kind == "input" else 1]
+        if index is None or index < 0:
+            raise DeviceError(f"no default {kind} sound device (none found)")
+        return int(index)
+    try:
+        info = sd.query_devices(device)
+    except sd.PortAudioError as exc:
+        raise DeviceError(f"no {kind} sound device {device!r}: {exc}") from None
+    except ValueError as exc:
+        raise DeviceError(f"no {kind} sound device {device!r}: {exc}") from None
+    if int(info[channels]) < 1:
+        raise DeviceError(f"sound device {info['name']!r} has no {kind} channels")
+    return int(info["index"])
+
+
+def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any) -> _Stream:
+    """Open and start a mono int16 callback stream, or raise one clear ``DeviceError``."""
+    sd = _sounddevice()
+    index = _resolve(device, kind)
+    cls = sd.InputStream if kind == "input" else sd.OutputStream
+    try:
+        stream: _Stream = cls(
+            device=index,
+            samplerate=rate,
+            channels=1,
+            dtype="int16",
+            blocksize=blocksize,
+            callback=callback,
+        )
+        stream.start()
+    except (sd.PortAudioError, ValueError) as exc:
+        label = device if device is not None else "default"
+        raise DeviceError(
+            f"cannot open {kind} sound device {label!r} at {rate} Hz: {exc}"
+        ) from None
+    return stream
+
+
+def port_audio_stream(
+    kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any
+) -> _Stream:
+    """The real ``StreamFactory``: a started PortAudio stream."""
+    return _open(kind, device, rate, blocksize, callback)
+
+
+class _DeviceEnd:
+    """What a microphone source and a speaker sink share: the ring, the rates, mute and volume."""
+
+    kind = "input"
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        *,
+        device_rate: int | None = None,
+        buffer_ms: int = 60,
+        frame_format: FrameFormat = narrowband,
+        volume: float = 1.0,
+        stream_factory: StreamFactory = port_audio_stream,
+    ) -> None:
+        self.device = device
+        self.frame_format = frame_format
+        codec_rate, _ = frame_format()
+        self.device_rate = device_rate or codec_rate
+        self.ring = RingBuffer(max(1, self.device_rate * buffer_ms // 1000))
+        self.volume = volume
+        self.muted = False
+        self._resampler: StreamResampler | None = None
+        self.closed = False
+        block = self.device_rate // 100  # 10 ms device blocks
+        self._stream: _Stream | None = stream_factory(
+            self.kind, device, self.device_rate, block, self._callback
+        )
+
+    def _converter(self, rate_in: int, rate_out: int) -> StreamResampler:
+        r = self._resampler
+        if r is None or (r.rate_in, r.rate_out) != (rate_in, rate_out):
+            r = self._resampler = StreamResampler(rate_in, rate_out)
+        return r
+
+    def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """Device, rates, mute, volume and the ring buffer's depth and edge counters."""
+        codec_rate, _ = self.frame_format()
+        return {
+            "device": self.device,
+            "device_rate": self.device_rate,
+            "codec_rate": codec_rate,
+            "muted": self.muted,
+            "volume": self.volume,
+            **self.ring.stats(self.device_rate),
+        }
+
+    def close(self) -> None:
+        """Stop and close the PortAudio stream (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+
+
+class DeviceSource(_DeviceEnd):
+    """A microphone as an ``AudioSource``: one codec-rate frame per media-clock tick."""
+
+    kind = "input"
+
+    def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
+        """PortAudio's thread: captured samples into the ring (oldest dropped when full)."""
+        self.ring.write(np.asarray(data, dtype=np.int16).reshape(-1))
+
+    def read_frame(self) -> Pcm | None:
+        """The next frame at the codec's rate; silence while muted; ``None`` once closed."""
+        if self.closed:
+            return None
+        rate, samples = self.frame_format()
+        conv = self._converter(self.device_rate, rate)
+        need = conv.input_needed(samples)
+        if need:
+            conv.feed(self.ring.read(need))
+        frame = conv.take(samples)
+        if self.muted:
+            return np.zeros(samples, dtype=np.int16)
+        return _to_int16(frame, self.volume)
+
+
+class DeviceSink(_DeviceEnd):
+    """A speaker as an ``AudioSink``: frames from the media clock, played by the device clock."""
+
+    kind = "output"
+
+    def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
+        """PortAudio's thread: fill the device's block from the ring (silence when dry)."""
+        data[:] = self.ring.read(frames).reshape(-1, 1)
+
+    def write_frame(self, pcm: Pcm) -> None:
+        """Queue one decoded frame; muted, it is replaced by silence (the clocks stay aligned)."""
+        if self.closed:
+            return
+        rate, _ = self.frame_format()
+        conv = self._converter(rate, self.device_rate)
+        frame = np.asarray(pcm, dtype=np.float64)
+        conv.feed(np.zeros_like(frame) if self.muted else frame)
+        self.ring.write(_to_int16(conv.take(conv.available), self.volume))
+
+
+# -- ring tones ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cadence:
+    """A tone pattern: frequencies played together, ``on`` seconds of tone, ``off`` of silence."""
+
+    name: str
+    frequencies: tuple[float, ...]
+    on: float
+    off: float
+    level: float = 0.25
+
+    def samples(self, start: int, count: int, rate: int) -> Pcm:
+        """Samples ``start .. start+count`` of the pattern at ``rate`` (continuous phase)."""
+        n = np.arange(start, start + count, dtype=np.float64)
+        t = n / rate
+        tone = sum((np.sin(2 * np.pi * f * t) for f in self.frequencies), np.zeros(count))
+        tone *= self.level / len(self.frequencies)
+        period = self.on + self.off
+        tone[np.mod(t, period) >= self.on] = 0.0
+        out: Pcm = np.rint(tone * 32767).astype(np.int16)
+        return out
+
+
+RING_TONE = Cadence("ring", (440.0, 480.0), on=1.0, off=2.0)
+"""Played on our output device while a call rings here."""
+RINGBACK_TONE = Cadence("ringback", (425.0,), on=1.0, off=4.0)
+"""Played while the far end rings (ETSI ES 201 970 ringing tone: 425 Hz, 1 s on, 4 s off)."""
+
+
+class TonePlayer:
+    """Plays a ``Cadence`` on an output device until stopped (the device is open only meanwhile)."""
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        *,
+        rate: int = 16000,
+        stream_factory: StreamFactory = port_audio_stream,
+    ) -> None:
+        self.device = device
+        self.rate = rate
+        self._factory = stream_factory
+        self._stream: _Stream | None = None
+        self._position = 0
+        self.playing: Cadence | None = None
+
+    def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
+        cadence = self.playing
+        if cadence is None:
+            data[:] = 0
+            return
+        data[:] = cadence.samples(self._position, frames, self.rate).reshape(-1, 1)
+        self._position += frames
+
+    def play(self, cadence: Cadence) -> None:
+        """Start ``cadence`` from its beginning (opens the device: may raise ``DeviceError``)."""
+        if self.playing == cadence:
+            return
+        self._position = 0
+        self.playing = cadence
+        if self._stream is None:
+            try:
+                self._stream = self._factory(
+                    "output", self.device, self.rate, self.rate // 100, self._callback
+                )
+            except DeviceError:
+                self.playing = None
+                raise
+
+    def stop(self) -> None:
+        """Silence and release the device."""
+        self.playing = None
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+
+
+class Ringer:
+    """Listens to the phone's events: ring tone while a call rings here, ringback while ours rings.
+
+    Give ``on_event`` to ``Phone.add_listener``. A device error is logged once per tone and the
+    calls go on without it.
+    """
+
+    def __init__(self, player: TonePlayer) -> None:
+        self.player = player
+        self.incoming: set[str] = set()
+        self.outgoing: set[str] = set()
+        self.error: str | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, IncomingCall):
+            self.incoming.add(event.call_id)
+        elif isinstance(event, CallStateChanged):
+            self.incoming.discard(event.call_id)
+            self.outgoing.discard(event.call_id)
+            if event.new is CallState.INCOMING:
+                self.incoming.add(event.call_id)
+            elif event.new is CallState.RINGING:
+                self.outgoing.add(event.call_id)
+        else:
+            return
+        self._update()
+
+    @property
+    def wanted(self) -> Cadence | None:
+        """The tone that should be playing now."""
+        if self.incoming:
+            return RING_TONE
+        return RINGBACK_TONE if self.outgoing else None
+
+    def _update(self) -> None:
+        wanted = self.wanted
+        if wanted is None:
+            self.player.stop()
+            return
+        try:
+            self.player.play(wanted)
+        except DeviceError as exc:
+            if self.error != str(exc):
+                log.error("cannot play the %s tone: %s", wanted.name, exc)
+            self.error = str(exc)
+
+    def close(self) -> None:
+        self.incoming.clear()
+        self.outgoing.clear()
+        self.player.stop()
+
+
+def describe(devices: Sequence[DeviceInfo]) -> list[str]:
+    """One line per device for ``securephone devices``."""
+    lines = []
+    for d in devices:
+        marks = []
+        if d.inputs:
+            marks.append(f"{d.inputs} in" + (" (default)" if d.default_input else ""))
+        if d.outputs:
+            marks.append(f"{d.outputs} out" + (" (default)" if d.default_output else ""))
+        lines.append(
+            f"{d.index:3d}  {d.name}  [{d.host_api}]  {', '.join(marks)}  {d.default_rate:g} Hz"
+        )
+    return lines

@@ -1,0 +1,1 @@
+"""The terminal softphone (``securephone phone``): Textual, imported only by that command."""

@@ -1,0 +1,286 @@
+"""The device layer without a sound card: ring buffer edges, drift, streaming resampling,
+mute/volume and the ringer, with a fake PortAudio stream driven by a fake device clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from securephone.audio.devices import (
+    RING_TONE,
+    RINGBACK_TONE,
+    DeviceError,
+    DeviceSink,
+    DeviceSource,
+    RingBuffer,
+    Ringer,
+    StreamResampler,
+    TonePlayer,
+    parse_device_spec,
+)
+from securephone.audio.resample import resample
+from securephone.audio.sources import AudioError
+from securephone.sip.callstate import CallState
+from securephone.sip.events import CallStateChanged
+
+
+class FakeStream:
+    """Stands for a PortAudio callback stream; the test calls ``tick`` as the device clock."""
+
+    def __init__(self, kind: str, device: Any, rate: int, block: int, callback: Any) -> None:
+        self.kind, self.device, self.rate, self.block = kind, device, rate, block
+        self.callback = callback
+        self.started = self.closed = False
+        self.played: list[np.ndarray] = []
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def tick(self, data: np.ndarray | None = None) -> None:
+        """One device block: captured ``data`` in (input), or a block played out (output)."""
+        if self.kind == "input":
+            assert data is not None
+            self.callback(data.reshape(-1, 1), data.size, None, None)
+        else:
+            out = np.zeros((self.block, 1), dtype=np.int16)
+            self.callback(out, self.block, None, None)
+            self.played.append(out.reshape(-1).copy())
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.streams: list[FakeStream] = []
+
+    def __call__(self, *args: Any) -> FakeStream:
+        stream = FakeStream(*args)
+        stream.start()
+        self.streams.append(stream)
+        return stream
+
+
+def tone(freq: float, rate: int, n: int, start: int = 0, level: float = 8000) -> np.ndarray:
+    t = np.arange(start, start + n) / rate
+    return np.rint(level * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+# -- ring buffer ---------------------------------------------------------------------------------
+def test_ring_buffer_keeps_order_across_the_wrap() -> None:
+    ring = RingBuffer(10)
+    ring.write(np.arange(7, dtype=np.int16))
+    assert list(ring.read(5)) == [0, 1, 2, 3, 4]
+    ring.write(np.arange(7, 13, dtype=np.int16))  # wraps
+    assert ring.depth == 8
+    assert list(ring.read(8)) == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert ring.underruns == ring.overruns == 0
+
+
+def test_ring_buffer_drops_oldest_when_full_and_pads_silence_when_dry() -> None:
+    ring = RingBuffer(4)
+    ring.write(np.array([1, 2, 3], dtype=np.int16))
+    ring.write(np.array([4, 5, 6], dtype=np.int16))
+    assert ring.overruns == 1 and ring.dropped_samples == 2
+    assert list(ring.read(6)) == [3, 4, 5, 6, 0, 0]
+    assert ring.underruns == 1 and ring.inserted_samples == 2
+    stats = ring.stats(8000)
+    assert stats["depth"] == 0 and stats["underruns"] == 1 and stats["overruns"] == 1
+
+
+@pytest.mark.parametrize("device_ppm", [+2000, -2000])
+def test_clock_drift_stays_bounded_in_the_buffer(device_ppm: int) -> None:
+    """A device 0.2 % fast or slow for 60 s of fake time: depth never leaves the buffer and
+    the media side always gets whole frames; the difference shows up as edge counters."""
+    factory = Factory()
+    source = DeviceSource(buffer_ms=60, stream_factory=factory)
+    stream = factory.streams[0]
+    device_rate = 8000 * (1 + device_ppm / 1e6)
+    produced, consumed = 0.0, 0
+    for frame in range(3000):  # 60 s of 20 ms media ticks
+        due = (frame + 1) * 160 * device_rate / 8000
+        while produced + 80 <= due:
+            stream.tick(np.full(80, 100, dtype=np.int16))
+            produced += 80
+        out = source.read_frame()
+        assert out is not None and out.size == 160
+        consumed += out.size
+        assert 0 <= source.ring.depth <= source.ring.capacity
+    stats = source.stats()
+    assert stats["depth_ms"] <= 60
+    assert consumed == 3000 * 160
+    # every sample is accounted for: captured + inserted silence = read + dropped + still queued
+    assert produced + stats["inserted_samples"] == (
+        consumed + stats["dropped_samples"] + stats["depth"]
+    )
+    drift = abs(produced - consumed)  # ≈ 960 samples (0.2 % of 60 s)
+    if device_ppm > 0:
+        assert stats["overruns"] > 0
+        assert stats["dropped_samples"] >= drift - source.ring.capacity
+    else:
+        assert stats["inserted_samples"] >= drift
+
+
+# -- streaming resampler -------------------------------------------------------------------------
+@pytest.mark.parametrize(("rate_in", "rate_out"), [(48000, 8000), (8000, 48000), (44100, 16000)])
+def test_stream_resampler_equals_whole_signal_conversion(rate_in: int, rate_out: int) -> None:
+    signal = tone(440, rate_in, rate_in // 2).astype(np.float64)
+    whole = resample(signal, rate_in, rate_out)
+    conv = StreamResampler(rate_in, rate_out)
+    pieces = []
+    step = rate_in // 50
+    for i in range(0, signal.size, step):
+        conv.feed(signal[i : i + step])
+        pieces.append(conv.take(conv.available))
+    streamed = np.concatenate(pieces)
+    # sample n of the stream is sample n of the whole conversion (it only comes out a chunk
+    # later): no clicks at the chunk edges
+    n = min(streamed.size, whole.size) - conv.chunk_out
+    assert n > rate_out // 4
+    assert np.max(np.abs(streamed[:n] - whole[:n])) < 1.0
+
+
+def test_stream_resampler_input_needed_is_enough() -> None:
+    conv = StreamResampler(48000, 8000)
+    need = conv.input_needed(160)
+    conv.feed(np.zeros(need))
+    assert conv.available >= 160
+
+
+# -- source and sink with a fake device ----------------------------------------------------------
+def test_source_converts_device_rate_to_codec_rate_and_mutes() -> None:
+    factory = Factory()
+    source = DeviceSource("mic", device_rate=48000, stream_factory=factory)
+    stream = factory.streams[0]
+    assert (stream.kind, stream.device, stream.rate) == ("input", "mic", 48000)
+    frames = []
+    position = 0
+    for _ in range(50):
+        for _ in range(2):
+            stream.tick(tone(1000, 48000, 480, position))
+            position += 480
+        frame = source.read_frame()
+        assert frame is not None and frame.size == 160
+        frames.append(frame)
+    pcm = np.concatenate(frames[10:]).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(pcm))
+    peak_hz = np.argmax(spectrum) * 8000 / pcm.size
+    assert abs(peak_hz - 1000) < 10
+    assert 7000 < np.max(np.abs(pcm)) < 9000  # the level survives the conversion
+    source.muted = True
+    stream.tick(tone(1000, 48000, 960, position))
+    muted = source.read_frame()
+    assert muted is not None and not muted.any()
+    source.close()
+    assert stream.closed and source.read_frame() is None
+
+
+def test_source_follows_the_codec_rate_from_the_stream() -> None:
+    """The codec rate comes from the call (frame_format), not from the device layer."""
+    fmt = {"value": (8000, 160)}
+    factory = Factory()
+    source = DeviceSource(
+        device_rate=48000, frame_format=lambda: fmt["value"], stream_factory=factory
+    )
+    factory.streams[0].tick(np.zeros(4800, dtype=np.int16))
+    frame = source.read_frame()
+    assert frame is not None and frame.size == 160
+    fmt["value"] = (16000, 320)
+    frame = source.read_frame()
+    assert frame is not None and frame.size == 320
+
+
+def test_sink_plays_frames_at_the_device_rate_with_volume_and_mute() -> None:
+    factory = Factory()
+    sink = DeviceSink("spk", device_rate=16000, volume=0.5, stream_factory=factory)
+    stream = factory.streams[0]
+    for i in range(25):
+        sink.write_frame(tone(500, 8000, 160, i * 160))
+        stream.tick()
+        stream.tick()
+    played = np.concatenate(stream.played[6:]).astype(np.float64)
+    assert stream.rate == 16000 and stream.block == 160
+    spectrum = np.abs(np.fft.rfft(played))
+    assert abs(np.argmax(spectrum) * 16000 / played.size - 500) < 20
+    assert 3500 < np.max(np.abs(played)) < 4500  # volume 0.5 of 8000
+    sink.muted = True
+    for i in range(5):
+        sink.write_frame(tone(500, 8000, 160, i * 160))
+    for _ in range(20):
+        stream.tick()
+    assert not np.concatenate(stream.played[-6:]).any()
+    assert sink.stats()["underruns"] > 0  # the device read more than was written
+
+
+# -- device specs and errors ----------------------------------------------------------------------
+def test_device_spec_parsing() -> None:
+    assert parse_device_spec("device") is None
+    assert parse_device_spec("device:USB Headset") == "USB Headset"
+    assert parse_device_spec("device:3") == 3
+    with pytest.raises(AudioError):
+        parse_device_spec("device:")
+    with pytest.raises(AudioError):
+        parse_device_spec("speaker")
+
+
+def test_a_failing_device_is_one_device_error() -> None:
+    def broken(kind: str, device: Any, *rest: Any) -> FakeStream:
+        raise DeviceError(f"cannot open {kind} sound device {device!r}: busy")
+
+    with pytest.raises(DeviceError, match="busy"):
+        DeviceSource("mic", stream_factory=broken)
+
+
+# -- ring tones ----------------------------------------------------------------------------------
+def test_cadence_is_tone_then_silence() -> None:
+    rate = 8000
+    on = RINGBACK_TONE.samples(0, rate, rate)
+    off = RINGBACK_TONE.samples(rate, rate, rate)
+    assert np.max(np.abs(on)) > 5000 and not off.any()
+
+
+def test_ringer_follows_call_events() -> None:
+    factory = Factory()
+    player = TonePlayer(rate=8000, stream_factory=factory)
+    ringer = Ringer(player)
+
+    def change(key: str, old: CallState, new: CallState) -> CallStateChanged:
+        return CallStateChanged(key, old, new, "", None)
+
+    ringer.on_event(change("out", CallState.CALLING, CallState.RINGING))
+    assert player.playing is RINGBACK_TONE and factory.streams
+    factory.streams[0].tick()
+    assert factory.streams[0].played[0].any()
+    ringer.on_event(change("in", CallState.INCOMING, CallState.INCOMING))
+    assert player.playing is RING_TONE  # a call ringing here wins
+    ringer.on_event(change("in", CallState.INCOMING, CallState.ANSWERING))
+    assert player.playing is RINGBACK_TONE
+    ringer.on_event(change("out", CallState.RINGING, CallState.CONNECTED))
+    assert player.playing is None and factory.streams[0].closed
+
+
+def test_ringer_survives_a_missing_device() -> None:
+    def broken(*args: Any) -> FakeStream:
+        raise DeviceError("no output sound device 'x'")
+
+    ringer = Ringer(TonePlayer("x", stream_factory=broken))
+    ringer.on_event(CallStateChanged("c", CallState.CALLING, CallState.RINGING, "", None))
+    assert ringer.error == "no output sound device 'x'"
+    assert ringer.player.playing is None
+
+
+def test_audio_config_section() -> None:
+    from securephone.store.config import ConfigError, parse_config
+
+    cfg = parse_config({"audio": {"input": "USB Headset", "output": 3, "buffer_ms": 40}})
+    assert cfg.audio.input == "USB Headset" and cfg.audio.output == 3
+    assert cfg.audio.on_device_error == "continue" and cfg.audio.ring_tone is True
+    with pytest.raises(ConfigError, match=r"audio\.on_device_error"):
+        parse_config({"audio": {"on_device_error": "ignore"}})
+    with pytest.raises(ConfigError, match=r"audio\.buffer_ms"):
+        parse_config({"audio": {"buffer_ms": 0}})

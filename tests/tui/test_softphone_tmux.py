@@ -1,0 +1,124 @@
+"""The softphone in a real terminal: ``securephone phone`` under tmux, keys sent with send-keys,
+the screen read with capture-pane, a ZRTP call placed to a real Phone and hung up. The text of
+the main screens is saved next to the test's files (``screen-*.txt``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from securephone.aio.phone import Phone
+from securephone.sip.callstate import CallState
+from securephone.store.config import parse_config
+
+from ..helpers import await_until
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), one session running the softphone."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.socket = f"securephone-test-{os.getpid()}-{tmp_path.name}"
+        self.dumps = tmp_path
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return done.stdout
+
+    def start(self, command: list[str], env: dict[str, str]) -> None:
+        """COLUMNS/LINES from the test run would override the terminal's real size."""
+        exports = [f"{k}={v}" for k, v in env.items()]
+        self.tmux(
+            "new-session",
+            "-d",
+            "-s",
+            "phone",
+            "-x",
+            "150",
+            "-y",
+            "50",
+            "env",
+            "-u",
+            "COLUMNS",
+            "-u",
+            "LINES",
+            *exports,
+            *command,
+        )
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "phone")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "phone", *keys)
+
+    def alive(self) -> bool:
+        return "phone" in self.tmux("list-sessions", "-F", "#{session_name}")
+
+    def save(self, name: str) -> None:
+        (self.dumps / f"screen-{name}.txt").write_text(self.screen())
+
+    def stop(self) -> None:
+        self.tmux("kill-server")
+
+
+async def test_softphone_in_tmux_calls_a_phone_and_hangs_up(tmp_path: Path) -> None:
+    bob = Phone(
+        parse_config(
+            {
+                "data_dir": str(tmp_path / "bob"),
+                "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+                "media": {"port_min": 46000, "port_max": 46499},
+                "calls": {"auto_answer": True},
+            }
+        )
+    )
+    config = tmp_path / "phone.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "me"}"\n'
+        '[sip]\nudp_port = 0\ntransports = ["udp"]\n'
+        "[media]\nport_min = 46500\nport_max = 46999\n"
+        "[audio]\nring_tone = false\n"
+    )
+    term = Tmux(tmp_path)
+    await bob.start()
+    try:
+        env = {"PYTHONPATH": str(ROOT / "src"), "HOME": str(tmp_path), "TERM": "xterm-256color"}
+        term.start([sys.executable, "-m", "securephone.cli", "phone", "--config", str(config)], env)
+        await await_until(lambda: "Quit" in term.screen(), 30, message=term.screen)
+        term.save("start")
+        target = f"sip:bob@{bob.status()['listen']['udp']}"
+        term.keys("d")
+        term.keys("-l", target)
+        term.keys("Enter")
+        await await_until(lambda: "ZRTP SAS:" in term.screen(), 20, message=term.screen)
+        term.save("call")
+        screen = term.screen()
+        theirs = next(c for c in bob.calls.values() if not c.ended)
+        assert theirs.state is CallState.CONNECTED
+        assert f"ZRTP SAS: {theirs.security['path']['sas']}" in screen
+        assert "state: connected" in screen and "media keying: zrtp, end to end" in screen
+        assert "e End call" in screen  # the footer shows the keys
+        term.keys("e")
+        await theirs.wait_ended(timeout=10)
+        await await_until(lambda: "no call selected" in term.screen(), 10, message=term.screen)
+        await await_until(lambda: target in term.screen(), 10, message=term.screen)  # recent calls
+        term.save("after")
+        term.keys("q")
+        await await_until(lambda: not term.alive(), 15, message="the softphone did not quit")
+    finally:
+        term.stop()
+        await bob.stop()
