@@ -23,7 +23,7 @@ from securephone.tls import TlsInfo, check_peer_name, explain
 
 log = logging.getLogger(__name__)
 
-UDP_READ_SIZE = 2048  # RFC 3261 §18.1.1: UDP requests stay well under the path MTU
+UDP_MAX_DATAGRAM = 65535  # RFC 3261 §18.1.1: a UDP message may be as large as IP allows
 UDP_BATCH = 64  # datagrams read per readiness callback
 
 MessageHandler = Callable[[bytes | Request | Response, Peer], None]
@@ -151,6 +151,9 @@ class TransportLayer:
         self.tls_unavailable = "no TLS settings"
         self.client_has_cert = False
         self._udp: socket.socket | None = None
+        self._udp_buffer = bytearray(
+            UDP_MAX_DATAGRAM
+        )  # one reusable read buffer, copied per message
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, _StreamConnection] = {}
         self._by_addr: dict[tuple[str, str, int], int] = {}
@@ -190,15 +193,22 @@ class TransportLayer:
 
     # -- receiving -----------------------------------------------------------------------------
     def _udp_ready(self) -> None:
+        """Read up to UDP_BATCH datagrams of any size up to 65,535 bytes (RFC 3261 §18.1.2).
+
+        Each read lands in one preallocated buffer; only the bytes received are copied out, so a
+        flood of small datagrams does not allocate 64 KiB per packet.
+        """
         assert self._udp is not None
+        view = memoryview(self._udp_buffer)
         for _ in range(UDP_BATCH):
             try:
-                data, addr = self._udp.recvfrom(UDP_READ_SIZE)
+                size, addr = self._udp.recvfrom_into(view)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug("udp receive error: %s", exc)
                 return
+            data = bytes(view[:size])
             if data.strip(b"\r\n") == b"":
                 continue  # keep-alive
             self._deliver(data, Peer("udp", addr[0], addr[1]))
