@@ -23,6 +23,9 @@ VERSIONS = {
     "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
 WEAK_VERSIONS = ("TLSv1", "TLSv1.1")
+# TLS 1.2 suites: forward-secret AEAD only (RFC 7525 §4.2; no CBC, so no Lucky Thirteen).
+# TLS 1.3 suites are all AEAD and are not affected by this string.
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class TlsConfigError(Exception):
@@ -54,6 +57,8 @@ def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
             settings.min_version,
         )
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    else:
+        ctx.set_ciphers(AEAD_CIPHERS)
     if settings.ciphers:
         try:
             ctx.set_ciphers(settings.ciphers)
@@ -64,6 +69,18 @@ def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
         log.warning("TLS key log is ON: session keys are written to %s", settings.keylog_file)
     if settings.certificate is not None:
         _load_chain(ctx, settings.certificate, settings.key_file)
+
+
+def non_aead_ciphers(ciphers: str) -> list[str]:
+    """The TLS 1.2 suites an OpenSSL cipher string enables that are not AEAD (CBC, RC4 ...)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError:
+        return []
+    return [
+        c["name"] for c in ctx.get_ciphers() if not c.get("aead") and c["protocol"] != "TLSv1.3"
+    ]
 
 
 def _load_chain(ctx: ssl.SSLContext, certificate: Path, key_file: Path | None) -> None:
