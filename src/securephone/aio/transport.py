@@ -19,7 +19,15 @@ from securephone.errors import ProtocolError
 from securephone.sip.flows import FlowAction, FlowTable
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
-from securephone.tls import TlsInfo, check_peer_name, explain
+from securephone.tls import (
+    HandshakeNotes,
+    TlsInfo,
+    check_peer_name,
+    explain,
+    explain_close,
+    explain_lost,
+    handshake_notes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,9 @@ class _StreamConnection(asyncio.Protocol):
         self.tls: TlsInfo | None = None
         self.verified = False
         self.received = 0
+        self.sent = 0
         self.refused = False
+        self.notes: HandshakeNotes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -68,6 +78,8 @@ class _StreamConnection(asyncio.Protocol):
         if sslobj is not None:
             self.verified = sslobj.context.verify_mode == ssl.CERT_REQUIRED
             self.tls = TlsInfo.from_ssl(sslobj, self.verified)
+            if self.dialled is not None:
+                self.notes = handshake_notes(sslobj)
         if not self.layer.flow_opened(self):
             self.refused = True
             transport.close()
@@ -102,17 +114,17 @@ class _StreamConnection(asyncio.Protocol):
             log.info("connection from %s lost: %s", self.peer, explain(exc))
 
     def _close_reason(self, exc: Exception | None) -> str:
+        """What the server did, from what it sent: never a guess (issue 13 item 18)."""
+        has_cert = self.layer.client_has_cert
+        if self.notes is None:
+            return explain(exc) if exc is not None else "the server closed the connection"
         if exc is not None:
-            return explain(exc)
-        if self.tls is not None and not self.received and not self.layer.client_has_cert:
-            return (
-                "TLS: the server closed the connection right after the handshake without a word: "
-                "it probably demands a client certificate, and none is configured ([tls] certificate)"
-            )
-        return "the server closed the connection"
+            return explain_lost(exc, self.notes, received=self.received, has_cert=has_cert)
+        return explain_close(self.notes, received=self.received, sent=self.sent, has_cert=has_cert)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.sent += len(data)
             self.transport.write(data)
 
     def close(self) -> None:
