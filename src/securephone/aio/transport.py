@@ -17,6 +17,7 @@ from typing import Any
 
 from securephone.errors import ProtocolError
 from securephone.sip.flows import FlowAction, FlowTable
+from securephone.sip.loglimit import LogLimiter
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
 from securephone.tls import (
@@ -101,7 +102,7 @@ class _StreamConnection(asyncio.Protocol):
             else:
                 self.layer._deliver(item, self.peer)
         if self.parser.broken:
-            log.warning("closing %s: the stream lost its framing", self.peer)
+            self.layer.note_bad("broken SIP stream", f"closing {self.peer}: it lost its framing")
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -111,7 +112,7 @@ class _StreamConnection(asyncio.Protocol):
         if self.dialled is not None:
             self.layer.on_error(self.dialled, self._close_reason(exc))
         elif exc is not None and self.peer is not None:
-            log.info("connection from %s lost: %s", self.peer, explain(exc))
+            self.layer.note_bad("lost SIP connection", f"from {self.peer}: {explain(exc)}")
 
     def _close_reason(self, exc: Exception | None) -> str:
         """What the server did, from what it sent: never a guess (issue 13 item 18)."""
@@ -172,6 +173,13 @@ class TransportLayer:
         self._connecting: dict[tuple[str, str, int], _Connecting] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.bad_input = LogLimiter(
+            log
+        )  # per-packet and per-connection trouble: counted, not logged each
+
+    def note_bad(self, what: str, detail: str) -> None:
+        """Log bad input from the network, rate-limited (counts per interval, not lines)."""
+        self.bad_input.note(asyncio.get_running_loop().time(), what, detail)
 
     # -- listening -----------------------------------------------------------------------------
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
@@ -243,13 +251,10 @@ class TransportLayer:
         """A connection is up: False when it must be refused (too many connections)."""
         now = asyncio.get_running_loop().time()
         if not self.flows.opened(conn.conn_id, dialled=conn.dialled is not None, now=now):
-            if self.flows.refused % 100 == 1:
-                log.warning(
-                    "refusing a SIP connection from %s: %d connections already (%d refused so far)",
-                    conn.peer,
-                    self.flows.accepted,
-                    self.flows.refused,
-                )
+            self.note_bad(
+                "refused SIP connection",
+                f"from {conn.peer}: {self.flows.accepted} connections already",
+            )
             return False
         self._live[conn.conn_id] = conn
         self._arm_flows()
@@ -280,9 +285,11 @@ class TransportLayer:
                 continue
             if command.action is FlowAction.PING:
                 conn.write(b"\r\n\r\n")
+            elif conn.dialled is not None:
+                log.warning("closing the SIP connection with %s: %s", conn.peer, command.reason)
+                conn.close()
             else:
-                level = logging.WARNING if conn.dialled is not None else logging.INFO
-                log.log(level, "closing the SIP connection with %s: %s", conn.peer, command.reason)
+                self.note_bad("closed SIP connection", f"{conn.peer}: {command.reason}")
                 conn.close()
         self._arm_flows()
 

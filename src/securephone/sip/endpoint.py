@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from securephone.errors import ProtocolError, RemoteProtocolError
 from securephone.sip.events import Event, MalformedMessage, RequestReceived, StrayResponse
+from securephone.sip.loglimit import LogLimiter
 from securephone.sip.message import (
     InvalidRequestError,
     Request,
@@ -104,10 +105,13 @@ class SipEndpoint:
         self._overload_tokens = 0.0
         self._overload_at = 0.0
         self.overloaded = 0  # requests refused (503) or dropped because the table was full
+        self.bad_input = LogLimiter(log)
+        self._now = 0.0  # the latest time seen, for inputs that come without one
 
     # -- input -----------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
         """One whole message (a UDP datagram, or a framed stream message's bytes)."""
+        self._now = now
         try:
             message = parse_message(data)
         except InvalidRequestError as exc:
@@ -125,6 +129,7 @@ class SipEndpoint:
 
     def receive_message(self, message: Request | Response, peer: Peer, now: float) -> None:
         """A parsed message from ``peer``: match it to a transaction or start a server transaction."""
+        self._now = now
         try:
             if isinstance(message, Response):
                 self._receive_response(message, peer, now)
@@ -137,7 +142,7 @@ class SipEndpoint:
     def _malformed(
         self, peer: Peer, exc: ProtocolError, message: Request | Response | None = None
     ) -> None:
-        log.info("malformed message from %s: %s", peer, exc)
+        self.bad_input.note(self._now, "malformed SIP", f"from {peer}: {exc}")
         self._events.append(MalformedMessage(peer, str(exc), exc.status_hint))
         if isinstance(message, Request) and message.method != "ACK":
             with contextlib.suppress(ProtocolError):
@@ -195,6 +200,7 @@ class SipEndpoint:
         if request.method == "ACK" or self._overload_tokens < 1:
             return
         self._overload_tokens -= 1
+        self.bad_input.note(now, "overload", f"503 to {request.method} from {peer}")
         with contextlib.suppress(ProtocolError):
             response = make_response(request, 503)
             response.headers.add("Retry-After", str(self.limits.retry_after))
@@ -277,6 +283,7 @@ class SipEndpoint:
 
     def handle_timer(self, now: float) -> None:
         """Fire every due timer, then collect what the fired transactions produced."""
+        self._now = now
         while self._heap and self._heap[0][0] <= now:
             _, key = heapq.heappop(self._heap)
             tx = self._get(key)
