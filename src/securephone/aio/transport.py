@@ -173,9 +173,10 @@ class TransportLayer:
         self._connecting: dict[tuple[str, str, int], _Connecting] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.bad_input = LogLimiter(
-            log
-        )  # per-packet and per-connection trouble: counted, not logged each
+        # per-packet and per-connection trouble: counted, not logged each time
+        self.bad_input = LogLimiter(log)
+        self.accept_failures = 0
+        self._watching_accept = False
 
     def note_bad(self, what: str, detail: str) -> None:
         """Log bad input from the network, rate-limited (counts per interval, not lines)."""
@@ -199,6 +200,7 @@ class TransportLayer:
     ) -> tuple[str, int]:
         """Accept TCP (or TLS with ``server_ssl``) connections."""
         loop = asyncio.get_running_loop()
+        self._watch_accept_errors(loop)
         server = await loop.create_server(
             lambda: _StreamConnection(self, name, next(self._ids)),
             host,
@@ -210,6 +212,27 @@ class TransportLayer:
         bound = server.sockets[0].getsockname()[:2]
         self.listening[name] = (bound[0], bound[1])
         return self.listening[name]
+
+    def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Out of descriptors (EMFILE/ENFILE), asyncio pauses accepting for a second and reports it
+        through the loop's exception handler each time: count those reports instead of logging a
+        traceback per retry; everything else goes to the handler that was there before."""
+        if self._watching_accept:
+            return
+        self._watching_accept = True
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+                self.accept_failures += 1
+                self.note_bad("SIP accept failure", f"{exc.strerror or exc} (accepting paused 1 s)")
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
 
     # -- receiving -----------------------------------------------------------------------------
     def _udp_ready(self) -> None:
@@ -250,10 +273,14 @@ class TransportLayer:
     def flow_opened(self, conn: _StreamConnection) -> bool:
         """A connection is up: False when it must be refused (too many connections)."""
         now = asyncio.get_running_loop().time()
-        if not self.flows.opened(conn.conn_id, dialled=conn.dialled is not None, now=now):
+        host = conn.peer.host if conn.peer is not None else None
+        if not self.flows.opened(
+            conn.conn_id, dialled=conn.dialled is not None, now=now, host=host
+        ):
             self.note_bad(
                 "refused SIP connection",
-                f"from {conn.peer}: {self.flows.accepted} connections already",
+                f"from {conn.peer}: {self.flows.accepted} connections already"
+                f" ({self.flows.from_address(host or '')} from that address)",
             )
             return False
         self._live[conn.conn_id] = conn
