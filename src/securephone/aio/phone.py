@@ -84,6 +84,9 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         expires=account.expires,
         display_name=account.display_name,
         retry=RetryPolicy(account.retry_base, account.retry_max),
+        accept_only_from_proxy=account.register_
+        if account.accept_only_from_proxy is None
+        else account.accept_only_from_proxy,
     )
 
 
