@@ -48,6 +48,7 @@ from rich.text import Text
 
 from securephone.pki.certs import CertError, CertInfo, inspect_pem, warnings_for
 from securephone.store.config import Config, ConfigError, load_config
+from securephone.tls import non_aead_ciphers
 
 __all__ = ["Finding", "Severity", "app", "audit_config", "exit_code_for"]
 
@@ -186,6 +187,14 @@ def _tls(config: Config) -> list[Finding]:
             Severity.HIGH,
             f"the TLS cipher list enables weak ciphers ({', '.join(weak)})",
             "remove [tls] ciphers to use the secure defaults, or exclude them with '!'",
+            "tls.ciphers",
+        ))  # fmt: skip
+    cbc = non_aead_ciphers(tls.ciphers) if tls.ciphers else []
+    if cbc and not weak:
+        found.append(Finding(
+            Severity.MEDIUM,
+            f"the TLS cipher list enables {len(cbc)} non-AEAD suites (CBC: Lucky Thirteen), e.g. {cbc[0]}",
+            "remove [tls] ciphers: the default allows only ECDHE with AES-GCM or ChaCha20 (and TLS 1.3)",
             "tls.ciphers",
         ))  # fmt: skip
     return found

@@ -9,9 +9,10 @@ import logging
 import os
 import ssl
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 
@@ -24,6 +25,9 @@ VERSIONS = {
     "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
 WEAK_VERSIONS = ("TLSv1", "TLSv1.1")
+# TLS 1.2 suites: forward-secret AEAD only (RFC 7525 §4.2; no CBC, so no Lucky Thirteen).
+# TLS 1.3 suites are all AEAD and are not affected by this string.
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class TlsConfigError(Exception):
@@ -55,6 +59,8 @@ def _apply_common(ctx: ssl.SSLContext, settings: TlsSettings) -> None:
             settings.min_version,
         )
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    else:
+        ctx.set_ciphers(AEAD_CIPHERS)
     if settings.ciphers:
         try:
             ctx.set_ciphers(settings.ciphers)
@@ -82,6 +88,18 @@ def private_keylog(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def non_aead_ciphers(ciphers: str) -> list[str]:
+    """The TLS 1.2 suites an OpenSSL cipher string enables that are not AEAD (CBC, RC4 ...)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError:
+        return []
+    return [
+        c["name"] for c in ctx.get_ciphers() if not c.get("aead") and c["protocol"] != "TLSv1.3"
+    ]
 
 
 def _load_chain(ctx: ssl.SSLContext, certificate: Path, key_file: Path | None) -> None:
@@ -120,6 +138,7 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
         log.warning("TLS server certificate verification is OFF: anyone can impersonate the server")
     _apply_common(ctx, settings)
+    cast(Any, ctx)._msg_callback = _note_record  # what the server said, to explain a failure
     return ctx
 
 
@@ -181,6 +200,89 @@ def check_peer_name(cert: dict[str, Any], target: str) -> str | None:
     return f"the certificate names {shown}, not {host} (RFC 5922: no wildcards)"
 
 
+# -- what the server said during the handshake (RFC 8446 §4.3.2, §6), to explain failures -------------
+_HANDSHAKE, _ALERT = 22, 21  # TLS record content types
+_CERTIFICATE_REQUEST = 13  # handshake message type
+_CLOSE_NOTIFY = 0  # alert description
+_ALERT_NAMES = {
+    40: "handshake_failure",
+    42: "bad_certificate",
+    46: "certificate_unknown",
+    48: "unknown_ca",
+    49: "access_denied",
+    70: "protocol_version",
+    80: "internal_error",
+    116: "certificate_required",
+}
+
+
+@dataclass
+class HandshakeNotes:
+    """What one client connection received: a client certificate request, a close_notify, an alert."""
+
+    client_cert_requested: bool = False
+    close_notify: bool = False
+    alert: int | None = None
+
+    @property
+    def alert_name(self) -> str:
+        return _ALERT_NAMES.get(self.alert or 0, f"alert {self.alert}")
+
+
+_NOTES: weakref.WeakKeyDictionary[Any, HandshakeNotes] = weakref.WeakKeyDictionary()
+
+
+def _note_record(
+    conn: Any, direction: str, version: Any, content_type: int, msg_type: int, data: bytes
+) -> None:
+    """OpenSSL's message callback: remember the few records that explain a later failure."""
+    if direction != "read" or content_type not in (_HANDSHAKE, _ALERT):
+        return
+    if content_type == _HANDSHAKE and msg_type != _CERTIFICATE_REQUEST:
+        return
+    notes = _NOTES.setdefault(conn, HandshakeNotes())
+    if content_type == _HANDSHAKE:
+        notes.client_cert_requested = True
+    elif msg_type == _CLOSE_NOTIFY:
+        notes.close_notify = True
+    else:
+        notes.alert = int(msg_type)
+
+
+def handshake_notes(sslobj: Any) -> HandshakeNotes:
+    """The notes of a client connection (an empty record for one nothing was noted on)."""
+    return _NOTES.setdefault(sslobj, HandshakeNotes())
+
+
+def explain_close(notes: HandshakeNotes, *, received: int, sent: int, has_cert: bool) -> str:
+    """Why a TLS connection we opened ended without an error, from what the server actually sent."""
+    if received:
+        return "the server closed the connection"
+    if notes.client_cert_requested and not has_cert:
+        return (
+            "TLS: the server asked for a client certificate during the handshake, none is "
+            "configured ([tls] certificate), and it then closed the connection"
+        )
+    if notes.alert is not None:
+        return f"TLS: the server ended the connection with the alert {notes.alert_name}"
+    how = "closed the TLS session" if notes.close_notify else "dropped the connection"
+    return f"TLS: the server {how} without answering (after we sent {sent} bytes)"
+
+
+def explain_lost(
+    exc: BaseException, notes: HandshakeNotes, *, received: int, has_cert: bool
+) -> str:
+    """Why a TLS connection we opened failed with ``exc`` (a reset after a certificate request ...)."""
+    if not received and notes.client_cert_requested and not has_cert:
+        return (
+            "TLS: the server asked for a client certificate during the handshake, none is "
+            f"configured ([tls] certificate), and it then ended the connection ({explain(exc)})"
+        )
+    if not received and notes.alert is not None:
+        return f"TLS: the server ended the connection with the alert {notes.alert_name}"
+    return explain(exc)
+
+
 # -- what happened, in words ----------------------------------------------------------------------------
 _VERIFY_MESSAGES = {
     "certificate has expired": "the server certificate has expired",
@@ -202,10 +304,13 @@ def explain(exc: BaseException) -> str:
         )
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or str(exc)).upper()
-        if "CERTIFICATE_REQUIRED" in reason or (
-            "HANDSHAKE_FAILURE" in reason and "ALERT" in reason
-        ):
+        if "CERTIFICATE_REQUIRED" in reason:
             return "TLS: the server demanded a client certificate we could not give (configure [tls] certificate)"
+        if "HANDSHAKE_FAILURE" in reason and "ALERT" in reason:
+            return (
+                "TLS: the server refused the handshake (alert handshake_failure): no cipher suite "
+                "in common, or it wanted a client certificate"
+            )
         if (
             "PROTOCOL_VERSION" in reason
             or "UNSUPPORTED_PROTOCOL" in reason

@@ -85,6 +85,9 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         expires=account.expires,
         display_name=account.display_name,
         retry=RetryPolicy(account.retry_base, account.retry_max),
+        accept_only_from_proxy=account.register_
+        if account.accept_only_from_proxy is None
+        else account.accept_only_from_proxy,
     )
 
 
@@ -377,7 +380,10 @@ class Phone:
         if self.on_incoming is not None:
             self.on_incoming(call)
         if self.config.calls.auto_answer and call.state is CallState.INCOMING:
-            self.answer(call)
+            try:
+                self.answer(call)
+            except PhoneError as exc:  # the call was refused; the phone carries on
+                log.warning("auto-answer of %s failed: %s", call.remote, exc)
 
     def _media_updated(self, call: Call) -> None:
         sdp, channel = call.sdp, call.channel
@@ -575,7 +581,13 @@ class Phone:
         if call.state is not CallState.INCOMING:
             raise PhoneError(f"the call is {call.state.value}, not ringing")
         peer = self._core().calls.peer_of(call.key)
-        sdp, channel = self._new_media(peer.transport if peer else "udp", call.account)
+        try:
+            sdp, channel = self._new_media(peer.transport if peer else "udp", call.account)
+        except (
+            OSError
+        ) as exc:  # out of descriptors or ports: refuse the call, do not leave it ringing
+            self._command(lambda ua, now: ua.reject(call.key, 503, now))
+            raise PhoneError(f"cannot open media sockets: {exc.strerror or exc}") from None
         self._attach_media(call, sdp, channel)
         self._command(lambda ua, now: ua.answer(call.key, sdp, now))
 

@@ -17,13 +17,22 @@ from typing import Any
 
 from securephone.errors import ProtocolError
 from securephone.sip.flows import FlowAction, FlowTable
+from securephone.sip.loglimit import LogLimiter
 from securephone.sip.message import Request, Response, StreamParser
 from securephone.sip.transport import Outgoing, Peer
-from securephone.tls import TlsInfo, check_peer_name, explain
+from securephone.tls import (
+    HandshakeNotes,
+    TlsInfo,
+    check_peer_name,
+    explain,
+    explain_close,
+    explain_lost,
+    handshake_notes,
+)
 
 log = logging.getLogger(__name__)
 
-UDP_READ_SIZE = 2048  # RFC 3261 §18.1.1: UDP requests stay well under the path MTU
+UDP_MAX_DATAGRAM = 65535  # RFC 3261 §18.1.1: a UDP message may be as large as IP allows
 UDP_BATCH = 64  # datagrams read per readiness callback
 
 MessageHandler = Callable[[bytes | Request | Response, Peer], None]
@@ -57,7 +66,9 @@ class _StreamConnection(asyncio.Protocol):
         self.tls: TlsInfo | None = None
         self.verified = False
         self.received = 0
+        self.sent = 0
         self.refused = False
+        self.notes: HandshakeNotes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -68,6 +79,8 @@ class _StreamConnection(asyncio.Protocol):
         if sslobj is not None:
             self.verified = sslobj.context.verify_mode == ssl.CERT_REQUIRED
             self.tls = TlsInfo.from_ssl(sslobj, self.verified)
+            if self.dialled is not None:
+                self.notes = handshake_notes(sslobj)
         if not self.layer.flow_opened(self):
             self.refused = True
             transport.close()
@@ -89,7 +102,7 @@ class _StreamConnection(asyncio.Protocol):
             else:
                 self.layer._deliver(item, self.peer)
         if self.parser.broken:
-            log.warning("closing %s: the stream lost its framing", self.peer)
+            self.layer.note_bad("broken SIP stream", f"closing {self.peer}: it lost its framing")
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -99,20 +112,20 @@ class _StreamConnection(asyncio.Protocol):
         if self.dialled is not None:
             self.layer.on_error(self.dialled, self._close_reason(exc))
         elif exc is not None and self.peer is not None:
-            log.info("connection from %s lost: %s", self.peer, explain(exc))
+            self.layer.note_bad("lost SIP connection", f"from {self.peer}: {explain(exc)}")
 
     def _close_reason(self, exc: Exception | None) -> str:
+        """What the server did, from what it sent: never a guess (issue 13 item 18)."""
+        has_cert = self.layer.client_has_cert
+        if self.notes is None:
+            return explain(exc) if exc is not None else "the server closed the connection"
         if exc is not None:
-            return explain(exc)
-        if self.tls is not None and not self.received and not self.layer.client_has_cert:
-            return (
-                "TLS: the server closed the connection right after the handshake without a word: "
-                "it probably demands a client certificate, and none is configured ([tls] certificate)"
-            )
-        return "the server closed the connection"
+            return explain_lost(exc, self.notes, received=self.received, has_cert=has_cert)
+        return explain_close(self.notes, received=self.received, sent=self.sent, has_cert=has_cert)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.sent += len(data)
             self.transport.write(data)
 
     def close(self) -> None:
@@ -151,12 +164,23 @@ class TransportLayer:
         self.tls_unavailable = "no TLS settings"
         self.client_has_cert = False
         self._udp: socket.socket | None = None
+        self._udp_buffer = bytearray(
+            UDP_MAX_DATAGRAM
+        )  # one reusable read buffer, copied per message
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, _StreamConnection] = {}
         self._by_addr: dict[tuple[str, str, int], int] = {}
         self._connecting: dict[tuple[str, str, int], _Connecting] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        # per-packet and per-connection trouble: counted, not logged each time
+        self.bad_input = LogLimiter(log)
+        self.accept_failures = 0
+        self._watching_accept = False
+
+    def note_bad(self, what: str, detail: str) -> None:
+        """Log bad input from the network, rate-limited (counts per interval, not lines)."""
+        self.bad_input.note(asyncio.get_running_loop().time(), what, detail)
 
     # -- listening -----------------------------------------------------------------------------
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
@@ -176,6 +200,7 @@ class TransportLayer:
     ) -> tuple[str, int]:
         """Accept TCP (or TLS with ``server_ssl``) connections."""
         loop = asyncio.get_running_loop()
+        self._watch_accept_errors(loop)
         server = await loop.create_server(
             lambda: _StreamConnection(self, name, next(self._ids)),
             host,
@@ -188,17 +213,45 @@ class TransportLayer:
         self.listening[name] = (bound[0], bound[1])
         return self.listening[name]
 
+    def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Out of descriptors (EMFILE/ENFILE), asyncio pauses accepting for a second and reports it
+        through the loop's exception handler each time: count those reports instead of logging a
+        traceback per retry; everything else goes to the handler that was there before."""
+        if self._watching_accept:
+            return
+        self._watching_accept = True
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+                self.accept_failures += 1
+                self.note_bad("SIP accept failure", f"{exc.strerror or exc} (accepting paused 1 s)")
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+
     # -- receiving -----------------------------------------------------------------------------
     def _udp_ready(self) -> None:
+        """Read up to UDP_BATCH datagrams of any size up to 65,535 bytes (RFC 3261 §18.1.2).
+
+        Each read lands in one preallocated buffer; only the bytes received are copied out, so a
+        flood of small datagrams does not allocate 64 KiB per packet.
+        """
         assert self._udp is not None
+        view = memoryview(self._udp_buffer)
         for _ in range(UDP_BATCH):
             try:
-                data, addr = self._udp.recvfrom(UDP_READ_SIZE)
+                size, addr = self._udp.recvfrom_into(view)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug("udp receive error: %s", exc)
                 return
+            data = bytes(view[:size])
             if data.strip(b"\r\n") == b"":
                 continue  # keep-alive
             self._deliver(data, Peer("udp", addr[0], addr[1]))
@@ -220,14 +273,15 @@ class TransportLayer:
     def flow_opened(self, conn: _StreamConnection) -> bool:
         """A connection is up: False when it must be refused (too many connections)."""
         now = asyncio.get_running_loop().time()
-        if not self.flows.opened(conn.conn_id, dialled=conn.dialled is not None, now=now):
-            if self.flows.refused % 100 == 1:
-                log.warning(
-                    "refusing a SIP connection from %s: %d connections already (%d refused so far)",
-                    conn.peer,
-                    self.flows.accepted,
-                    self.flows.refused,
-                )
+        host = conn.peer.host if conn.peer is not None else None
+        if not self.flows.opened(
+            conn.conn_id, dialled=conn.dialled is not None, now=now, host=host
+        ):
+            self.note_bad(
+                "refused SIP connection",
+                f"from {conn.peer}: {self.flows.accepted} connections already"
+                f" ({self.flows.from_address(host or '')} from that address)",
+            )
             return False
         self._live[conn.conn_id] = conn
         self._arm_flows()
@@ -258,9 +312,11 @@ class TransportLayer:
                 continue
             if command.action is FlowAction.PING:
                 conn.write(b"\r\n\r\n")
+            elif conn.dialled is not None:
+                log.warning("closing the SIP connection with %s: %s", conn.peer, command.reason)
+                conn.close()
             else:
-                level = logging.WARNING if conn.dialled is not None else logging.INFO
-                log.log(level, "closing the SIP connection with %s: %s", conn.peer, command.reason)
+                self.note_bad("closed SIP connection", f"{conn.peer}: {command.reason}")
                 conn.close()
         self._arm_flows()
 

@@ -8,6 +8,7 @@ it is given.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import secrets
@@ -313,7 +314,7 @@ class CallManager:
             self._on_cancel(request, event.transaction_id, now)
             return True
         if request.to.tag:
-            return self._in_dialog(request, event.transaction_id, now)
+            return self._in_dialog(request, event.transaction_id, now, event.peer)
         if request.method == "INVITE":
             self._on_invite(request, event, now)
             return True
@@ -483,11 +484,17 @@ class CallManager:
             call.end(ending, ending.value, 487, now)
 
     # -- in-dialog requests ------------------------------------------------------------------------------
-    def _in_dialog(self, request: Request, tx: str, now: float) -> bool:
+    def _in_dialog(self, request: Request, tx: str, now: float, peer: Peer) -> bool:
         key = self._by_dialog.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
         call = self.calls.get(key) if key else None
         if call is None or call.dialog is None or call.ended:
             self._respond(tx, make_response(request, 481), now)
+            return True
+        if not _on_dialog_flow(call.peer, peer):
+            self.endpoint.bad_input.note(
+                now, "in-dialog request off the TLS flow", f"{request.method} from {peer} refused"
+            )
+            self._respond(tx, make_response(request, 403, "Not On The Dialog's TLS Flow"), now)
             return True
         if not call.dialog.check_remote_cseq(request):
             self._respond(tx, make_response(request, 500), now)
@@ -744,6 +751,30 @@ class CallManager:
             for ref in [ref for ref, key in table.items() if key in gone]:
                 del table[ref]  # type: ignore[arg-type]
         return sorted(gone)
+
+
+def _on_dialog_flow(first_hop: Peer | None, peer: Peer) -> bool:
+    """A dialog set up over TLS takes in-dialog requests only over TLS from its flow (RFC 3261 §26.2).
+
+    Its flow: the same connection, or the same address as the dialog's first hop (a new connection
+    from that host, or our own connection to that server). A first hop we reached by name (not an IP
+    literal) cannot be compared here; TLS is still required.
+    """
+    if first_hop is None or first_hop.transport != "tls":
+        return True
+    if peer.transport != "tls":
+        return False
+    if first_hop.conn is not None and peer.conn == first_hop.conn:
+        return True
+    return peer.host == first_hop.host or not _is_ip_literal(first_hop.host)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _quoted_text(text: str) -> str:

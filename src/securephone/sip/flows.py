@@ -9,8 +9,8 @@ this table says when to ping and when to close, as commands, and when it next ne
 - A stranger must not hold connections for free: a connection that has not completed a SIP
   message within ``first_message_timeout``, a message begun and not finished within
   ``message_timeout`` (half a header, a Content-Length never sent, one byte every two seconds),
-  or (on accepted connections) no bytes at all for ``idle_timeout`` is closed; beyond ``max_connections`` new incoming
-  connections are refused.
+  or (on accepted connections) no bytes at all for ``idle_timeout`` is closed; beyond ``max_connections``
+  in all, or ``max_per_address`` from one address, new incoming connections are refused.
 """
 
 from __future__ import annotations
@@ -45,11 +45,13 @@ class FlowLimits:
     message_timeout: float = 32.0
     idle_timeout: float = 900.0
     max_connections: int = 256
+    max_per_address: int = 32  # accepted connections from one IP address
 
 
 @dataclass
 class _Flow:
     dialled: bool  # we opened it (keep-alive applies) or accepted it
+    host: str | None
     opened_at: float
     last_rx: float
     messages: int = 0
@@ -77,17 +79,25 @@ class FlowTable:
         self._flows: dict[int, _Flow] = {}
         self.accepted = 0  # open connections others made to us (the limited kind)
         self.refused = 0
+        self._per_host: dict[str, int] = {}  # accepted connections per remote address
 
     def __len__(self) -> int:
         return len(self._flows)
 
-    def opened(self, conn: int, *, dialled: bool, now: float) -> bool:
-        """A connection is up; False when an accepted one is over the limit (close it at once)."""
-        if not dialled and self.accepted >= self.limits.max_connections:
+    def opened(self, conn: int, *, dialled: bool, now: float, host: str | None = None) -> bool:
+        """A connection is up; False when an accepted one is over a limit (close it at once).
+
+        Accepted connections are limited in all (``max_connections``) and per remote address
+        (``max_per_address``), so one host cannot take every slot.
+        """
+        if not dialled and not self._room_for(host):
             self.refused += 1
             return False
-        self.accepted += not dialled
-        flow = _Flow(dialled, now, now)
+        if not dialled:
+            self.accepted += 1
+            if host is not None:
+                self._per_host[host] = self._per_host.get(host, 0) + 1
+        flow = _Flow(dialled, host, now, now)
         if dialled and self.limits.keepalive_interval > 0:
             flow.next_ping = now + self.limits.keepalive_interval
         self._flows[conn] = flow
@@ -112,10 +122,26 @@ class FlowTable:
     def closed(self, conn: int) -> None:
         self._forget(conn)
 
+    def _room_for(self, host: str | None) -> bool:
+        if self.accepted >= self.limits.max_connections:
+            return False
+        return host is None or self._per_host.get(host, 0) < self.limits.max_per_address
+
+    def from_address(self, host: str) -> int:
+        """Accepted connections open from ``host``."""
+        return self._per_host.get(host, 0)
+
     def _forget(self, conn: int) -> None:
         flow = self._flows.pop(conn, None)
-        if flow is not None and not flow.dialled:
-            self.accepted -= 1
+        if flow is None or flow.dialled:
+            return
+        self.accepted -= 1
+        if flow.host is not None:
+            left = self._per_host.get(flow.host, 1) - 1
+            if left:
+                self._per_host[flow.host] = left
+            else:
+                self._per_host.pop(flow.host, None)
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any flow."""

@@ -7,6 +7,7 @@ registrations and the user agent all use one ``Router`` and it calls none of the
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from securephone.sip.endpoint import new_branch, new_tag
@@ -37,6 +38,7 @@ class AccountSpec:
     expires: int = 600
     display_name: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    accept_only_from_proxy: bool = False
 
 
 class Router:
@@ -66,6 +68,20 @@ class Router:
             if spec.aor.user == user:
                 return name
         return None
+
+    def from_proxy(self, peer: Peer) -> bool | None:
+        """Whether ``peer`` is the registrar or outbound proxy of an account that accepts requests
+        only from there; None when no account asks for that (direct listening is unchanged).
+
+        A hop given as an IP literal must match the source address; a hop given by name (which
+        the core cannot resolve) must match the transport and port the server sends from.
+        """
+        enforcing = [s for s in self.accounts.values() if s.accept_only_from_proxy]
+        hops = [self.route_peer(s, s.registrar) for s in enforcing]
+        hops += [self.route_peer(s, s.registrar, use_proxy=False) for s in enforcing]
+        if not hops:
+            return None
+        return any(_same_server(hop, peer) for hop in hops)
 
     def local_identity(self, spec: AccountSpec | None) -> NameAddr:
         """Our From for a new request."""
@@ -142,6 +158,15 @@ class Router:
         response.headers.add("Accept-Language", "en")
         response.headers.add("User-Agent", self.user_agent)
         return response
+
+
+def _same_server(hop: Peer, peer: Peer) -> bool:
+    host = hop.host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return peer.transport == hop.transport and peer.port == hop.port
+    return peer.host.strip("[]") == host
 
 
 def bracket(host: str) -> str:

@@ -294,6 +294,8 @@ class UserAgent:
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request, key = event.request, event.transaction_id
+        if key is not None and not self._accepted_source(event, now):
+            return
         if self.calls.on_request(event, now) or key is None:
             return
         if request.method == "OPTIONS":
@@ -303,6 +305,26 @@ class UserAgent:
             response = make_response(request, status, to_tag=new_tag())
             response.headers.add("Allow", self.router.allow)
         self.endpoint.send_response(key, self.router.stamp_response(response), now)
+
+    def _accepted_source(self, event: RequestReceived, now: float) -> bool:
+        """``accept_only_from_proxy``: out-of-dialog requests only from the registrar/proxy (403).
+
+        In-dialog requests go on to the call manager, which knows the dialog and its flow.
+        """
+        request = event.request
+        if (
+            request.to.tag
+            or request.method == "ACK"
+            or self.router.from_proxy(event.peer) is not False
+        ):
+            return True
+        self.endpoint.bad_input.note(
+            now, "request not from the proxy", f"{request.method} from {event.peer} refused"
+        )
+        assert event.transaction_id is not None
+        response = make_response(request, 403, "Only Accepted From The Proxy", to_tag=new_tag())
+        self.endpoint.send_response(event.transaction_id, self.router.stamp_response(response), now)
+        return False
 
     def registration_state(self, name: str) -> RegState:
         """Shortcut for status displays."""

@@ -264,6 +264,9 @@ class AccountConfig(_Model):
     expires: int = Field(default=600, ge=60, le=86400)
     retry_base: float = Field(default=30.0, gt=0, le=3600)
     retry_max: float = Field(default=1800.0, gt=0, le=86400)
+    # Desk-phone rule against scanner "ghost calls": take requests only from the registrar or
+    # outbound proxy. None: on for accounts that register, off otherwise.
+    accept_only_from_proxy: bool | None = None
 
     @field_validator("keying")
     @classmethod

@@ -1,0 +1,72 @@
+"""``accept_only_from_proxy``: an account that registers takes out-of-dialog requests only from its
+registrar/outbound proxy (403 to scanners' "ghost calls"); direct listening is unchanged."""
+
+from __future__ import annotations
+
+from securephone.aio.phone import account_spec
+from securephone.sip.message import Response, parse_message
+from securephone.sip.router import AccountSpec
+from securephone.sip.transport import Peer
+from securephone.sip.uri import SipUri
+from securephone.sip.useragent import UserAgent
+from securephone.store.config import parse_config
+
+from .wire import build_request
+
+PROXY = Peer("udp", "127.0.0.5", 5060)
+SCANNER = Peer("udp", "127.0.0.9", 5060)
+
+
+def agent(enforce: bool) -> UserAgent:
+    ua = UserAgent({"udp": ("127.0.0.1", 5070)})
+    ua.add_account(
+        AccountSpec(
+            name="a",
+            aor=SipUri("sip", "example.com", "alice"),
+            registrar=SipUri.parse("sip:127.0.0.5:5060"),
+            auth_user="alice",
+            password="x",
+            accept_only_from_proxy=enforce,
+        )
+    )
+    return ua
+
+
+def status_of(ua: UserAgent, method: str, peer: Peer) -> list[int]:
+    ua.receive_datagram(bytes(build_request(method, target="sip:alice@127.0.0.1:5070")), peer, 0.0)
+    out = [parse_message(o.data) for o in ua.outgoing()]
+    return [m.status for m in out if isinstance(m, Response)]
+
+
+def test_requests_from_elsewhere_are_refused() -> None:
+    ua = agent(enforce=True)
+    assert status_of(ua, "INVITE", SCANNER) == [403]
+    assert status_of(ua, "OPTIONS", SCANNER) == [403]
+    assert not ua.calls.active()  # no ghost call rang
+    assert status_of(ua, "OPTIONS", PROXY) == [200]
+    assert status_of(ua, "INVITE", PROXY)[-1] == 180
+    assert ua.endpoint.bad_input.total["request not from the proxy"] == 2
+
+
+def test_without_the_setting_anyone_may_call() -> None:
+    ua = agent(enforce=False)
+    assert status_of(ua, "INVITE", SCANNER)[-1] == 180
+
+
+def test_on_by_default_for_accounts_that_register() -> None:
+    config = parse_config(
+        {
+            "accounts": [
+                {"name": "r", "user": "alice", "domain": "example.com"},
+                {"name": "d", "user": "bob", "domain": "example.com", "register": False},
+                {
+                    "name": "o",
+                    "user": "carol",
+                    "domain": "example.com",
+                    "accept_only_from_proxy": False,
+                },
+            ]
+        }
+    )
+    flags = [account_spec(a).accept_only_from_proxy for a in config.accounts]
+    assert flags == [True, False, False]
