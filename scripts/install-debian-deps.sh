@@ -11,6 +11,7 @@ have sox || need+=(sox)
 have tshark || need+=(tshark)
 have chromium || need+=(chromium)
 have linphonec || need+=(linphone-cli)
+have tmux || need+=(tmux)
 compgen -G '/usr/lib/*/libopus.so.0' >/dev/null || need+=(libopus0)
 compgen -G '/usr/lib/*/libportaudio.so.2' >/dev/null || need+=(libportaudio2)
 ((${#need[@]})) || exit 0
