@@ -26,8 +26,10 @@ from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, pars
 from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext
+from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
+from securephone.media.zrtp.session import ZrtpConfig
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.callstate import CallEnding, CallState
@@ -49,7 +51,7 @@ from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
 from securephone.store import zrtpcache
-from securephone.store.config import AccountConfig, Config
+from securephone.store.config import AccountConfig, Config, MediaSettings
 from securephone.tls import TlsConfigError, client_context, server_context
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,16 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         display_name=account.display_name,
         retry=RetryPolicy(account.retry_base, account.retry_max),
     )
+
+
+def zrtp_config(media: MediaSettings) -> ZrtpConfig:
+    """What our ZRTP Hello offers, from ``[media] zrtp_*`` (RFC 6189 §5.2)."""
+    offer = AlgorithmOffer(
+        key_agreements=tuple(media.zrtp_key_agreements),
+        sas_types=tuple(name.ljust(4) for name in media.zrtp_sas),  # "B32 " on the wire
+        auth_tags=tuple(media.zrtp_auth_tags),
+    )
+    return ZrtpConfig(offer=offer)
 
 
 class SipTrace:
@@ -476,7 +488,7 @@ class Phone:
         )
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        resources = KeyingResources(stream.ssrc, self._zrtp_cache)
+        resources = KeyingResources(stream.ssrc, self._zrtp_cache, zrtp_config(media))
         return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
 
     def _attach_media(self, call: Call, sdp: SdpMedia, channel: MediaChannel) -> None:

@@ -15,6 +15,7 @@ from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
+from securephone.media.zrtp.session import ZrtpConfig
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
     RTP_PROTO,
@@ -56,6 +57,7 @@ class KeyingResources:
 
     ssrc: int  # the stream's SSRC (ZRTP packets carry it)
     zrtp_cache: ZrtpCache | None = None  # retained secrets; None: no ZRTP on this phone
+    zrtp_config: ZrtpConfig | None = None  # what our Hello offers; None: the engine's defaults
 
 
 PLAINTEXT_KEYS = (
@@ -113,7 +115,8 @@ class SdpMedia:
         """The call's ZRTP engine (one per call, kept across re-INVITEs)."""
         if not isinstance(self.path, ZrtpKeying):
             assert self.resources is not None and self.resources.zrtp_cache is not None
-            self.path = ZrtpKeying(self.resources.zrtp_cache, self.resources.ssrc)
+            resources = self.resources
+            self.path = ZrtpKeying(resources.zrtp_cache, resources.ssrc, resources.zrtp_config)
         return self.path
 
     def _offer_method(self) -> KeyingMethod | None:

@@ -54,6 +54,7 @@ class StreamCounters:
     rtcp_sent: int = 0
     rtcp_received: int = 0
     foreign_source: int = 0  # accepted packets from an address other than the negotiated remote
+    not_media: int = 0  # STUN messages on the media port (RFC 7983 first byte 0..3): dropped
     remote_fraction_lost: float | None = None
     remote_jitter_ms: float | None = None
     round_trip_ms: float | None = None
@@ -90,6 +91,7 @@ class MediaStream:
         self.srtp: SrtpContext | None = None
         self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
         self.keying: PathKeying | None = None  # ZRTP or DTLS-SRTP on this port, when negotiated
+        self._keying_events: list[KeyingEvent] = []  # taken from the keying, not yet polled
         self.keying_dropped = 0  # ZRTP/DTLS datagrams that arrived with no such keying
         self._key_export = False
         self._peer_authenticated = False
@@ -131,7 +133,13 @@ class MediaStream:
         due = keying.get_timer()
         if due is not None and now >= due:
             keying.handle_timer(now)
-        events: list[KeyingEvent] = []
+        self._take_keying_events(keying)
+        events, self._keying_events = self._keying_events, []
+        return events
+
+    def _take_keying_events(self, keying: PathKeying) -> None:
+        """Install agreed keys at once: the peer's first SRTP packet may be the very next datagram
+        of the same read (linphone sends SRTP right behind its Conf2ACK, RFC 6189 §4.6)."""
         while (event := keying.next_event()) is not None:
             if isinstance(event, KeysAgreed):
                 self.srtp = SrtpContext(
@@ -140,8 +148,7 @@ class MediaStream:
                     event.remote_key,
                     allow_key_export=self._key_export,
                 )
-            events.append(event)
-        return events
+            self._keying_events.append(event)
 
     def keying_datagrams(self) -> list[bytes]:
         """What the path keying wants sent to the peer's media address."""
@@ -234,6 +241,10 @@ class MediaStream:
                 self.keying_dropped += 1
             else:
                 self.keying.receive(data, source, now)
+                self._take_keying_events(self.keying)
+            return []
+        if kind is PacketKind.STUN:  # e.g. linphone's connectivity checks on the RTP port
+            self.counters.not_media += 1
             return []
         if is_rtcp(data):
             self.receive_rtcp(data, source, now)
@@ -414,6 +425,7 @@ class MediaStream:
             "remote_fraction_lost": c.remote_fraction_lost,
             "remote_jitter_ms": c.remote_jitter_ms,
             "foreign_source": c.foreign_source,
+            "not_media": c.not_media,
             "last_source": _format_address(self.last_source),
             **self._srtp_stats(),
         }
