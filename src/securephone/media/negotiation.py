@@ -114,8 +114,8 @@ class SdpMedia:
     def _zrtp(self) -> ZrtpKeying:
         """The call's ZRTP engine (one per call, kept across re-INVITEs)."""
         if not isinstance(self.path, ZrtpKeying):
-            assert self.resources is not None and self.resources.zrtp_cache is not None
             resources = self.resources
+            assert resources is not None and resources.zrtp_cache is not None
             self.path = ZrtpKeying(resources.zrtp_cache, resources.ssrc, resources.zrtp_config)
         return self.path
 
