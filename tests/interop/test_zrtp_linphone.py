@@ -26,13 +26,16 @@ from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
 from securephone.media.keying import KeysAgreed
 from securephone.media.zrtp.cache import ZrtpCache
+from securephone.pki.certs import issue_certificate, write_secret_file
 from securephone.sip.callstate import CallState
+from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
 
 from ..helpers import await_until
 from .audio_tools import assert_audio_matches, make_speech_wav, read_wav
-from .conftest import LinphonecFactory
-from .linphone import Linphonec
+from .conftest import KamailioFactory, LinphonecFactory
+from .linphone import LinphoneAccount, Linphonec, LinphoneTls
+from .pki_tools import Pki, kam_tls
 
 CALL_SECONDS = 3.0
 ZRTP = "LinphoneMediaEncryptionZRTP"
@@ -56,13 +59,13 @@ def zrtp_speech(tmp_path: Path) -> tuple[Path, Path]:
     return ours, theirs
 
 
-def direct_phone(data_dir: Path, speech: Path, heard: list[Path]) -> Phone:
+def direct_phone(data_dir: Path, speech: Path, heard: list[Path], **media: Any) -> Phone:
     """alice on UDP, no account, SRTP mandatory: SDES cannot cross plaintext, so ZRTP keys."""
     config = parse_config(
         {
             "data_dir": str(data_dir),
             "sip": {"listen_address": "127.0.0.1", "transports": ["udp"], "udp_port": 0},
-            "media": {"port_min": 30000, "port_max": 39999, "srtp": "mandatory"},
+            "media": {"port_min": 30000, "port_max": 39999, "srtp": "mandatory", **media},
             "calls": {"auto_answer": True},
         }
     )
@@ -116,8 +119,11 @@ class Setup:
     account: str | None = None
 
 
-async def one_call(setup: Setup, *, we_call: bool, verify: bool = False) -> CallResult:
-    """A call of CALL_SECONDS in the given direction; ``verify``: both confirm the SAS."""
+async def one_call(
+    setup: Setup, *, we_call: bool, verify: bool = False, unverify_linphone: bool = False
+) -> CallResult:
+    """A call of CALL_SECONDS in the given direction; ``verify``: both confirm the SAS;
+    ``unverify_linphone``: linphone marks the SAS as not verified."""
     peer, phone = setup.peer, setup.phone
     linphone_heard = await asyncio.to_thread(peer.record_to)
     mark, log_from = len(peer.output()), len(peer.log_text())
@@ -138,6 +144,8 @@ async def one_call(setup: Setup, *, we_call: bool, verify: bool = False) -> Call
     if verify:
         call.confirm_sas()
         await asyncio.to_thread(peer.set_zrtp_verified, True)
+    if unverify_linphone:
+        await asyncio.to_thread(peer.set_zrtp_verified, False)
     await asyncio.sleep(CALL_SECONDS)
     call.hangup()
     await call.wait_ended(10)
@@ -181,6 +189,7 @@ async def direct(
     tmp_path: Path,
     linphonec_factory: LinphonecFactory,
     speech: tuple[Path, Path],
+    media: dict[str, Any] | None = None,
     **linphone: Any,
 ) -> AsyncIterator[Setup]:
     peer = await asyncio.to_thread(
@@ -192,17 +201,19 @@ async def direct(
         **linphone,
     )
     heard: list[Path] = []
-    phone = direct_phone(tmp_path / "alice", speech[0], heard)
+    phone = direct_phone(tmp_path / "alice", speech[0], heard, **(media or {}))
     await phone.start()
     try:
         port = phone.status()["listen"]["udp"].split(":")[1]
-        yield Setup(phone, peer, heard, peer.sip_uri, f"sip:alice@127.0.0.1:{port}")
+        # our From when we call is sip:securephone@127.0.0.1: linphone must reach the same
+        # identity, its ZRTP cache is keyed by SIP URIs as well as ZIDs
+        yield Setup(phone, peer, heard, peer.sip_uri, f"sip:securephone@127.0.0.1:{port}")
     finally:
         await phone.stop()
 
 
 DEFAULT_ALGOS = {"key_agreement": "DH3k", "sas_type": "B32 ", "auth_tag": "HS80"}
-X255_ALGOS = {"key_agreement": "X255", "sas_type": "B32 ", "auth_tag": "HS80"}
+X255_ALGOS = {"key_agreement": "X255", "sas_type": "B256", "auth_tag": "HS80"}
 
 
 @pytest.mark.parametrize("we_call", [True, False], ids=["we-call", "linphone-calls"])
@@ -215,3 +226,143 @@ async def test_direct_default_zrtp(
     async with direct(tmp_path, linphonec_factory, zrtp_speech) as setup:
         result = await one_call(setup, we_call=we_call)
     check_call(result, setup, zrtp_speech, DEFAULT_ALGOS)
+
+
+@pytest.mark.parametrize("we_call", [True, False], ids=["we-call", "linphone-calls"])
+async def test_direct_x255_b256(
+    tmp_path: Path,
+    linphonec_factory: LinphonecFactory,
+    zrtp_speech: tuple[Path, Path],
+    we_call: bool,
+) -> None:
+    """linphonec configured for X25519 and the PGP word list; we prefer B256 too, so whoever
+    ends up initiator (RFC 6189 §4.1.2) commits X255 and B256. Our X25519 public value (RFC 7748
+    u-coordinate) is what libdecaf expects: the SAS words agree."""
+    media = {"zrtp_sas": ["B256", "B32"]}
+    async with direct(
+        tmp_path, linphonec_factory, zrtp_speech, media, sip_extra=X255_B256
+    ) as setup:
+        result = await one_call(setup, we_call=we_call)
+    check_call(result, setup, zrtp_speech, X255_ALGOS)
+    assert re.fullmatch(r"[A-Za-z]+:[A-Za-z]+", result.linphone_sas)
+
+
+def check_caches(setup: Setup) -> bytes:
+    """Our rs1 for linphone's ZID is byte-identical to the rs1 linphone keeps for us."""
+    linphone_zid, entries = setup.peer.zid_cache()
+    assert linphone_zid is not None
+    ours = our_cache(setup.phone)
+    (entry,) = [e for e in entries if e.peer_zid == ours.zid]
+    secrets_ = ours.peers[linphone_zid]
+    assert secrets_.rs1 is not None and secrets_.rs1 == entry.rs1
+    return secrets_.rs1
+
+
+async def test_retained_secrets_and_verified_sas_carry_to_the_next_call(
+    tmp_path: Path, linphonec_factory: LinphonecFactory, zrtp_speech: tuple[Path, Path]
+) -> None:
+    """Call 1: both sides confirm the SAS; both caches hold the same rs1 and the verified flag.
+    Call 2 (the other direction): both say "previously verified", no cache mismatch; rs1 moves
+    to rs2 and both hold the same new rs1. Call 3: linphone dials us under another user name;
+    bzrtp keys its cache by SIP URIs too, so it has no secret for that identity while we (keyed
+    by ZID) do: we raise the cache-mismatch alarm and keep our secrets (RFC 6189 §4.6.1.1)."""
+    async with direct(tmp_path, linphonec_factory, zrtp_speech) as setup:
+        first = await one_call(setup, we_call=True, verify=True)
+        rs1 = check_caches(setup)
+        linphone_zid, entries = setup.peer.zid_cache()
+        assert linphone_zid is not None and our_cache(setup.phone).peers[linphone_zid].verified
+        assert [e.verified for e in entries] == [True]
+        assert first.keys.details["previously_verified"] is False
+
+        second = await one_call(setup, we_call=False)
+        assert second.keys.details["previously_verified"] is True
+        assert second.keys.details["cache_mismatch"] is False
+        log = setup.peer.log_text()[second.log_from :]
+        assert VERIFIED_RE.findall(log) == [(second.linphone_sas, "yes")]
+        assert "cache mismatch" not in log
+        new_rs1 = check_caches(setup)
+        assert new_rs1 != rs1 and our_cache(setup.phone).peers[linphone_zid].rs2 == rs1
+
+        setup.our_uri = setup.our_uri.replace("sip:securephone@", "sip:alice@")
+        third = await one_call(setup, we_call=False)
+        assert third.keys.details["cache_mismatch"] is True
+        assert third.keys.details["previously_verified"] is False
+        assert third.call.security["path"]["cache_mismatch"] is True
+        assert our_cache(setup.phone).peers[linphone_zid].rs1 == new_rs1  # not updated
+    for result in (first, second, third):
+        check_call(result, setup, zrtp_speech, DEFAULT_ALGOS)
+
+
+USERS = {"alice": "alice-zrtp-5", "bob": "bob-zrtp-5"}
+
+
+@contextlib.asynccontextmanager
+async def through_kamailio(
+    tmp_path: Path,
+    kamailio_factory: KamailioFactory,
+    linphonec_factory: LinphonecFactory,
+    pki: Pki,
+    speech: tuple[Path, Path],
+) -> AsyncIterator[Setup]:
+    """Both register to Kamailio over TLS; alice's account keys with ZRTP only (over TLS our
+    default would be SDES first), so the proxy relays the SDP but never learns the keys."""
+    kam = kamailio_factory(users=USERS, tls=kam_tls(pki))
+    host, tls_port = kam.address("tls")
+    account = LinphoneAccount("bob", USERS["bob"], f"sip:localhost:{tls_port};transport=tls")
+    peer = await asyncio.to_thread(
+        linphonec_factory,
+        account=account,
+        tls=LinphoneTls(root_ca=pki.sips),
+        media_encryption="zrtp",
+        mandatory=True,
+        audio_source=speech[1],
+    )
+    await asyncio.to_thread(peer.wait_registered, 10)
+    cert = pki.dir / "phone-server.pem"
+    if not cert.exists():
+        issued = issue_certificate(
+            pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"], dns=["localhost"]
+        )
+        write_secret_file(cert, issued.combined_pem())
+    data: dict[str, Any] = {
+        "data_dir": str(tmp_path / "alice"),
+        "sip": {"listen_address": "127.0.0.1", "transports": ["udp", "tls"], "udp_port": 0,
+                "tls_port": 0},
+        "tls": {"ca_file": str(pki.sips), "use_system_cas": False, "certificate": str(cert)},
+        "media": {"port_min": 30000, "port_max": 39999, "srtp": "mandatory"},
+        "calls": {"auto_answer": True},
+        "accounts": [{
+            "name": "alice", "user": "alice", "domain": "127.0.0.1", "password": USERS["alice"],
+            "registrar": f"sips:{host}:{tls_port}", "outbound_proxy": f"sips:{host}:{tls_port}",
+            "transport": "tls", "expires": 300, "keying": ["zrtp"],
+        }],
+    }  # fmt: skip
+    heard: list[Path] = []
+    phone = with_audio(Phone(parse_config(data)), tmp_path / "alice", speech[0], heard)
+    await phone.start()
+    try:
+        state = await phone.wait_registration("alice", (RegState.REGISTERED, RegState.FAILED), 10)
+        assert state is RegState.REGISTERED, phone.status()["accounts"][0]["reason"]
+        yield Setup(phone, peer, heard, "sips:bob@127.0.0.1", "sip:alice@127.0.0.1", "alice")
+    finally:
+        await phone.stop()
+    sdps = kam.logged_sdp()
+    assert len(sdps) >= 2 and all("a=zrtp-hash:1.10 " in sdp.body for sdp in sdps)
+    assert not any("a=crypto:" in sdp.body for sdp in sdps)  # no key ever crossed the proxy
+
+
+@pytest.mark.parametrize("we_call", [True, False], ids=["we-call", "linphone-calls"])
+async def test_through_kamailio_over_tls(
+    tmp_path: Path,
+    kamailio_factory: KamailioFactory,
+    linphonec_factory: LinphonecFactory,
+    pki: Pki,
+    zrtp_speech: tuple[Path, Path],
+    we_call: bool,
+) -> None:
+    async with through_kamailio(
+        tmp_path, kamailio_factory, linphonec_factory, pki, zrtp_speech
+    ) as setup:
+        result = await one_call(setup, we_call=we_call)
+    check_call(result, setup, zrtp_speech, DEFAULT_ALGOS)
+    assert result.call.summary()["signalling"]["transport"] == "tls"
