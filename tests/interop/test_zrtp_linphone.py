@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from securephone.aio.call import Call, CallKeyingChanged
 from securephone.aio.phone import Phone
@@ -30,9 +32,11 @@ from securephone.pki.certs import issue_certificate, write_secret_file
 from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import parse_config
+from securephone.verify.cli import app as verify_app
 
 from ..helpers import await_until
 from .audio_tools import assert_audio_matches, make_speech_wav, read_wav
+from .capture import LoopbackCapture
 from .conftest import KamailioFactory, LinphonecFactory
 from .linphone import LinphoneAccount, Linphonec, LinphoneTls
 from .pki_tools import Pki, kam_tls
@@ -366,3 +370,50 @@ async def test_through_kamailio_over_tls(
         result = await one_call(setup, we_call=we_call)
     check_call(result, setup, zrtp_speech, DEFAULT_ALGOS)
     assert result.call.summary()["signalling"]["transport"] == "tls"
+
+
+async def test_capture_shows_only_srtp_after_zrtp_and_verify_decrypts_with_our_export(
+    tmp_path: Path, linphonec_factory: LinphonecFactory, zrtp_speech: tuple[Path, Path]
+) -> None:
+    """A capture of the media ports: ZRTP, then only SRTP both ways (no plain RTP payload
+    ever); ``securephone verify`` links the ZRTP exchange and the SRTP on the same ports and
+    says ZRTP-keyed SRTP (end to end); with our opt-in key export it authenticates every tag of
+    our stream and decrypts our sentence."""
+    export = tmp_path / "srtp-keys.json"
+    async with direct(
+        tmp_path, linphonec_factory, zrtp_speech, {"srtp_key_export": str(export)}
+    ) as setup:
+        ports = setup.peer.rtp_ports
+        assert ports is not None
+        # linphone's RTP block is reserved across processes: every packet to or from it is
+        # this call's media (our range is shared with other tests running in parallel)
+        bpf = f"udp and portrange {ports.first}-{ports.last}"
+        with LoopbackCapture(tmp_path / "media.pcap", bpf) as capture:
+            result = await one_call(setup, we_call=True)
+            capture.wait_settled()
+    check_call(result, setup, zrtp_speech, DEFAULT_ALGOS)
+    our_port = int(result.call.summary()["media"]["local_rtp"].split(":")[1])
+    segments = capture.segments()
+    confirms = [i for i, seg in enumerate(segments) if seg.payload[16:23] == b"Confirm"]
+    rtp_like = [i for i, seg in enumerate(segments) if 128 <= seg.payload[0] <= 191]
+    assert confirms and rtp_like
+    # no RTP or RTCP at all (not even SRTP) before the ZRTP Confirm messages: mandatory
+    # encryption means nothing leaves either phone before the keys (RFC 6189 §4.6)
+    assert rtp_like[0] > confirms[0]
+    out = CliRunner().invoke(
+        verify_app,
+        [str(tmp_path / "media.pcap"), "--keys", str(export), "--json", "--out",
+         str(tmp_path / "verify")],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output  # nothing readable: every stream is encrypted
+    report = json.loads(out.stdout)
+    media = [item for item in report["items"] if item.get("media")]
+    assert len(media) == 2, [i["summary"] for i in report["items"]]
+    for item in media:
+        assert item["verdict"] == "encrypted", item
+        assert item["summary"].startswith("ZRTP-keyed SRTP (end to end)"), item["summary"]
+        assert item["media"]["keying"] == "zrtp" and item["media"]["tag_length"] == 10
+    (ours,) = [i for i in media if i["media"]["src"].endswith(f":{our_port}")]
+    decryption = ours["media"]["decryption"]
+    assert decryption["confirmed"] and decryption["auth_failed"] == 0, decryption
+    assert_audio_matches(read_wav(zrtp_speech[0])[0], read_wav(ours["files"]["decrypted_wav"])[0])
