@@ -252,11 +252,12 @@ def _srtp(config: Config) -> list[Finding]:
 def _keying(config: Config) -> list[Finding]:
     """SDES alone puts every call's keys in the SDP: each SIP server on the path can read them
     (RFC 4568 §8.1), TLS only protects them hop by hop; ZRTP agrees them end to end."""
-    lists = [("media.keying", "", list(getattr(config.media, "keying", []) or []))]
+    lists: list[tuple[str, str, list[str]]] = [
+        ("media.keying", "", list(getattr(config.media, "keying", []) or []))
+    ]
     lists += [
-        ("accounts[].keying", f"account {a.name}: ", list(a.keying))
+        ("accounts[].keying", f"account {a.name}: ", list(getattr(a, "keying", None) or []))
         for a in config.accounts
-        if getattr(a, "keying", None)
     ]
     found = []
     for key, where, methods in lists:
