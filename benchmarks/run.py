@@ -10,7 +10,6 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-
 def arguments(name: str) -> list[str]:
     """Each benchmark's own knobs: call levels for calls.py, rounds for zrtp.py."""
     if name == "calls.py":
