@@ -9,10 +9,20 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
+
+def arguments(name: str) -> list[str]:
+    """Each benchmark's own knobs: call levels for calls.py, rounds for zrtp.py."""
+    if name == "calls.py":
+        return os.environ.get("BENCH_LEVELS", "").split()
+    if name == "zrtp.py":
+        return [os.environ.get("BENCH_ZRTP_ROUNDS", "20")]
+    return []
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
-    for name in ("calls.py", "options_flood.py"):
+    for name in ("calls.py", "options_flood.py", "zrtp.py"):  # zrtp.py: CPU per key agreement
         print(f"== {name} ==", flush=True)
-        sys.argv = [str(HERE / name), *(os.environ.get("BENCH_LEVELS", "").split() or [])]
+        sys.argv = [str(HERE / name), *arguments(name)]
         runpy.run_path(str(HERE / name), run_name="__main__")
         print(flush=True)

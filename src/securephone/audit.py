@@ -246,6 +246,7 @@ def _srtp(config: Config) -> list[Finding]:
             "set [media] allow_sdes_over_plaintext = false and use SIP over TLS (RFC 4568 §8.3)",
             "media.allow_sdes_over_plaintext",
         ))  # fmt: skip
+    found += _keying(config)
     short = [s for s in getattr(media, "srtp_suites", []) or [] if str(s).endswith("_32")]
     if short:
         found.append(Finding(
@@ -254,6 +255,28 @@ def _srtp(config: Config) -> list[Finding]:
             "offer only the _80 or AEAD_AES_*_GCM suites in [media] srtp_suites (RFC 3711 §9.5)",
             "media.srtp_suites",
         ))  # fmt: skip
+    return found
+
+
+def _keying(config: Config) -> list[Finding]:
+    """SDES alone puts every call's keys in the SDP: each SIP server on the path can read them
+    (RFC 4568 §8.1), TLS only protects them hop by hop; ZRTP agrees them end to end."""
+    lists: list[tuple[str, str, list[str]]] = [
+        ("media.keying", "", list(getattr(config.media, "keying", []) or []))
+    ]
+    lists += [
+        ("accounts[].keying", f"account {a.name}: ", list(getattr(a, "keying", None) or []))
+        for a in config.accounts
+    ]
+    found = []
+    for key, where, methods in lists:
+        if methods == ["sdes"]:
+            found.append(Finding(
+                Severity.MEDIUM,
+                where + "media keys only by SDES: readable by every SIP server on the path",
+                f'add "zrtp" to {key} (keys agreed end to end in the media path, RFC 6189)',
+                key,
+            ))  # fmt: skip
     return found
 
 
@@ -356,6 +379,12 @@ def _warning_fix(warning: str) -> str:
 # --------------------------------------------------------------------------- secrets on disk
 
 
+def _uses_zrtp(config: Config) -> bool:
+    keyings = [getattr(config.media, "keying", None) or []]
+    keyings += [getattr(a, "keying", None) or [] for a in config.accounts]
+    return any("zrtp" in k for k in keyings)
+
+
 def _secrets_on_disk(config: Config, key_export: bool | None) -> list[Finding]:
     found = []
     if config.tls.keylog_file:
@@ -368,9 +397,11 @@ def _secrets_on_disk(config: Config, key_export: bool | None) -> list[Finding]:
     export = getattr(config.media, "srtp_key_export", None)
     if export or key_export:
         where = f" to {export}" if export else ""
+        zrtp = _uses_zrtp(config)
+        what = " (ZRTP-agreed keys too: it undoes their end-to-end protection)" if zrtp else ""
         found.append(Finding(
             Severity.HIGH,
-            f"SRTP keys are exported{where}: whoever reads the file decrypts the calls",
+            f"SRTP keys are exported{where}{what}: whoever reads the file decrypts the calls",
             "switch key export off after the verification and delete the key file",
             "media.srtp_key_export",
         ))  # fmt: skip

@@ -9,23 +9,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from securephone.aio.call import Call, CallKeyingChanged
-from securephone.aio.phone import Phone
+from securephone.aio.phone import Phone, zrtp_config
 from securephone.media.keying import KeysAgreed
+from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import Event
-from securephone.store.config import parse_config
+from securephone.store.config import MediaSettings, parse_config
 
 from ..helpers import await_until
 
 
-def config(data_dir: Path, **calls: Any) -> Any:
+def config(data_dir: Path, auto_answer: bool = False, **media: Any) -> Any:
     return parse_config(
         {
             "data_dir": str(data_dir),
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
-            "media": {"port_min": 49000, "port_max": 49999, "srtp": "mandatory"},
-            "calls": calls,
+            "media": {"port_min": 49000, "port_max": 49999, "srtp": "mandatory", **media},
+            "calls": {"auto_answer": auto_answer},
         }
     )
 
@@ -125,3 +129,67 @@ async def test_mandatory_zrtp_with_a_silent_peer_ends_the_call(tmp_path: Path) -
     finally:
         await alice.stop()
         await bob.stop()
+
+
+COMBINATIONS = [
+    ("DH3k", "B32", "HS80"),
+    ("X255", "B256", "HS32"),
+    ("EC25", "B256", "HS80"),
+    ("EC25", "B32", "HS32"),
+]
+
+
+@pytest.mark.parametrize(("key_agreement", "sas", "tag"), COMBINATIONS)
+async def test_configured_zrtp_algorithms(
+    tmp_path: Path, key_agreement: str, sas: str, tag: str
+) -> None:
+    """[media] zrtp_key_agreements / zrtp_sas / zrtp_auth_tags reach the Hello and the Commit:
+    two phones configured alike agree exactly that, with equal SAS of that rendering, and SRTP
+    with the matching tag length flows both ways."""
+    zrtp = {"zrtp_key_agreements": [key_agreement], "zrtp_sas": [sas], "zrtp_auth_tags": [tag]}
+    alice = Phone(config(tmp_path / "alice", **zrtp))
+    bob = Phone(config(tmp_path / "bob", auto_answer=True, **zrtp))
+    await alice.start()
+    await bob.start()
+    try:
+        call, their = await one_call(alice, bob)
+        mine, theirs = agreed(call), agreed(their)
+        assert mine is not None and theirs is not None
+        algorithms = mine.details["algorithms"]
+        assert isinstance(algorithms, dict)
+        assert algorithms["key_agreement"] == key_agreement
+        assert algorithms["sas_type"].strip() == sas and algorithms["auth_tag"] == tag
+        assert mine.details["sas"] == theirs.details["sas"]
+        words = str(mine.details["sas"]).split(":")
+        assert len(words) == (2 if sas == "B256" else 1)  # PGP words "even:odd", or 4 letters
+        suite = "AES_CM_128_HMAC_SHA1_80" if tag == "HS80" else "AES_CM_128_HMAC_SHA1_32"
+        assert mine.suite == suite
+        for side in (call, their):
+            await await_until(
+                lambda side=side: (
+                    (side.summary()["media"]["srtp"] or {}).get("packets_unprotected", 0) > 10
+                ),
+                5,
+                message="no SRTP received",
+            )
+            srtp = side.summary()["media"]["srtp"]
+            assert srtp["suite"] == suite and srtp["auth_failures"] == 0
+        call.hangup()
+        await call.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()
+
+
+def test_zrtp_settings_default_to_the_engine_offer_and_are_validated() -> None:
+    assert zrtp_config(MediaSettings()).offer == AlgorithmOffer()
+    custom = zrtp_config(MediaSettings(zrtp_sas=["B256"], zrtp_key_agreements=["EC25", "DH3k"]))
+    assert custom.offer.sas_types == ("B256",) and custom.offer.key_agreements == ("EC25", "DH3k")
+    for bad in (
+        {"zrtp_key_agreements": ["DH3k", "DH3k"]},
+        {"zrtp_sas": []},
+        {"zrtp_auth_tags": ["SK32"]},
+        {"zrtp_key_agreements": ["X448"]},
+    ):
+        with pytest.raises(ValidationError):
+            MediaSettings(**bad)

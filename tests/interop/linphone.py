@@ -47,12 +47,13 @@ import os
 import re
 import select
 import shutil
+import sqlite3
 import struct
 import termios
 import threading
 import time
 from codecs import getincrementaldecoder
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -104,6 +105,9 @@ _URI_RE = re.compile(r"sips?:[^\s\"<>]+")
 _SECRET_RE = re.compile(r"[^\s\"\r\n]{1,128}")
 _PATH_RE = re.compile(r"[^\s\"\r\n]+")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_VALUE_RE = re.compile(r"[A-Za-z0-9_, .:;=/+-]{0,256}")
+SAS_RE = re.compile(r"Call (\d+) is fully encrypted and auth token is (\S+)\.")
 _BIND_ERRORS = ("Address already in use", "Could not bind", "cannot bind")
 
 
@@ -135,6 +139,22 @@ class LinphoneTls:
     verify_server_cn: bool = True
     client_cert_chain: Path | None = None
     client_cert_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class ZidCacheEntry:
+    """One peer in linphonec's ZRTP cache (bzrtp ``zidCache.c``: tables ``ziduri`` and ``zrtp``).
+
+    bzrtp keys entries by (local URI, peer URI, peer ZID); ``pvs`` is its "previously verified"
+    flag. ``rs1``/``rs2`` are retained secrets: test data only, never logged by the tests.
+    """
+
+    peer_zid: bytes
+    self_uri: str
+    peer_uri: str
+    rs1: bytes | None
+    rs2: bytes | None
+    verified: bool
 
 
 def missing_tools() -> list[str]:
@@ -179,6 +199,7 @@ class Linphonec:
         codecs: Sequence[str] = ("PCMU", "PCMA"),
         auto_answer: bool = True,
         time_limit: float = 120.0,
+        sip_extra: Mapping[str, str] | None = None,
     ) -> None:
         if media_encryption not in ENCRYPTIONS:
             raise ValueError(f"media_encryption {media_encryption!r}: use {sorted(ENCRYPTIONS)}")
@@ -200,6 +221,10 @@ class Linphonec:
         self.codecs = tuple(codecs)
         self.auto_answer = auto_answer
         self.time_limit = time_limit
+        self.sip_extra = {
+            _check("key", key, _KEY_RE): _check("value", value, _VALUE_RE)
+            for key, value in (sip_extra or {}).items()
+        }
         self.home = self.workdir / "home"
         self.config_path = self.workdir / "linphonerc"
         self.log_path = self.workdir / "debug.log"
@@ -267,6 +292,7 @@ class Linphonec:
             sip["srtp_crypto_suites"] = ",".join(self.srtp_suites)
         if self.tls is not None:
             sip.update(self._tls_keys(self.tls))
+        sip.update(self.sip_extra)
         sections: dict[str, dict[str, str]] = {
             "sip": sip,
             "rtp": {
@@ -671,3 +697,35 @@ class Linphonec:
             elif line.startswith("o=") and len(line.split()) >= 6:
                 found.append(line.split()[5])
         return found
+
+    # ------------------------------------------------------------------ ZRTP
+
+    @property
+    def zid_cache_path(self) -> Path:
+        """linphonec's ZRTP cache (sqlite): ``$HOME/.linphone-zidcache``."""
+        return self.home / ".linphone-zidcache"
+
+    def wait_sas(self, timeout: float = 10.0, *, since: int = 0) -> str:
+        """Wait for ``Call N is fully encrypted and auth token is XXXX.``; return the SAS."""
+        return self.wait_output(SAS_RE.pattern, timeout, since=since).group(2)
+
+    def set_zrtp_verified(self, verified: bool = True) -> str:
+        """Mark the current call's SAS as compared (``zrtp-set-verified``) or not."""
+        return self.command("zrtp-set-verified" if verified else "zrtp-set-unverified")
+
+    def zid_cache(self) -> tuple[bytes | None, list[ZidCacheEntry]]:
+        """linphonec's own ZID (first ``self`` row) and every peer entry of its cache."""
+        if not self.zid_cache_path.exists():
+            return None, []
+        uri = f"file:{self.zid_cache_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            own = db.execute("SELECT zid FROM ziduri WHERE peeruri = 'self'").fetchone()
+            rows = db.execute(
+                "SELECT u.zid, u.selfuri, u.peeruri, z.rs1, z.rs2, z.pvs "
+                "FROM ziduri u JOIN zrtp z ON z.zuid = u.zuid WHERE u.peeruri != 'self'"
+            ).fetchall()
+        entries = [
+            ZidCacheEntry(bytes(zid), selfuri, peeruri, rs1, rs2, bool(pvs) and pvs[0] == 1)
+            for zid, selfuri, peeruri, rs1, rs2, pvs in rows
+        ]
+        return (bytes(own[0]) if own else None), entries

@@ -253,3 +253,54 @@ async def test_caller_display_name_reaches_the_callee(tmp_path: Path) -> None:
     finally:
         await alice.stop()
         await bob.stop()
+
+
+def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> None:
+    """``call``/``answer --keying zrtp --json``: the summary's security block says ZRTP, end to
+    end, the SAS and its rendering, not verified before, no cache mismatch; both ends agree."""
+    configs = []
+    for name in ("caller", "answerer"):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            f'data_dir = "{tmp_path / name}"\n[sip]\nudp_port = 0\ntcp_port = 0\n'
+            '[media]\nport_min = 45000\nport_max = 45999\nsrtp = "mandatory"\n'
+        )
+        configs.append(path)
+    port = free_port("both")
+    answer = run_cli(
+        "answer", "--config", str(configs[1]), "--listen", f"127.0.0.1:{port}", "--calls", "1",
+        "--keying", "zrtp", "--json",
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: port_listening(port, "udp") or answer.poll() is not None,
+            20,
+            message=f"the answering CLI listens on UDP {port}",
+        )
+        caller = subprocess.run(
+            [sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
+             "--config", str(configs[0]), "--direct", "--keying", "zrtp", "--duration", "2",
+             "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        out, err = answer.communicate(timeout=30)
+    finally:
+        if answer.poll() is None:
+            answer.kill()
+            answer.wait()
+    assert caller.returncode == 0, caller.stderr
+    assert answer.returncode == 0, err
+    placed, answered = json.loads(caller.stdout), json.loads(out)
+    for summary in (placed, answered):
+        security = summary["security"]
+        assert security["keying"] == "zrtp" and security["end_to_end"] and security["keys_agreed"]
+        assert security["alarms"] == []
+        path = security["path"]
+        assert path["method"] == "zrtp" and path["state"] == "secure"
+        assert path["sas_type"] in ("B32", "B256") and path["previously_verified"] is False
+        assert path["cache_mismatch"] is False and path["sas_verified"] is None
+        assert path["algorithms"]["key_agreement"] == "X255"  # both offer X25519 first
+        assert summary["media"]["encryption"] == "srtp"
+        assert "rs1" not in json.dumps(summary) and "key" not in path
+    assert placed["security"]["path"]["sas"] == answered["security"]["path"]["sas"]
+    assert placed["security"]["path"]["role"] != answered["security"]["path"]["role"]

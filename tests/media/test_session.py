@@ -16,6 +16,7 @@ import pytest
 from securephone.media import rtcp
 from securephone.media.codecs.dtmf import TelephoneEvent
 from securephone.media.codecs.g711 import PCMA, PCMU
+from securephone.media.keying import KeyingEvent, KeyingMethod, KeysAgreed
 from securephone.media.rtp import RtpPacket
 from securephone.media.session import MediaStream, Pcm
 from securephone.media.srtp import SrtpContext, generate_key
@@ -598,3 +599,62 @@ def test_silence_is_judged_from_the_last_packet_and_not_while_held() -> None:
     assert not bob.silent(100.0, since=0.0, timeout=0)  # 0 = never
     bob.configure(negotiated(ALICE, local_direction="sendonly"))  # they need not send to us
     assert not bob.silent(100.0, since=0.0, timeout=10)
+
+
+def test_stun_on_the_media_port_is_not_counted_as_plain_rtp() -> None:
+    """linphone sends STUN Binding requests to our RTP port (RFC 7983: first byte 0..3)."""
+    _, bob = pair()
+    bob.require_srtp = True
+    stun = bytes.fromhex("0001000021124442") + bytes(12)
+    assert bob.receive(stun, ALICE, 0.0) == []
+    assert bob.counters.not_media == 1 and bob.plain_dropped == 0 and bob.counters.malformed == 0
+
+
+class _AgreeOnFirstDatagram:
+    """A path keying that agrees fixed keys when its first datagram arrives."""
+
+    method = KeyingMethod.ZRTP
+
+    def __init__(self, suite: str, local: bytes, remote: bytes) -> None:
+        self.events: list[KeyingEvent] = []
+        self.keys = KeysAgreed(self.method, suite, local, remote)
+
+    def start(self, now: float) -> None: ...
+
+    def receive(self, datagram: bytes, source: tuple[str, int], now: float) -> None:
+        self.events.append(self.keys)
+
+    def datagrams_to_send(self) -> list[bytes]:
+        return []
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> KeyingEvent | None:
+        return self.events.pop(0) if self.events else None
+
+    def srtp_authenticated(self) -> None: ...
+
+    def summary(self) -> dict[str, object]:
+        return {}
+
+    def close(self) -> None: ...
+
+
+def test_keys_agreed_in_the_media_path_key_the_very_next_datagram() -> None:
+    """linphone sends its first SRTP packet right behind its Conf2ACK: both arrive in one read,
+    before the shell polls the keying. The agreed keys must already unprotect that packet."""
+    alice, bob = pair()
+    a_key, b_key = generate_key(SUITE), generate_key(SUITE)
+    alice.set_srtp(SrtpContext(SUITE, a_key, b_key), required=True)
+    bob.set_keying(_AgreeOnFirstDatagram(SUITE, b_key, a_key), required=True)
+    zrtp_like = b"\x10\x00\x00\x01ZRTP" + bytes(20)
+    bob.receive(zrtp_like, ALICE, 0.0)
+    packet = alice.next_packet(tone())
+    assert packet is not None
+    bob.receive(packet, ALICE, 0.0)
+    assert bob.plain_dropped == 0 and bob.counters.packets_received == 1
+    events = bob.poll_keying(0.0)  # the shell still hears about the agreement, once
+    assert [type(e) for e in events] == [KeysAgreed] and bob.poll_keying(0.0) == []

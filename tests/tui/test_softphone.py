@@ -33,7 +33,7 @@ def config(
     data: dict[str, Any] = {
         "data_dir": str(data_dir),
         "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tls_port": 0, "transports": transports},
-        "media": {"port_min": 47000, "port_max": 47999, "srtp": srtp},
+        "media": {"port_min": 43000, "port_max": 43999, "srtp": srtp},  # 47000-47999: make demo
         "calls": calls,
     }  # fmt: skip
     if tls:

@@ -110,7 +110,30 @@ def test_key_export_flag_from_the_caller(tmp_path: Path) -> None:
     findings = audit_config(
         hardened(tmp_path), key_export=True, default_web_password=False, web_scheme="https"
     )
-    assert titles(findings) == ["SRTP keys are exported: whoever reads the file decrypts the calls"]
+    assert titles(findings) == [
+        "SRTP keys are exported (ZRTP-agreed keys too: it undoes their end-to-end protection): "
+        "whoever reads the file decrypts the calls"
+    ]
+    sdes_only = audit_config(
+        hardened(tmp_path, keying=["sdes"]), key_export=True, default_web_password=False,
+        web_scheme="https",
+    )  # fmt: skip
+    assert "SRTP keys are exported: whoever reads the file decrypts the calls" in titles(sdes_only)
+
+
+def test_keying_by_sdes_alone_is_flagged(tmp_path: Path) -> None:
+    """SDES alone: keys readable by every SIP server on the path; ZRTP in the list clears it."""
+    config = hardened(tmp_path, keying=["sdes"])
+    config.accounts[0].keying = ["sdes"]  # type: ignore[list-item]
+    findings = audit_config(config, default_web_password=False, web_scheme="https")
+    flagged = {f.key: f for f in findings if "only by SDES" in f.title}
+    assert set(flagged) == {"media.keying", "accounts[].keying"}
+    assert all(f.severity is Severity.MEDIUM and '"zrtp"' in f.fix for f in flagged.values())
+    assert "account a: " in flagged["accounts[].keying"].title
+    for keying in (["sdes", "zrtp"], ["zrtp"]):
+        clean = audit_config(hardened(tmp_path, keying=keying), default_web_password=False,
+                             web_scheme="https")  # fmt: skip
+        assert not any("SDES" in f.title for f in clean)
 
 
 def _weak_rsa_cert(days_valid: int, start: datetime) -> bytes:

@@ -31,6 +31,7 @@ from securephone.verify.media import (
     rtcp_is_plain,
 )
 from securephone.verify.pcap import parse_capture
+from securephone.verify.report import Verdict, _stream_verdict, keying_of
 
 from .synth import (
     LO,
@@ -173,6 +174,11 @@ def test_zrtp_packets_are_attached_to_their_stream() -> None:
     (stream,) = streams_of(zrtp + udp_flow(srtp, A, B))
     assert stream.zrtp.packets == 8 and stream.zrtp.messages == names
     assert stream.zrtp.completed and not stream.zrtp.go_clear
+    assert keying_of(stream) == "zrtp"
+    verdict, summary = _stream_verdict(stream)
+    assert verdict is Verdict.ENCRYPTED and summary.startswith("ZRTP-keyed SRTP (end to end)")
+    (alone,) = streams_of(udp_flow(srtp, A, B))  # the same SRTP without the ZRTP exchange
+    assert keying_of(alone) is None and _stream_verdict(alone)[1].startswith("SRTP:")
 
 
 # --------------------------------------------------------------------------- decryption

@@ -30,6 +30,22 @@ class CallKeyingChanged(Event):
     keying: KeyingEvent
 
 
+CACHE_MISMATCH_ALARM = (
+    "the far end's ZRTP secrets do not match ours (cache mismatch): somebody may be in the "
+    "middle, or the far end lost its cache; compare the SAS aloud before trusting this call"
+)
+
+
+def security_alarms(path: dict[str, Any] | None) -> list[str]:
+    """What must alarm users about a call's media keying (RFC 6189 §4.3.2: a cache mismatch
+    MUST be shown; downgrade attempts refused during the call)."""
+    if path is None:
+        return []
+    alarms = [CACHE_MISMATCH_ALARM] if path.get("cache_mismatch") else []
+    found = path.get("alarms")
+    return alarms + [str(a) for a in found] if isinstance(found, list) else alarms
+
+
 class CallControl(Protocol):
     """What a call handle needs from its phone: the clock, the commands, the signalling facts."""
 
@@ -205,7 +221,7 @@ class Call:
             "end_to_end": bool(method is not None and method.end_to_end),
             "keys_agreed": keyed,
             "path": path,
-            "alarms": list(sdp.alarms) if sdp is not None else [],
+            "alarms": [*security_alarms(path), *(sdp.alarms if sdp is not None else [])],
         }
 
     # -- figures -----------------------------------------------------------------------------------

@@ -27,8 +27,10 @@ from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, pars
 from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext
+from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
+from securephone.media.zrtp.session import ZrtpConfig
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.callstate import CallEnding, CallState
@@ -50,7 +52,7 @@ from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
 from securephone.store import zrtpcache
-from securephone.store.config import AccountConfig, Config
+from securephone.store.config import AccountConfig, Config, MediaSettings
 from securephone.tls import TlsConfigError, client_context, server_context
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,16 @@ def _private_opener(path: str, flags: int) -> int:
     with contextlib.suppress(OSError):
         os.fchmod(fd, 0o600)
     return fd
+
+
+def zrtp_config(media: MediaSettings) -> ZrtpConfig:
+    """What our ZRTP Hello offers, from ``[media] zrtp_*`` (RFC 6189 §5.2)."""
+    offer = AlgorithmOffer(
+        key_agreements=tuple(media.zrtp_key_agreements),
+        sas_types=tuple(name.ljust(4) for name in media.zrtp_sas),  # "B32 " on the wire
+        auth_tags=tuple(media.zrtp_auth_tags),
+    )
+    return ZrtpConfig(offer=offer)
 
 
 class SipTrace:
@@ -512,7 +524,7 @@ class Phone:
         stream.symmetric_rtp = media.symmetric_rtp
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        resources = KeyingResources(stream.ssrc, self._zrtp_cache)
+        resources = KeyingResources(stream.ssrc, self._zrtp_cache, zrtp_config(media))
         return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
 
     def _check_offer(

@@ -15,6 +15,7 @@ from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
+from securephone.media.zrtp.session import ZrtpConfig
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
     RTP_PROTO,
@@ -56,6 +57,7 @@ class KeyingResources:
 
     ssrc: int  # the stream's SSRC (ZRTP packets carry it)
     zrtp_cache: ZrtpCache | None = None  # retained secrets; None: no ZRTP on this phone
+    zrtp_config: ZrtpConfig | None = None  # what our Hello offers; None: the engine's defaults
 
 
 PLAINTEXT_KEYS = (
@@ -113,8 +115,9 @@ class SdpMedia:
     def _zrtp(self) -> ZrtpKeying:
         """The call's ZRTP engine (one per call, kept across re-INVITEs)."""
         if not isinstance(self.path, ZrtpKeying):
-            assert self.resources is not None and self.resources.zrtp_cache is not None
-            self.path = ZrtpKeying(self.resources.zrtp_cache, self.resources.ssrc)
+            resources = self.resources
+            assert resources is not None and resources.zrtp_cache is not None
+            self.path = ZrtpKeying(resources.zrtp_cache, resources.ssrc, resources.zrtp_config)
         return self.path
 
     def _offer_method(self) -> KeyingMethod | None:
@@ -241,6 +244,8 @@ class SdpMedia:
         """Answer RTP/AVP with our ``a=zrtp-hash``; the peer's, when given, checks its Hello."""
         zrtp = self._zrtp()
         offered = _audio(offer)
+        if self.local is not None:
+            self._refuse_zrtp_downgrade(zrtp, offered)
         peer_hash = offered.zrtp_hash if offered is not None else None
         if peer_hash is not None:
             zrtp.set_peer_hello_hash(peer_hash.value)
@@ -260,6 +265,32 @@ class SdpMedia:
         self.keying, self.plain_reason = None, None
         self._log()
         return answer.to_bytes()
+
+    def _refuse_zrtp_downgrade(self, zrtp: ZrtpKeying, offered: MediaDescription | None) -> None:
+        """A re-offer in a ZRTP call must keep ZRTP: same ``a=zrtp-hash`` (the same Hello, so
+        the same endpoint, RFC 6189 §8.1), RTP/AVP, no SDES keys. Anything else would switch the
+        call to keys the signalling path can read, or to another ZRTP endpoint (a relay in the
+        middle); it is refused (488, the call goes on as it was) and raised as an alarm.
+        """
+        if offered is None:
+            return  # no active audio stream: nothing is re-keyed
+        problem = None
+        if offered.proto != RTP_PROTO or offered.crypto_lines:
+            problem = f"switch the media to {offered.proto} with SDES keys in the SDP"
+        elif zrtp.peer_hello_hash is not None and offered.zrtp_hash is None:
+            problem = "drop ZRTP (no a=zrtp-hash)"
+        elif (
+            zrtp.peer_hello_hash is not None
+            and offered.zrtp_hash is not None
+            and offered.zrtp_hash.value.lower() != zrtp.peer_hello_hash.lower()
+        ):
+            problem = "change the ZRTP endpoint (another a=zrtp-hash)"
+        if problem is None:
+            return
+        text = f"a re-INVITE tried to {problem} in a ZRTP-secured call: refused"
+        log.warning("SECURITY ALARM: %s", text)
+        zrtp.raise_alarm(text)
+        raise MediaError(text, 488, security=True)
 
     def _answer_crypto(self, offer: SessionDescription) -> tuple[list[str], SdesChoice | None]:
         offered = _audio_crypto(offer)

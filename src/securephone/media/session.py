@@ -58,6 +58,7 @@ class StreamCounters:
     rtcp_received: int = 0
     foreign_source: int = 0  # packets from an address other than the negotiated remote
     foreign_dropped: int = 0  # of those, dropped (plain media from a stranger)
+    not_media: int = 0  # STUN messages on the media port (RFC 7983 first byte 0..3): dropped
     remote_fraction_lost: float | None = None
     remote_jitter_ms: float | None = None
     round_trip_ms: float | None = None
@@ -98,6 +99,7 @@ class MediaStream:
         )
         self.latched: Address | None = None  # the address media now comes from, when latched
         self.keying: PathKeying | None = None  # ZRTP or DTLS-SRTP on this port, when negotiated
+        self._keying_events: list[KeyingEvent] = []  # taken from the keying, not yet polled
         self.keying_dropped = 0  # ZRTP/DTLS datagrams that arrived with no such keying
         self._key_export = False
         self._peer_authenticated = False
@@ -140,7 +142,13 @@ class MediaStream:
         due = keying.get_timer()
         if due is not None and now >= due:
             keying.handle_timer(now)
-        events: list[KeyingEvent] = []
+        self._take_keying_events(keying)
+        events, self._keying_events = self._keying_events, []
+        return events
+
+    def _take_keying_events(self, keying: PathKeying) -> None:
+        """Install agreed keys at once: the peer's first SRTP packet may be the very next datagram
+        of the same read (linphone sends SRTP right behind its Conf2ACK, RFC 6189 §4.6)."""
         while (event := keying.next_event()) is not None:
             if isinstance(event, KeysAgreed):
                 self.srtp = SrtpContext(
@@ -149,8 +157,7 @@ class MediaStream:
                     event.remote_key,
                     allow_key_export=self._key_export,
                 )
-            events.append(event)
-        return events
+            self._keying_events.append(event)
 
     def keying_datagrams(self) -> list[bytes]:
         """What the path keying wants sent to the peer's media address."""
@@ -244,6 +251,10 @@ class MediaStream:
             else:
                 self.keying.receive(data, source, now)
                 self.last_heard = now
+                self._take_keying_events(self.keying)
+            return []
+        if kind is PacketKind.STUN:  # e.g. linphone's connectivity checks on the RTP port
+            self.counters.not_media += 1
             return []
         if is_rtcp(data):
             self.receive_rtcp(data, source, now)
@@ -443,6 +454,7 @@ class MediaStream:
             "remote_jitter_ms": c.remote_jitter_ms,
             "foreign_source": c.foreign_source,
             "foreign_dropped": c.foreign_dropped,
+            "not_media": c.not_media,
             "last_source": _format_address(self.last_source),
             **self._srtp_stats(),
         }

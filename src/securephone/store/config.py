@@ -30,6 +30,11 @@ from securephone.tls import TlsSettings
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
 KeyingName = Literal["sdes", "zrtp"]
+ZrtpKeyAgreement = Literal[
+    "X255", "DH3k", "EC25"
+]  # what the ZRTP engine computes (RFC 6189 §5.1.5)
+ZrtpSasName = Literal["B32", "B256"]  # base-32 letters or two PGP words (RFC 6189 §5.1.6)
+ZrtpAuthTag = Literal["HS80", "HS32"]  # SRTP tag length (RFC 6189 §5.1.4)
 if TYPE_CHECKING:
     SrtpSuiteName = str
 else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
@@ -120,11 +125,23 @@ class MediaSettings(_Model):
     # send media to where the peer's media comes from (NAT, RFC 4961): SRTP only after a packet
     # authenticated, plain RTP from any address; off: media only from/to the negotiated address
     symmetric_rtp: bool = False
+    # what our ZRTP Hello offers, in preference order (the engine's defaults; the RFC's mandatory
+    # DH3k, B32, HS80 and HS32 are always accepted from a peer, RFC 6189 §5.1.5)
+    zrtp_key_agreements: list[ZrtpKeyAgreement] = ["X255", "DH3k", "EC25"]
+    zrtp_sas: list[ZrtpSasName] = ["B32", "B256"]
+    zrtp_auth_tags: list[ZrtpAuthTag] = ["HS80", "HS32"]
 
     @field_validator("keying")
     @classmethod
     def _keying(cls, value: list[str]) -> list[str]:
         return _unique_keying(value)
+
+    @field_validator("zrtp_key_agreements", "zrtp_sas", "zrtp_auth_tags")
+    @classmethod
+    def _zrtp_lists(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each ZRTP algorithm once, at least one")
+        return value
 
     @field_validator("srtp_suites")
     @classmethod

@@ -307,7 +307,7 @@ def _stream_verdict(stream: MediaStream) -> tuple[Verdict, str]:
         done = stream.decryption is not None and stream.decryption.confirmed
         how = "and was decrypted with it" if done else "(key not confirmed)"
         return Verdict.EXPOSED, f"SRTP, but its SDES key is in plaintext SDP {how}"
-    summary = "SRTP" + _keyed_by(stream) + ": payload indistinguishable from random"
+    summary = _keyed_srtp(stream) + ": payload indistinguishable from random"
     if stream.tag_length == 0:
         return Verdict.WEAK, summary + ", but no authentication tag"
     summary += f", {stream.suite_hint}" if stream.suite_hint else ""
@@ -320,10 +320,20 @@ def _stream_verdict(stream: MediaStream) -> tuple[Verdict, str]:
     return Verdict.ENCRYPTED, summary
 
 
-def _keyed_by(stream: MediaStream) -> str:
+def keying_of(stream: MediaStream) -> str | None:
+    """How the stream's SRTP keys were agreed, as seen on its own ports (RFC 6189 §4.6: a ZRTP
+    exchange that reached Confirm2/Conf2ACK; RFC 5764: DTLS records), else None (SDES or
+    unknown: the keys were not agreed in the media path)."""
     if stream.zrtp.completed:
-        return " keyed by ZRTP"
-    return " keyed by DTLS-SRTP" if stream.dtls_records else ""
+        return "zrtp"
+    return "dtls-srtp" if stream.dtls_records else None
+
+
+def _keyed_srtp(stream: MediaStream) -> str:
+    keying = keying_of(stream)
+    if keying == "zrtp":
+        return "ZRTP-keyed SRTP (end to end)"
+    return "SRTP keyed by DTLS-SRTP" if keying else "SRTP"
 
 
 def _stream_details(stream: MediaStream, keyed: bool) -> list[str]:
@@ -421,6 +431,7 @@ def _stream_dict(stream: MediaStream) -> dict[str, Any]:
         "tag_length": stream.tag_length,
         "suite_hint": stream.suite_hint,
         "stats": None if stream.stats is None else stream.stats.to_dict(),
+        "keying": keying_of(stream),
         "zrtp_packets": stream.zrtp.packets,
         "zrtp_messages": stream.zrtp.messages[:32],
         "dtls_records": stream.dtls_records,

@@ -137,7 +137,39 @@ def call_view(call: Call) -> dict[str, Any]:
     summary["signalling_label"] = signalling_label(summary.get("signalling"))
     summary["media_label"] = media_label(summary.get("media"))
     summary["encrypted"] = not summary["media_label"].startswith(("NOT", "no media"))
+    summary["zrtp"] = zrtp_view(summary.get("security"))
+    if summary["zrtp"] is not None and summary["encrypted"]:
+        summary["media_label"] += " · keys by ZRTP (end to end)"
     return summary
+
+
+def zrtp_view(security: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the call panel shows of a ZRTP call: the SAS to read aloud and where it stands."""
+    if not security or security.get("keying") != "zrtp":
+        return None
+    path = security.get("path") or {}
+    sas = path.get("sas")
+    verified = path.get("sas_verified")
+    if sas is None:
+        state = "agreeing keys…" if not path.get("failure") else str(path["failure"])
+    elif verified is True:
+        state = "you confirmed the SAS"
+    elif verified is False:
+        state = "you said the SAS did NOT match: treat this call as intercepted"
+    elif path.get("previously_verified"):
+        state = "previously verified: the SAS was compared in an earlier call"
+    else:
+        state = "read the SAS aloud: does the far end see the same?"
+    return {
+        "sas": sas,
+        "sas_type": path.get("sas_type"),
+        "sas_verified": verified,
+        "previously_verified": bool(path.get("previously_verified")),
+        "cache_mismatch": bool(path.get("cache_mismatch")),
+        "state": state,
+        "can_confirm": sas is not None and verified is None,
+        "alarms": list(security.get("alarms") or []),
+    }
 
 
 def account_views(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,7 +253,7 @@ def dial(manager: PhoneManager, uri: str, account: str | None) -> Call:
 
 
 def control(manager: PhoneManager, ref: str, action: str, digits: str | None = None) -> Call:
-    """answer, hangup, hold, resume or dtmf on one call."""
+    """answer, hangup, hold, resume, dtmf, confirm-sas or reject-sas (ZRTP) on one call."""
     call = find_call(manager, ref)
     try:
         if action == "answer":
@@ -232,6 +264,10 @@ def control(manager: PhoneManager, ref: str, action: str, digits: str | None = N
             call.hold()
         elif action == "resume":
             call.resume()
+        elif action == "confirm-sas":
+            call.confirm_sas()
+        elif action == "reject-sas":
+            call.reject_sas()
         elif action == "dtmf":
             if not digits or not _DTMF.fullmatch(digits):
                 raise ApplyError("digits: 1 to 32 of 0-9 * # A-D")

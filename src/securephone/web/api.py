@@ -74,7 +74,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 Auth = Annotated[Principal, Depends(api_principal)]
 Slot = Literal["https", "sips", "device"]
-CallAction = Literal["answer", "hangup", "hold", "resume"]
+CallAction = Literal["answer", "hangup", "hold", "resume", "confirm-sas", "reject-sas"]
 
 
 STRICT = ConfigDict(strict=True)
@@ -262,7 +262,7 @@ async def dtmf(request: Request, call_id: str, body: DtmfIn, who: Auth) -> dict[
 async def call_action(
     request: Request, call_id: str, action: CallAction, who: Auth
 ) -> dict[str, Any]:
-    """Answer, hang up, hold or resume a call."""
+    """Answer, hang up, hold or resume a call; confirm or reject its ZRTP SAS."""
     return actions.call_view(actions.control(manager_of(request), call_id, action))
 
 

@@ -30,6 +30,9 @@ class ZrtpKeying:
         self.failure: str | None = None
         self.dropped = 0
         self.peer_hello_hash_signalled = False
+        self.peer_hello_hash: str | None = None
+        self.alarms: list[str] = []  # security alarms users must see (never key material)
+        self._pending: list[KeyingEvent] = []
         self._started = False
 
     @property
@@ -41,6 +44,13 @@ class ZrtpKeying:
         """The peer's ``a=zrtp-hash``: its Hello must match it (RFC 6189 §8.1)."""
         self.session.set_peer_hello_hash(value)
         self.peer_hello_hash_signalled = True
+        self.peer_hello_hash = value
+
+    def raise_alarm(self, text: str) -> None:
+        """Something tried to weaken this call's keying (e.g. a downgrade re-INVITE): users
+        must see it; listeners hear it as a ``KeyingUpdated``."""
+        self.alarms.append(text)
+        self._pending.append(KeyingUpdated(self.method, self.summary()))
 
     # -- PathKeying --------------------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -62,6 +72,8 @@ class ZrtpKeying:
         self.session.handle_timer(now)
 
     def next_event(self) -> KeyingEvent | None:
+        if self._pending:
+            return self._pending.pop(0)
         while (event := self.session.next_event()) is not None:
             mapped = self._map(event)
             if mapped is not None:
@@ -99,6 +111,7 @@ class ZrtpKeying:
             "failure": self.failure,
             "dropped": self.dropped,
             "zrtp_hash_in_sdp": self.peer_hello_hash_signalled,
+            "alarms": list(self.alarms),
         }
         if secure is not None:
             data.update(
