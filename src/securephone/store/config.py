@@ -27,7 +27,7 @@ from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
-KeyingName = Literal["sdes", "zrtp"]
+KeyingName = Literal["sdes", "zrtp", "dtls"]
 if TYPE_CHECKING:
     SrtpSuiteName = str
 else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
@@ -110,8 +110,10 @@ class MediaSettings(_Model):
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
     srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
     # how SRTP keys are agreed, in preference order: SDES (in the SDP, so only over TLS unless
-    # allowed), ZRTP (end to end in the media path); an offer uses the first one that can be used
+    # allowed), ZRTP (end to end in the media path), DTLS (DTLS-SRTP, end to end in the media
+    # path, certificate fingerprints in the SDP); an offer uses the first one that can be used
     keying: list[KeyingName] = ["sdes", "zrtp"]
+    rtcp_mux: bool = True  # offer and accept RTP and RTCP on one port (RFC 5761)
 
     @field_validator("keying")
     @classmethod
