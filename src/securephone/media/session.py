@@ -94,6 +94,7 @@ class MediaStream:
         self._key_export = False
         self._peer_authenticated = False
         self.plain_dropped = 0
+        self.dropped_before_keys = 0
         self.last_source: Address | None = None  # where the last accepted packet came from
 
     # -- configuration -------------------------------------------------------------------------
@@ -269,7 +270,10 @@ class MediaStream:
         if self.srtp is not None:
             return self.srtp.unprotect_rtcp(data) if rtcp else self.srtp.unprotect(data)
         if self.require_srtp:
-            self.plain_dropped += 1
+            if self.keying is not None:
+                self.dropped_before_keys += 1  # (S)RTP before the media-path keying finished
+            else:
+                self.plain_dropped += 1
             return None
         return data
 
@@ -426,6 +430,7 @@ class MediaStream:
                 "encryption": "none",
                 "srtp": None,
                 "plain_dropped": self.plain_dropped,
+                "dropped_before_keys": self.dropped_before_keys,
                 "path_keying": keying,
             }
         figures = srtp.stats()
@@ -439,6 +444,7 @@ class MediaStream:
                 "replay_failures": figures["replay_failures"],
             },
             "plain_dropped": self.plain_dropped,
+            "dropped_before_keys": self.dropped_before_keys,
             "path_keying": keying,
         }
 
