@@ -320,10 +320,19 @@ def _stream_verdict(stream: MediaStream) -> tuple[Verdict, str]:
     return Verdict.ENCRYPTED, summary
 
 
-def _keyed_by(stream: MediaStream) -> str:
+def _keying(stream: MediaStream) -> str | None:
+    """How the keys of an SRTP stream were agreed, as seen on its own port pair: a completed
+    ZRTP exchange, or DTLS records before the SRTP (RFC 5764: DTLS-SRTP); None when unseen."""
     if stream.zrtp.completed:
+        return "zrtp"
+    return "dtls" if stream.dtls_records else None
+
+
+def _keyed_by(stream: MediaStream) -> str:
+    keying = _keying(stream)
+    if keying == "zrtp":
         return " keyed by ZRTP"
-    return " keyed by DTLS-SRTP" if stream.dtls_records else ""
+    return " DTLS-keyed (DTLS-SRTP)" if keying == "dtls" else ""
 
 
 def _stream_details(stream: MediaStream, keyed: bool) -> list[str]:
@@ -424,6 +433,7 @@ def _stream_dict(stream: MediaStream) -> dict[str, Any]:
         "zrtp_packets": stream.zrtp.packets,
         "zrtp_messages": stream.zrtp.messages[:32],
         "dtls_records": stream.dtls_records,
+        "keyed_by": _keying(stream),
         "rtcp_plain": stream.rtcp.plain,
         "rtcp_encrypted": stream.rtcp.encrypted,
         "rtcp_plain_types": stream.rtcp.plain_types,
