@@ -142,21 +142,33 @@ async def test_answerer_may_choose_passive(tmp_path: Path, monkeypatch: pytest.M
         await bob.stop()
 
 
-async def test_keying_preference_falls_back_and_refuses(tmp_path: Path) -> None:
-    """bob allows only ZRTP: alice's DTLS offer gets 488 and not one RTP packet leaves; an
-    alice that prefers DTLS but also allows ZRTP is answered over ZRTP when she offers it."""
+@pytest.mark.parametrize(
+    ("bob_keying", "outcome"), [(["zrtp"], None), (["zrtp", "dtls"], "dtls-srtp")]
+)
+async def test_keying_preference_of_the_answerer(
+    tmp_path: Path, bob_keying: list[str], outcome: str | None
+) -> None:
+    """alice offers DTLS-SRTP (her first preference). A bob that allows only ZRTP refuses with
+    488 and not one RTP packet is sent; a bob that prefers ZRTP but allows DTLS answers DTLS,
+    the one the offer carries."""
     alice = Phone(config(tmp_path / "alice"))
     bob_cfg = config(tmp_path / "bob", auto_answer=True)
-    bob_cfg.media.keying = ["zrtp"]
+    bob_cfg.media.keying = bob_keying
     bob = Phone(bob_cfg)
     await alice.start()
     await bob.start()
     try:
-        call = alice.dial(uri(bob))
-        await call.wait_ended(5)
-        assert call.status == 488 and not call.answered
-        assert call.summary()["media"]["packets_sent"] == 0
-        assert alice.media_fingerprint is not None and bob.media_fingerprint is None
+        if outcome is None:
+            call = alice.dial(uri(bob))
+            await call.wait_ended(5)
+            assert call.status == 488 and not call.answered
+            assert call.summary()["media"]["packets_sent"] == 0
+            assert alice.media_fingerprint is not None and bob.media_fingerprint is None
+        else:
+            call, their = await connected_pair(alice, bob)
+            assert their.summary()["security"]["keying"] == outcome
+            call.hangup()
+            await call.wait_ended(5)
     finally:
         await alice.stop()
         await bob.stop()
