@@ -14,6 +14,8 @@ checked, and the RFC behind it:
 * certificates the configuration points to (``sips.pem``/``ca_file``, the device
   certificate, ``https.pem``): expired, not yet valid, weak keys or signatures
   (via :mod:`securephone.pki.certs`), unreadable files;
+* DTLS-SRTP: accounts (and plaintext listeners) where the a=fingerprint may cross UDP/TCP
+  signalling, so an active attacker could replace it (RFC 5763 §8);
 * secrets written to disk: a TLS key log (``tls.keylog_file``), an SRTP key export, a SIP
   trace (which records SDES keys after TLS decryption).
 
@@ -108,6 +110,7 @@ def audit_config(
         *_tls(config),
         *_signalling(config),
         *_srtp(config),
+        *_dtls(config),
         *_certificates(config, now),
         *_secrets_on_disk(config, _resolve(key_export)),
     ]
@@ -277,6 +280,37 @@ def _keying(config: Config) -> list[Finding]:
                 f'add "zrtp" to {key} (keys agreed end to end in the media path, RFC 6189)',
                 key,
             ))  # fmt: skip
+    return found
+
+
+def _uses_dtls(keying: object) -> bool:
+    return "dtls" in (keying if isinstance(keying, list | tuple) else ())
+
+
+def _dtls(config: Config) -> list[Finding]:
+    """DTLS-SRTP fingerprints over plaintext SIP: a listener learns nothing, but whoever can
+    change the SDP can put its own fingerprint there and sit in the middle (RFC 5763 §8)."""
+    default = getattr(config.media, "keying", [])
+    found = []
+    for account in config.accounts:
+        keying = getattr(account, "keying", None) or default
+        if _uses_dtls(keying) and account.transport != "tls":
+            found.append(Finding(
+                Severity.MEDIUM,
+                f"account {account.name}: DTLS-SRTP fingerprints travel over plaintext SIP "
+                f"({account.transport}): whoever can change the SDP can sit in the middle",
+                f'set transport = "tls" in account {account.name} (RFC 5763 §8)',
+                "accounts[].keying",
+            ))  # fmt: skip
+    plain = [t for t in config.sip.transports if t != "tls"]
+    if _uses_dtls(default) and plain:
+        found.append(Finding(
+            Severity.LOW,
+            f"direct calls over {', '.join(plain).upper()} may use DTLS-SRTP with fingerprints "
+            "that are not integrity-protected (the call summary says fingerprint_integrity: false)",
+            'set [sip] transports = ["tls"] when every peer speaks TLS (RFC 5763 §8)',
+            "media.keying",
+        ))  # fmt: skip
     return found
 
 

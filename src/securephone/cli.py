@@ -135,8 +135,8 @@ KeyingOption = Annotated[
     str | None,
     typer.Option(
         "--keying",
-        help="How media keys are agreed for this run, in preference order, e.g. zrtp or "
-        "sdes,zrtp (default: the config's, which defaults to sdes,zrtp).",
+        help="How media keys are agreed for this run, in preference order, e.g. dtls or "
+        "dtls,zrtp,sdes (default: the config's, which defaults to sdes,zrtp).",
     ),
 ]
 OptConfig = Annotated[
@@ -174,7 +174,7 @@ def _call_config(
             for account in cfg.accounts:
                 account.keying = None
         except ValueError:
-            raise fail(f"--keying must list sdes and/or zrtp, not {keying!r}", 2) from None
+            raise fail(f"--keying must list sdes, zrtp and/or dtls, not {keying!r}", 2) from None
     return cfg
 
 

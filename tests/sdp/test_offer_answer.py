@@ -304,7 +304,7 @@ def test_offer_argument_checks() -> None:
         ({"codecs": ["OPUS"]}, "static audio codecs"),
         ({"codecs": []}, "static audio codecs"),
         ({"codecs": ["CN"]}, "static audio codecs"),
-        ({"proto": "UDP/TLS/RTP/SAVP"}, "proto must be"),
+        ({"proto": "TCP/TLS/RTP/SAVP"}, "proto must be"),
         ({"telephone_event_pt": 8}, "dynamic payload type"),
         ({"ptime": 0}, "ptime must be"),
         ({"local_address": "phone.example.com"}, "does not appear to be an IPv4 or IPv6"),

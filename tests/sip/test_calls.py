@@ -535,3 +535,16 @@ def test_refused_offer_gets_488_without_ringing() -> None:
     assert pair.b.calls.get(key).ending is CallEnding.SECURITY_REFUSED
     assert pair.a.calls.get(key).ending is CallEnding.MEDIA_REFUSED  # as the caller sees a 488
     assert kinds(pair, "b") == ["IncomingCall", "terminated"]
+
+
+def test_crossed_byes_keep_each_sides_own_cause() -> None:
+    """Both sides end the call for a security cause at once: the BYEs cross, and each side's
+    ending stays its own cause rather than "the far end hung up"."""
+    pair = Pair()
+    key, incoming, _, _ = connect(pair)
+    pair.a.terminate(key, CallEnding.SECURITY_REFUSED, "fingerprint mismatch", pair.now)
+    pair.b.terminate(incoming, CallEnding.SECURITY_REFUSED, "peer alert", pair.now)
+    pair.flush()
+    a, b = pair.a.calls.get(key), pair.b.calls.get(incoming)
+    assert a.ending is CallEnding.SECURITY_REFUSED and a.reason == "fingerprint mismatch"
+    assert b.ending is CallEnding.SECURITY_REFUSED and b.reason == "peer alert"

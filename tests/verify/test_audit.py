@@ -214,3 +214,28 @@ def test_old_tls_floors_are_high(tmp_path: Path, version: str) -> None:
     config.tls.min_version = version  # type: ignore[assignment]
     findings = audit_config(config, default_web_password=False, web_scheme="https")
     assert [f.key for f in findings if f.severity is Severity.HIGH] == ["tls.min_version"]
+
+
+def test_dtls_over_plaintext_signalling_is_flagged(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "sip": {"transports": ["udp", "tls"]},
+            "media": {"srtp": "mandatory", "keying": ["dtls", "zrtp"]},
+            "accounts": [
+                {"name": "safe", "user": "a", "domain": "example.com", "transport": "tls"},
+                {"name": "open", "user": "b", "domain": "example.com", "transport": "udp"},
+                {"name": "z", "user": "c", "domain": "example.com", "transport": "tcp",
+                 "keying": ["zrtp"]},
+            ],
+        }
+    )  # fmt: skip
+    findings = audit_config(config)
+    dtls = [f for f in findings if "DTLS-SRTP" in f.title]
+    assert [f.severity for f in dtls] == [Severity.MEDIUM, Severity.LOW]
+    assert "account open:" in dtls[0].title and "(udp)" in dtls[0].title
+    assert "direct calls over UDP" in dtls[1].title
+    assert not any("account safe" in f.title or "account z:" in f.title for f in dtls)
+    assert not [
+        f for f in audit_config(hardened(tmp_path, keying=["dtls"])) if "DTLS-SRTP" in f.title
+    ]

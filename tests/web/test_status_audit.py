@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from securephone.web import actions
 from securephone.web.manager import PhoneManager
+
+from .conftest import client_for, make_manager, media_settings, page_ready
 
 
 def test_status_includes_audit_with_default_web_password(manager: PhoneManager) -> None:
@@ -12,3 +16,20 @@ def test_status_includes_audit_with_default_web_password(manager: PhoneManager) 
     assert any(f["severity"] == "high" for f in findings)
     assert "admin" in titles.lower() or "default" in titles.lower()
     assert all(set(f) >= {"severity", "title", "fix"} for f in findings)
+
+
+async def test_status_page_and_api_show_the_media_certificate_fingerprint(tmp_path: Path) -> None:
+    media = {**media_settings(), "keying": ["dtls", "sdes"]}
+    mgr = make_manager(tmp_path, media=media)
+    await mgr.start_phone()
+    try:
+        fingerprint = mgr.phone.media_fingerprint if mgr.phone is not None else None
+        assert fingerprint is not None and fingerprint.startswith("sha-256 ")
+        assert len(fingerprint.split()[1]) == 95  # 32 bytes as XX:XX:...
+        assert actions.status(mgr)["media_certificate"] == {"fingerprint": fingerprint}
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        assert 'id="media-fingerprint"' in html and fingerprint in html
+    finally:
+        await mgr.shutdown()

@@ -220,6 +220,8 @@ class Call:
             "keying": method.label if method is not None else None,
             "end_to_end": bool(method is not None and method.end_to_end),
             "keys_agreed": keyed,
+            # DTLS-SRTP: did the peer's fingerprint come over TLS signalling (RFC 5763 §8)?
+            "fingerprint_integrity": path.get("fingerprint_integrity") if path else None,
             "path": path,
             "alarms": [*security_alarms(path), *(sdp.alarms if sdp is not None else [])],
         }

@@ -214,11 +214,15 @@ class MediaChannel:
         self.clock.record(scheduled, now)
 
     def _send_rtcp(self, now: float, bye: bool = False) -> None:
+        """RTCP to the peer's RTCP port, or from the RTP socket to its RTP port when multiplexed
+        (RFC 5761 §4: the RTP and RTCP of a muxed session share one 5-tuple)."""
         data = self.stream.rtcp_packet(now, time.time(), bye=bye)
         if self.remote_rtcp is None:
             return
+        media = self.stream.negotiated
+        sock = self.rtp if media is not None and media.rtcp_mux else self.rtcp
         try:
-            self.rtcp.sendto(data, self.remote_rtcp)
+            sock.sendto(data, self.remote_rtcp)
         except OSError as exc:
             log.debug("RTCP send failed: %s", exc)
 

@@ -23,6 +23,7 @@ from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.errors import CallError, MediaError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
+from securephone.media.dtls.certificate import DtlsCertificate
 from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, parse_methods
 from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
 from securephone.media.session import MediaStream
@@ -51,7 +52,7 @@ from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
-from securephone.store import zrtpcache
+from securephone.store import media_cert, zrtpcache
 from securephone.store.config import AccountConfig, Config, MediaSettings
 from securephone.tls import TlsConfigError, client_context, server_context
 
@@ -158,6 +159,7 @@ class Phone:
         self.on_incoming: Callable[[Call], None] | None = None
         self._pumping = False
         self._zrtp_cache: ZrtpCache | None = None
+        self._media_certificate: DtlsCertificate | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +179,7 @@ class Phone:
             self._transports.tls_unavailable = str(exc)  # only sips:/TLS calls will say so
             log.warning("outgoing TLS is unavailable: %s", exc)
         self._zrtp_cache = self._load_zrtp_cache()
+        self._media_certificate = self._load_media_certificate()
         listen = await self._open_listeners()
         self.ua = UserAgent(
             listen,
@@ -208,6 +211,26 @@ class Phone:
             return zrtpcache.load_or_create(self._zrtp_cache_path)
         except (zrtpcache.ZrtpCacheFileError, OSError) as exc:
             raise PhoneError(str(exc)) from None
+
+    def _load_media_certificate(self) -> DtlsCertificate | None:
+        """The DTLS-SRTP media certificate (made once, RFC 5763 §5) when DTLS may be used."""
+        wanted = "dtls" in self.config.media.keying or any(
+            "dtls" in (a.keying or ()) for a in self.config.accounts
+        )
+        if not wanted:
+            return None
+        try:
+            certificate = media_cert.load_or_create(self.config.data_path)
+        except (media_cert.CertError, OSError) as exc:
+            raise PhoneError(str(exc)) from None
+        log.info("media certificate fingerprint: %s", certificate.fingerprint())
+        return certificate
+
+    @property
+    def media_fingerprint(self) -> str | None:
+        """Our DTLS-SRTP certificate's sha-256 fingerprint (RFC 8122 form), when loaded."""
+        certificate = self._media_certificate
+        return str(certificate.fingerprint()) if certificate is not None else None
 
     @property
     def _zrtp_cache_path(self) -> Path:
@@ -404,7 +427,7 @@ class Phone:
         media = sdp.negotiated
         channel.stream.configure(media)
         required = sdp.srtp.mode == "mandatory"
-        if sdp.path is not None:  # ZRTP: the keys come from the media path
+        if sdp.path is not None:  # ZRTP, DTLS-SRTP: the keys come from the media path
             channel.stream.set_keying(
                 sdp.path, required=required, allow_key_export=self._export_keys
             )
@@ -511,6 +534,7 @@ class Phone:
             local_address=self.config.media_address,
             codecs=tuple(media.codecs),
             telephone_event_pt=media.dtmf_payload_type,
+            rtcp_mux=media.rtcp_mux,
         )
 
     def _new_media(self, transport: str, account: str | None) -> tuple[SdpMedia, MediaChannel]:
@@ -524,15 +548,24 @@ class Phone:
         stream.symmetric_rtp = media.symmetric_rtp
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        resources = KeyingResources(stream.ssrc, self._zrtp_cache, zrtp_config(media))
-        return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
+        sdp = SdpMedia(self._caps(), channel.local_port, policy, self._resources(stream.ssrc))
+        return sdp, channel
+
+    def _resources(self, ssrc: int) -> KeyingResources:
+        """What one call's media keying may use: the ZRTP cache and offer, the media certificate."""
+        return KeyingResources(
+            ssrc,
+            zrtp_cache=self._zrtp_cache,
+            zrtp_config=zrtp_config(self.config.media),
+            dtls_certificate=self._media_certificate,
+        )
 
     def _check_offer(
         self, account: str | None, invite: Request, transport: str
     ) -> MediaError | None:
         """Would we refuse this offer? Judged before the phone rings (no sockets are bound)."""
         policy = self._srtp_policy(account, transport)
-        trial = SdpMedia(self._caps(), 9, policy, KeyingResources(0, self._zrtp_cache))
+        trial = SdpMedia(self._caps(), 9, policy, self._resources(0))
         try:
             trial.receive_offer(invite.body, False)
         except MediaError as exc:
@@ -715,4 +748,9 @@ class Phone:
             )
         listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}
         calls = [call.summary() for call in self.calls.values()]
-        return {"listen": listen, "accounts": accounts, "calls": calls}
+        return {
+            "listen": listen,
+            "accounts": accounts,
+            "calls": calls,
+            "media_certificate": {"fingerprint": self.media_fingerprint},
+        }

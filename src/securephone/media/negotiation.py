@@ -11,13 +11,18 @@ import secrets
 from dataclasses import dataclass, replace
 
 from securephone.errors import MediaError, SdpError, SrtpError
+from securephone.media.dtls.certificate import DtlsCertificate
+from securephone.media.dtls.keying import DtlsKeying
+from securephone.media.dtls.profiles import profiles_for_suites
 from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.media.zrtp.session import ZrtpConfig
+from securephone.sdp import dtls as sdp_dtls
 from securephone.sdp import session as sdp_session
 from securephone.sdp.offer_answer import (
+    DTLS_PROTO,
     RTP_PROTO,
     SRTP_PROTO,
     MediaCapabilities,
@@ -58,7 +63,12 @@ class KeyingResources:
     ssrc: int  # the stream's SSRC (ZRTP packets carry it)
     zrtp_cache: ZrtpCache | None = None  # retained secrets; None: no ZRTP on this phone
     zrtp_config: ZrtpConfig | None = None  # what our Hello offers; None: the engine's defaults
+    dtls_certificate: DtlsCertificate | None = None  # the media certificate; None: no DTLS
 
+
+# RFC 5763 §5: the answerer to a=setup:actpass SHOULD be active (it sends the ClientHello, so
+# the offerer need not wait for the SIP answer); passive is allowed (RFC 4145 §4.1).
+DTLS_ANSWER_TO_ACTPASS = sdp_dtls.Setup.ACTIVE
 
 PLAINTEXT_KEYS = (
     "SDES keys would cross plaintext signalling (use TLS, or allow_sdes_over_plaintext for labs)"
@@ -92,6 +102,8 @@ class SdpMedia:
         self._sdes = SdesNegotiator(self.srtp.suites)
         self._pending_offer: SessionDescription | None = None
         self._offered_crypto: list[str] = []
+        self._tls_id: str | None = None  # our a=tls-id, one per DTLS association (RFC 8842 §4)
+        self._dtls_setup: sdp_dtls.Setup | None = None  # our resolved a=setup (active/passive)
 
     def _direction(self, hold: bool) -> str:
         return "sendonly" if hold else "sendrecv"
@@ -110,6 +122,9 @@ class SdpMedia:
             return self.srtp.keys_allowed
         if method is KeyingMethod.ZRTP:
             return self.resources is not None and self.resources.zrtp_cache is not None
+        if method is KeyingMethod.DTLS:
+            certificate = self.resources.dtls_certificate if self.resources is not None else None
+            return certificate is not None and bool(profiles_for_suites(self.srtp.suites))
         return False
 
     def _zrtp(self) -> ZrtpKeying:
@@ -146,6 +161,8 @@ class SdpMedia:
             signalled = offered.zrtp_hash is not None
             if method is KeyingMethod.ZRTP and offered.proto == RTP_PROTO and signalled:
                 return method
+            if method is KeyingMethod.DTLS and sdp_dtls.is_dtls_proto(offered.proto):
+                return method
         return None
 
     # -- offers ------------------------------------------------------------------------------------
@@ -167,6 +184,8 @@ class SdpMedia:
             self.method = self._offer_method()
         if self.method is KeyingMethod.ZRTP:
             return self._zrtp_offer(hold)
+        if self.method is KeyingMethod.DTLS:
+            return self._dtls_offer(hold)
         lines = self._offer_crypto()
         if self.local is None:
             offer = create_offer(
@@ -208,6 +227,8 @@ class SdpMedia:
                 self.method = self._answer_method(_audio(offer))
             if self.method is KeyingMethod.ZRTP:
                 return self._zrtp_answer(offer, hold)
+            if self.method is KeyingMethod.DTLS:
+                return self._dtls_answer(offer, hold)
             lines, keying = self._answer_crypto(offer)
             version = 0 if self.local is None else self.local.origin.sess_version + 1
             answer, negotiated = create_answer(
@@ -319,6 +340,9 @@ class SdpMedia:
         if self.method is KeyingMethod.ZRTP:
             self._zrtp_answered(offer, body)
             return
+        if self.method is KeyingMethod.DTLS:
+            self._dtls_answered(offer, body)
+            return
         try:
             answer = sdp_session.parse(body)
             negotiated = process_answer(offer, answer, self.caps)
@@ -350,6 +374,103 @@ class SdpMedia:
         self._pending_offer = None
         self.remote, self.negotiated = answer, negotiated
         self._log()
+
+    # -- DTLS-SRTP (RFC 5763, RFC 5764, RFC 8122, RFC 8842) ---------------------------------------
+    def _dtls(self) -> DtlsKeying:
+        """The call's DTLS-SRTP keying (one association per call, kept across re-INVITEs)."""
+        if not isinstance(self.path, DtlsKeying):
+            assert self.resources is not None and self.resources.dtls_certificate is not None
+            profiles = profiles_for_suites(self.srtp.suites)
+            self.path = DtlsKeying(self.resources.dtls_certificate, profiles=profiles)
+        return self.path
+
+    def _dtls_caps(self, proto: str = DTLS_PROTO) -> MediaCapabilities:
+        """Our capabilities over ``UDP/TLS/RTP/SAVP`` (or the offer's ``SAVPF``, RFC 5124 §6)."""
+        return replace(self.caps, proto=proto)
+
+    def _dtls_attributes(self, setup: sdp_dtls.Setup) -> list[Attribute]:
+        """``a=fingerprint`` (sha-256), ``a=setup`` and ``a=tls-id`` (RFC 8122 §5, RFC 8842 §4)."""
+        if self._tls_id is None:
+            self._tls_id = sdp_dtls.new_tls_id()
+        return [
+            ("fingerprint", str(self._dtls().local_fingerprint)),
+            ("setup", setup.value),
+            ("tls-id", self._tls_id),
+        ]
+
+    def _dtls_offer(self, hold: bool) -> bytes:
+        """``UDP/TLS/RTP/SAVP`` with our fingerprint and ``a=setup:actpass`` (RFC 5763 §5)."""
+        if self.local is None:
+            extra = self._dtls_attributes(sdp_dtls.Setup.ACTPASS)
+            offer = create_offer(
+                self._dtls_caps(),
+                self.port,
+                self.session_id,
+                0,
+                self._direction(hold),
+                [],
+                extra_attributes=extra,
+            )
+        else:  # the same association: same fingerprint, setup and tls-id (RFC 8842 §5.5)
+            offer = make_reoffer(self.local, self._direction(hold))
+        self._pending_offer, self._offered_crypto = offer, []
+        self.local = offer
+        return offer.to_bytes()
+
+    def _dtls_answer(self, offer: SessionDescription, hold: bool) -> bytes:
+        """Answer a DTLS-SRTP offer: active for actpass (RFC 5763 §5), the opposite otherwise."""
+        offered = _audio(offer)
+        assert offered is not None  # _answer_method chose DTLS from it
+        params = sdp_dtls.read_dtls(offer, offered)
+        if params.setup is sdp_dtls.Setup.HOLDCONN:
+            raise SdpError("a=setup:holdconn: the peer does not want a DTLS association", 488)
+        setup = self._dtls_setup or _answer_setup(params.setup)
+        version = 0 if self.local is None else self.local.origin.sess_version + 1
+        answer, negotiated = create_answer(
+            offer,
+            self._dtls_caps(offered.proto),
+            self.port,
+            self.session_id,
+            version,
+            self._direction(hold),
+            extra_attributes=self._dtls_attributes(setup),
+        )
+        self._dtls_setup = setup
+        self._dtls_configure(setup, params, negotiated)
+        self.remote, self.local, self.negotiated = offer, answer, negotiated
+        self.keying, self.plain_reason = None, None
+        self._log()
+        return answer.to_bytes()
+
+    def _dtls_answered(self, offer: SessionDescription, body: bytes) -> None:
+        """The answer to our DTLS-SRTP offer: its setup decides our role (RFC 4145 §4.1)."""
+        try:
+            answer = sdp_session.parse(body)
+            offered = _audio(offer)
+            assert offered is not None
+            negotiated = process_answer(offer, answer, self._dtls_caps(offered.proto))
+            params = sdp_dtls.read_dtls(answer, answer.media[negotiated.media_index])
+            offered_setup = sdp_dtls.parse_setup(offered.attribute_values("setup")[0])
+            theirs = sdp_dtls.check_answer_setup(offered_setup, params.setup)
+        except SdpError as exc:
+            raise MediaError(str(exc), exc.status_hint, security=True) from None
+        ours = sdp_dtls.Setup.PASSIVE if theirs is sdp_dtls.Setup.ACTIVE else sdp_dtls.Setup.ACTIVE
+        self._dtls_setup = self._dtls_setup or ours
+        self._dtls_configure(self._dtls_setup, params, negotiated)
+        self._pending_offer = None
+        self.remote, self.negotiated = answer, negotiated
+        self._log()
+
+    def _dtls_configure(
+        self, setup: sdp_dtls.Setup, params: sdp_dtls.DtlsParameters, media: NegotiatedMedia
+    ) -> None:
+        """Hand role, fingerprints and the peer's RTP address to the DTLS keying."""
+        self._dtls().configure(
+            sdp_dtls.role(setup),
+            params.fingerprints,
+            (media.remote_address, media.remote_port),
+            integrity=self.srtp.secure_signalling,
+        )
 
     def _keyed(self, keying: SdesChoice | None, plain: str) -> None:
         if keying is not None:
@@ -386,6 +507,13 @@ class SdpMedia:
                 media.local_direction,
                 media.remote_direction,
             )
+
+
+def _answer_setup(offered: sdp_dtls.Setup) -> sdp_dtls.Setup:
+    """Our a=setup for the offered one (RFC 4145 §4.1, RFC 5763 §5)."""
+    if offered is sdp_dtls.Setup.ACTPASS:
+        return DTLS_ANSWER_TO_ACTPASS
+    return sdp_dtls.answer_setup(offered)
 
 
 def _audio(sdp: SessionDescription) -> MediaDescription | None:

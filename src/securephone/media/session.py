@@ -104,6 +104,7 @@ class MediaStream:
         self._key_export = False
         self._peer_authenticated = False
         self.plain_dropped = 0
+        self.dropped_before_keys = 0
         self.last_source: Address | None = None  # where the last accepted packet came from
         self.last_heard: float | None = None  # when the peer's media (or keying) last reached us
 
@@ -305,7 +306,10 @@ class MediaStream:
         if self.srtp is not None:
             return self.srtp.unprotect_rtcp(data) if rtcp else self.srtp.unprotect(data)
         if self.require_srtp:
-            self.plain_dropped += 1
+            if self.keying is not None:
+                self.dropped_before_keys += 1  # (S)RTP before the media-path keying finished
+            else:
+                self.plain_dropped += 1
             return None
         return data
 
@@ -467,6 +471,7 @@ class MediaStream:
                 "encryption": "none",
                 "srtp": None,
                 "plain_dropped": self.plain_dropped,
+                "dropped_before_keys": self.dropped_before_keys,
                 "path_keying": keying,
             }
         figures = srtp.stats()
@@ -480,6 +485,7 @@ class MediaStream:
                 "replay_failures": figures["replay_failures"],
             },
             "plain_dropped": self.plain_dropped,
+            "dropped_before_keys": self.dropped_before_keys,
             "path_keying": keying,
         }
 

@@ -14,7 +14,9 @@ Policy, where RFC 3264 leaves a choice:
   keeping the offer's m-line order (§6).
 * **SRTP.** An ``RTP/SAVP`` stream is accepted only when the caller supplies answer crypto
   lines; an ``RTP/AVP`` stream is refused when the phone requires SRTP (``proto`` RTP/SAVP):
-  no silent fall back to plain RTP. DTLS-SRTP (UDP/TLS/RTP/SAVP) is not offered or accepted.
+  no silent fall back to plain RTP. DTLS-SRTP (``UDP/TLS/RTP/SAVP`` or ``…/SAVPF``) is accepted
+  only with DTLS-SRTP capabilities; its fingerprint and setup lines are the caller's
+  (``media.negotiation``, ``sdp.dtls``).
 * **Hold** (§8.4, RFC 6337): a re-offer with ``sendonly`` (or ``inactive`` when we were only
   receiving) and the ``o=`` version incremented — :func:`make_reoffer`, :func:`hold_direction`.
   A ``c=`` of 0.0.0.0 (RFC 2543 hold) means: send neither RTP nor RTCP to that peer (§8.4).
@@ -30,6 +32,7 @@ from typing import NamedTuple
 
 from securephone.errors import CryptoAttributeError, SdpError
 from securephone.sdp import crypto
+from securephone.sdp.dtls import DTLS_PROTOS, is_dtls_proto
 from securephone.sdp.session import (
     DIRECTIONS,
     STATIC_PAYLOAD_TYPES,
@@ -44,6 +47,7 @@ from securephone.sdp.session import (
 
 SRTP_PROTO = "RTP/SAVP"
 RTP_PROTO = "RTP/AVP"
+DTLS_PROTO = "UDP/TLS/RTP/SAVP"  # DTLS-SRTP (RFC 5764 §8); UDP/TLS/RTP/SAVPF is accepted too
 TELEPHONE_EVENT = "telephone-event"
 _STATIC_BY_NAME = {m.encoding_name.upper(): m for m in STATIC_PAYLOAD_TYPES.values()}
 
@@ -84,8 +88,11 @@ def _check_config(caps: MediaCapabilities) -> None:
     unknown = [c for c in caps.codecs if c.upper() not in _STATIC_BY_NAME or c.upper() == "CN"]
     if not caps.codecs or unknown:
         raise ValueError(f"codecs must be static audio codecs of RFC 3551, not {unknown}")
-    if caps.proto not in (RTP_PROTO, SRTP_PROTO):
-        raise ValueError(f"proto must be {RTP_PROTO} or {SRTP_PROTO}, not {caps.proto!r}")
+    if caps.proto not in (RTP_PROTO, SRTP_PROTO) and not is_dtls_proto(caps.proto):
+        raise ValueError(
+            f"proto must be {RTP_PROTO}, {SRTP_PROTO} or {' or '.join(DTLS_PROTOS)}, "
+            f"not {caps.proto!r}"
+        )
     if not 96 <= caps.telephone_event_pt <= 127:
         raise ValueError("telephone_event_pt must be a dynamic payload type (96..127)")
     if not 0 < caps.ptime <= 1000:
@@ -354,7 +361,10 @@ def _acceptable(
 
 
 def _proto_ok(media: MediaDescription, caps: MediaCapabilities, have_keys: bool) -> bool:
-    """SAVP needs keys on both sides; plain AVP only when SRTP is not mandatory."""
+    """SAVP needs keys on both sides; plain AVP only when SRTP is not mandatory; DTLS-SRTP
+    (the keys come in the media path, RFC 5764) only when we answer with DTLS-SRTP."""
+    if is_dtls_proto(media.proto):
+        return is_dtls_proto(caps.proto)
     if media.proto == SRTP_PROTO:
         return have_keys and bool(media.crypto_lines)
     return media.proto == RTP_PROTO and caps.proto == RTP_PROTO

@@ -510,6 +510,9 @@ class CallManager:
     def _on_bye(self, call: CallSession, request: Request, tx: str, now: float) -> None:
         self._respond(tx, make_response(request, 200), now)
         ending = CallEnding.HUNG_UP_THERE
+        if call.state is CallState.TERMINATING and call.pending is not None:
+            call.end_pending(now, ending)  # BYEs crossed: our own cause (e.g. security) stands
+            return
         call.end(ending, ending.value, None, now)
 
     def _on_info(self, call: CallSession, request: Request, tx: str, now: float) -> None:

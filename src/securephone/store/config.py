@@ -29,7 +29,7 @@ from securephone.tls import TlsSettings
 
 Transport = Literal["udp", "tcp", "tls"]
 SrtpMode = Literal["off", "optional", "mandatory"]
-KeyingName = Literal["sdes", "zrtp"]
+KeyingName = Literal["sdes", "zrtp", "dtls"]
 ZrtpKeyAgreement = Literal[
     "X255", "DH3k", "EC25"
 ]  # what the ZRTP engine computes (RFC 6189 §5.1.5)
@@ -120,7 +120,8 @@ class MediaSettings(_Model):
     allow_sdes_over_plaintext: bool = False  # labs only: SDES keys would cross UDP/TCP in clear
     srtp_key_export: PathText | None = None  # debugging only: append SRTP keys to this JSON file
     # how SRTP keys are agreed, in preference order: SDES (in the SDP, so only over TLS unless
-    # allowed), ZRTP (end to end in the media path); an offer uses the first one that can be used
+    # allowed), ZRTP (end to end in the media path), DTLS (DTLS-SRTP, end to end in the media
+    # path, certificate fingerprints in the SDP); an offer uses the first one that can be used
     keying: list[KeyingName] = ["sdes", "zrtp"]
     # send media to where the peer's media comes from (NAT, RFC 4961): SRTP only after a packet
     # authenticated, plain RTP from any address; off: media only from/to the negotiated address
@@ -130,6 +131,7 @@ class MediaSettings(_Model):
     zrtp_key_agreements: list[ZrtpKeyAgreement] = ["X255", "DH3k", "EC25"]
     zrtp_sas: list[ZrtpSasName] = ["B32", "B256"]
     zrtp_auth_tags: list[ZrtpAuthTag] = ["HS80", "HS32"]
+    rtcp_mux: bool = True  # offer and accept RTP and RTCP on one port (RFC 5761)
 
     @field_validator("keying")
     @classmethod

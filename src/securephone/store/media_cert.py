@@ -20,7 +20,7 @@ from securephone.media.dtls import DtlsCertificate
 from securephone.pki import CertError, create_media_certificate
 from securephone.store.files import atomic_write
 
-__all__ = ["MEDIA_CERT_FILE", "RENEW_BEFORE", "load_or_create"]
+__all__ = ["MEDIA_CERT_FILE", "RENEW_BEFORE", "CertError", "load_or_create"]
 
 log = logging.getLogger(__name__)
 

@@ -333,7 +333,7 @@ def _keyed_srtp(stream: MediaStream) -> str:
     keying = keying_of(stream)
     if keying == "zrtp":
         return "ZRTP-keyed SRTP (end to end)"
-    return "SRTP keyed by DTLS-SRTP" if keying else "SRTP"
+    return "DTLS-keyed SRTP (DTLS-SRTP, end to end)" if keying else "SRTP"
 
 
 def _stream_details(stream: MediaStream, keyed: bool) -> list[str]:

@@ -200,6 +200,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "error": manager.phone_error,
         "web": web,
         "listen": {},
+        "media_certificate": {"fingerprint": None},
         "accounts": [],
         "calls": [],
         "recent_calls": [r.to_dict() for r in manager.history.recent(history)],
@@ -208,6 +209,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
     if phone is not None and phone.ua is not None:
         raw = phone.status()
         data["listen"] = raw["listen"]
+        data["media_certificate"] = raw["media_certificate"]
         data["accounts"] = account_views(raw)
         data["calls"] = [call_view(c) for c in phone.calls.values() if not c.ended]
     return data

@@ -14,6 +14,7 @@ The DTLS client sends with the client keys; the server with the server keys.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from securephone.media.srtp import SUITES, SrtpContext, SrtpSuite
@@ -24,6 +25,7 @@ __all__ = [
     "SrtpKeys",
     "SrtpProfile",
     "keying_material_length",
+    "profiles_for_suites",
     "split_keying_material",
 ]
 
@@ -62,6 +64,13 @@ DEFAULT_PROFILES: tuple[SrtpProfile, ...] = (
     SrtpProfile.AEAD_AES_128_GCM,
     SrtpProfile.AES128_CM_SHA1_80,
 )
+
+
+def profiles_for_suites(suites: Sequence[str]) -> tuple[SrtpProfile, ...]:
+    """The DTLS-SRTP profiles keying the given SRTP suites, in the suites' order (so the phone's
+    ``srtp_suites`` preference also decides what ``use_srtp`` offers, RFC 5764 §4.1.1)."""
+    by_suite = {profile.suite.name: profile for profile in SrtpProfile}
+    return tuple(by_suite[name] for name in suites if name in by_suite)
 
 
 @dataclass(frozen=True)
