@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,7 +47,9 @@ from rich.table import Table
 from rich.text import Text
 
 from securephone.pki.certs import CertError, CertInfo, inspect_pem, warnings_for
-from securephone.store.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:  # the configuration model (pydantic) loads only when a file is read
+    from securephone.store.config import Config
 
 __all__ = ["Finding", "Severity", "app", "audit_config", "exit_code_for"]
 
@@ -396,6 +398,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Print findings with severity and fix; exit 1 when anything high is found."""
+    from securephone.store.config import ConfigError, load_config
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:
