@@ -11,7 +11,7 @@ HERE = Path(__file__).parent
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
-    for name in ("startup.py", "web.py", "calls.py"):
+    for name in ("startup.py", "web.py", "onecall.py", "calls.py"):
         print(f"== {name} ==", flush=True)
         sys.argv = [str(HERE / name), *(os.environ.get("BENCH_LEVELS", "").split() or [])]
         runpy.run_path(str(HERE / name), run_name="__main__")
