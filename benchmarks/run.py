@@ -22,7 +22,16 @@ def arguments(name: str) -> list[str]:
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
     # each benchmark with its own arguments (arguments()): call levels, ZRTP rounds
-    for name in ("calls.py", "options_flood.py", "zrtp.py", "dtls.py", "call_setup.py"):
+    for name in (
+        "startup.py",
+        "web.py",
+        "onecall.py",
+        "calls.py",
+        "options_flood.py",
+        "zrtp.py",
+        "dtls.py",
+        "call_setup.py",
+    ):
         print(f"== {name} ==", flush=True)
         sys.argv = [str(HERE / name), *arguments(name)]
         runpy.run_path(str(HERE / name), run_name="__main__")

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -49,8 +49,9 @@ from rich.table import Table
 from rich.text import Text
 
 from securephone.pki.certs import CertError, CertInfo, inspect_pem, warnings_for
-from securephone.store.config import Config, ConfigError, load_config
-from securephone.tls import non_aead_ciphers
+
+if TYPE_CHECKING:  # the configuration model (pydantic) loads only when a file is read
+    from securephone.store.config import Config
 
 __all__ = ["Finding", "Severity", "app", "audit_config", "exit_code_for"]
 
@@ -192,6 +193,8 @@ def _tls(config: Config) -> list[Finding]:
             "remove [tls] ciphers to use the secure defaults, or exclude them with '!'",
             "tls.ciphers",
         ))  # fmt: skip
+    from securephone.tls import non_aead_ciphers
+
     cbc = non_aead_ciphers(tls.ciphers) if tls.ciphers else []
     if cbc and not weak:
         found.append(Finding(
@@ -470,6 +473,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Print findings with severity and fix; exit 1 when anything high is found."""
+    from securephone.store.config import ConfigError, load_config
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:

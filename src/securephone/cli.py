@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from securephone.aio.phone import PhoneError
-from securephone.aio.runner import CallOptions, answer_calls, place_call
-from securephone.aio.sound import CallAudio, check_device, is_device
-from securephone.audio.devices import DeviceError, describe, list_devices
-from securephone.audio.sources import AudioError, open_source
 from securephone.audit import app as audit_app
 from securephone.capture.cli import app as capture_app
 from securephone.pki.cli import app as cert_app
-from securephone.run import run_phone
-from securephone.store.config import Config, ConfigError, config_to_dict, load_config
 from securephone.verify.cli import app as verify_app
+
+# Heavy parts load only in the command that uses them (docs/performance.md): the phone and
+# its media for `call`/`answer`, the web server for `run`, the verifier's pictures for
+# `verify`. `securephone --help` loads none of them.
+if TYPE_CHECKING:
+    from securephone.store.config import Config
 
 app = typer.Typer(
     name="securephone",
@@ -53,6 +51,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _load(path: Path) -> Config:
+    from securephone.store.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -78,6 +78,12 @@ def run(
     ] = True,
 ) -> None:
     """Run the phone (register, answer calls and OPTIONS, serve the web interface) until stopped."""
+    import asyncio
+
+    from securephone.aio.phone import PhoneError
+    from securephone.run import run_phone
+    from securephone.store.config import ConfigError, load_config
+
     try:
         load_config(config)  # validates [web] too; the error names the key
     except ConfigError as exc:
@@ -147,6 +153,8 @@ OptConfig = Annotated[
 def _call_config(
     config: Path | None, listen: str | None, srtp: str | None = None, keying: str | None = None
 ) -> Config:
+    from securephone.store.config import Config
+
     cfg = (
         _load(config)
         if config is not None
@@ -186,6 +194,10 @@ def _check_audio_options(
     With ``[audio] on_device_error = "continue"`` a device problem is one warning and the call
     goes on without that device (silence sent, nothing played): returns what to use instead.
     """
+    from securephone.aio.sound import CallAudio, check_device, is_device
+    from securephone.audio.devices import DeviceError
+    from securephone.audio.sources import AudioError, open_source
+
     if play is not None and not is_device(play):
         try:
             open_source(play).close()
@@ -247,6 +259,10 @@ def call(
         chosen = account
     else:
         chosen = cfg.accounts[0].name if cfg.accounts else None
+    import asyncio
+
+    from securephone.aio.runner import CallOptions, place_call
+
     options = CallOptions(play, record, duration, dtmf)
     summary = asyncio.run(place_call(cfg, uri, chosen, options, ring_timeout))
     _finish([summary], json_summary)
@@ -272,6 +288,10 @@ def answer(
     cfg = _call_config(config, listen, srtp, keying)
     play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
+    import asyncio
+
+    from securephone.aio.runner import CallOptions, answer_calls
+
     options = CallOptions(play, record, duration, dtmf)
     summaries = asyncio.run(answer_calls(cfg, calls, options))
     _finish(summaries, json_summary)
@@ -292,6 +312,8 @@ def _finish(summaries: list[dict[str, object]], json_summary: bool) -> None:
 @app.command()
 def devices() -> None:
     """List the sound devices PortAudio sees (inputs and outputs), for [audio] input/output."""
+    from securephone.audio.devices import DeviceError, describe, list_devices
+
     try:
         found = list_devices()
     except DeviceError as exc:
@@ -316,6 +338,7 @@ def phone(
         logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, filename=str(log_file))
     else:
         logging.disable(logging.CRITICAL)  # a log line would tear the full-screen display
+    from securephone.aio.phone import PhoneError
     from securephone.tui.app import run_softphone  # Textual only for this command
 
     try:
@@ -327,6 +350,8 @@ def phone(
 @config_app.command("check")
 def config_check(config: ConfigOption) -> None:
     """Validate a configuration file and print it with secrets masked."""
+    from securephone.store.config import config_to_dict
+
     cfg = _load(config)
     typer.echo(json.dumps(config_to_dict(cfg, include_secrets=False), indent=2))
 

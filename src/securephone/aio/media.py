@@ -1,7 +1,9 @@
 """RTP sockets and the audio pump: the asyncio side of one call's media.
 
-One media clock per call: packet n is due at ``start + n * ptime`` (``loop.call_at``), so the send
-schedule never drifts however late one callback runs. Reads are small (≤ 2 KiB) and batched.
+Each call keeps its own send grid: packet n is due at ``start + n * ptime``, so the schedule
+never drifts however late one tick runs. The ticks of every call on the loop come from one
+shared :class:`~securephone.aio.mediaclock.MediaClock` (one timer, not one per call). Reads
+are small (≤ 2 KiB) and batched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from securephone.aio.mediaclock import MediaClock
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.media.codecs.dtmf import DtmfDigit
@@ -124,7 +127,7 @@ class MediaChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start = 0.0
         self._tick = 0
-        self._handle: asyncio.TimerHandle | None = None
+        self._media_clock: MediaClock | None = None
         self._source_done = False
         self.closed = False
 
@@ -151,7 +154,8 @@ class MediaChannel:
         if self.stream.keying is not None:
             self.stream.keying.start(self._start)
             self._drive_keying(self._start)
-        self._handle = loop.call_at(self._start, self._on_tick)
+        self._media_clock = MediaClock.for_loop(loop)
+        self._start = self._media_clock.add(self, self._start)  # the grid: a shared-clock slot
 
     def poll_keying(self) -> None:
         """Run the keying's pending work now (e.g. after the user confirmed the SAS)."""
@@ -174,10 +178,11 @@ class MediaChannel:
         media = self.stream.negotiated
         return (media.ptime if media else 20) / 1000
 
-    def _on_tick(self) -> None:
+    def tick(self) -> float | None:
+        """One packet time's work, run by the shared media clock; when the next one is due."""
         loop = self._loop
         if loop is None or self.closed:
-            return
+            return None
         scheduled = self._start + self._tick * self._ptime()
         now = loop.time()
         self._drive_keying(now)
@@ -187,7 +192,7 @@ class MediaChannel:
             self._send_rtcp(now)
         self._check_silence(now)
         self._tick += 1
-        self._handle = loop.call_at(self._start + self._tick * self._ptime(), self._on_tick)
+        return self._start + self._tick * self._ptime()
 
     def _check_silence(self, now: float) -> None:
         if self._silence_reported or self.on_silence is None:
@@ -263,8 +268,8 @@ class MediaChannel:
         if self._loop is not None:
             if self.remote_rtcp is not None:
                 self._send_rtcp(self._loop.time(), bye=True)
-            if self._handle is not None:
-                self._handle.cancel()
+            if self._media_clock is not None:
+                self._media_clock.remove(self)
             self._loop.remove_reader(self.rtp.fileno())
             self._loop.remove_reader(self.rtcp.fileno())
         self.rtp.close()

@@ -115,14 +115,14 @@ def zrtp_config(media: MediaSettings) -> ZrtpConfig:
 class SipTrace:
     """Writes every SIP message in and out to a file, with time, direction and peer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._file: TextIO = open(path, "a", encoding="utf-8", opener=_private_opener)  # noqa: SIM115
+        self._clock = clock
 
     def __call__(self, direction: str, peer: Peer, data: bytes) -> None:
-        stamp = (
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            + f".{int(time.time() * 1000) % 1000:03d}Z"
-        )
+        millis = int(self._clock() * 1000)  # one clock read: seconds and milliseconds agree
+        seconds, fraction = divmod(millis, 1000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
         arrow = "<<" if direction == "in" else ">>"
         text = redact(data.decode("utf-8", errors="replace"))  # SDES keys never reach a trace
         self._file.write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")

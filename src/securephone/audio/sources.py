@@ -147,15 +147,36 @@ class ToneSource:
         self._phase: Float = np.zeros(len(self.frequencies), dtype=np.float64)
         self._steps: Float = np.arange(FRAME_SAMPLES, dtype=np.float64)
         self._scale = amplitude * 32767 / len(self.frequencies)
+        self._table = self._one_period()
+        self._position = 0
+
+    def _one_period(self) -> Pcm | None:
+        """Whole-hertz tones repeat after at most 8000 samples: the samples of one repeat.
+
+        Every frame is then a slice of this table, computed once, instead of sines per frame.
+        """
+        if not all(float(f).is_integer() for f in self.frequencies):
+            return None
+        length = math.lcm(FRAME_SAMPLES, *(SAMPLE_RATE // math.gcd(int(f), SAMPLE_RATE)
+                                          for f in self.frequencies))  # fmt: skip
+        angles = self._omega[:, None] * np.arange(length, dtype=np.float64)[None, :]
+        table: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
+        return table
 
     def read_frame(self) -> Pcm | None:
         """The next 160 samples of the tone, or ``None`` once ``duration`` has been given."""
         count = self._budget.take()
         if count is None:
             return None
+        if self._table is not None:
+            start = self._position
+            self._position = (start + FRAME_SAMPLES) % len(self._table)
+            frame: Pcm = self._table[start : start + FRAME_SAMPLES].copy()
+            frame[count:] = 0
+            return frame
         angles = self._phase[:, None] + self._omega[:, None] * self._steps[None, :]
         self._phase = (self._phase + self._omega * FRAME_SAMPLES) % (2 * np.pi)
-        frame: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
+        frame = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
         frame[count:] = 0
         return frame
 

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from securephone.capture.backends import CaptureUnavailable, PacketCapture
 from securephone.capture.bpf import parse_ports
 
 __all__ = ["app", "main"]
@@ -49,6 +48,8 @@ def capture(
         raise _fail(f"unknown backend {backend!r}: use auto, socket, tcpdump or dumpcap")
     if duration is not None and duration <= 0:
         raise _fail("--duration must be positive")
+    from securephone.capture.backends import CaptureUnavailable, PacketCapture
+
     cap = PacketCapture(out, interface=interface, backend=backend)  # type: ignore[arg-type]
     try:
         cap.start(ports)

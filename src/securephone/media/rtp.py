@@ -44,6 +44,20 @@ MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 
 _FIXED = struct.Struct("!BBHII")
+
+
+def pack_audio(
+    payload_type: int, marker: bool, seq: int, timestamp: int, ssrc: int, payload: bytes
+) -> bytes:
+    """A plain RTP packet (no CSRC, extension or padding) packed in one step (RFC 3550 §5.1).
+
+    The send path's shortcut for ``bytes(RtpPacket(...))``: no packet object per frame. The
+    caller keeps the fields in range (7-bit type, 16-bit sequence, 32-bit timestamp and SSRC).
+    """
+    second = (0x80 if marker else 0) | payload_type
+    return _FIXED.pack(RTP_VERSION << 6, second, seq, timestamp, ssrc) + payload
+
+
 _EXT_HEADER = struct.Struct("!HH")
 
 

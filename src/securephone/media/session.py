@@ -32,7 +32,7 @@ from securephone.media.codecs.g711 import Codec, codec_by_name
 from securephone.media.demux import PacketKind, classify
 from securephone.media.jitterbuffer import Concealer, JitterBuffer
 from securephone.media.keying import KeyingEvent, KeysAgreed, PathKeying
-from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp
+from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp, pack_audio
 from securephone.media.srtp import SrtpContext
 from securephone.sdp.offer_answer import NegotiatedMedia
 
@@ -191,11 +191,15 @@ class MediaStream:
         if dtmf is not None:
             return self._emit(dtmf) if dtmf.payload else None
         payload = self.codec.encode(pcm)
-        first = (
-            self.counters.packets_sent == 0
-        )  # the first packet starts a talkspurt (RFC 3551 §4.1)
-        packet = RtpPacket(self.codec_pt, self._seq, timestamp, self.ssrc, payload, marker=first)
-        return self._emit(packet)
+        counters = self.counters
+        first = counters.packets_sent == 0  # the first packet starts a talkspurt (RFC 3551 §4.1)
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        counters.packets_sent += 1
+        counters.bytes_sent += len(payload)
+        self._sent_since_report = True
+        data = pack_audio(self.codec_pt, first, seq, timestamp, self.ssrc, payload)
+        return self.srtp.protect(data) if self.srtp is not None else data
 
     @property
     def codec_pt(self) -> int:

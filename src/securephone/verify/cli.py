@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from securephone.verify.keys import KeyEntry, KeyFileError, load_key_file
-from securephone.verify.pcap import CaptureError
-from securephone.verify.report import analyze, render_terminal, write_outputs
+if TYPE_CHECKING:
+    from securephone.verify.keys import KeyEntry
 
 __all__ = ["app", "verify"]
 
@@ -38,6 +36,8 @@ def _fail(message: str) -> typer.Exit:
 def _keys(path: Path | None) -> list[KeyEntry]:
     if path is None:
         return []
+    from securephone.verify.keys import KeyFileError, load_key_file
+
     try:
         return load_key_file(path)
     except KeyFileError as exc:
@@ -66,6 +66,12 @@ def verify(
 
     Exit code 0 only when everything in the capture is encrypted.
     """
+    # The analysis and its pictures (numpy, matplotlib) load only when a report is made.
+    from rich.console import Console
+
+    from securephone.verify.pcap import CaptureError
+    from securephone.verify.report import analyze, render_terminal, write_outputs
+
     entries = _keys(keys)
     try:
         report = analyze(capture, entries)

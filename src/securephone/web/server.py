@@ -136,7 +136,10 @@ def ssl_context(cert: WebCertificate) -> ssl.SSLContext:
 def bind(address: str, port: int) -> socket.socket:
     """A bound TCP socket; OSError with a message a user can act on."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Protocol IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listener says TCP, and without it each response on a kept-alive connection waits ~40 ms
+    # for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
