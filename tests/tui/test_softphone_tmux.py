@@ -114,8 +114,8 @@ async def test_softphone_in_tmux_calls_a_phone_and_hangs_up(tmp_path: Path) -> N
         assert "e End call" in screen  # the footer shows the keys
         term.keys("e")
         await theirs.wait_ended(timeout=10)
-        await await_until(lambda: "no call selected" in term.screen(), 10, message=term.screen)
-        await await_until(lambda: target in term.screen(), 10, message=term.screen)  # recent calls
+        await await_until(lambda: "no call selected" in term.screen(), 30, message=term.screen)
+        await await_until(lambda: target in term.screen(), 30, message=term.screen)  # recent calls
         term.save("after")
         term.keys("q")
         await await_until(lambda: not term.alive(), 15, message="the softphone did not quit")
