@@ -135,7 +135,10 @@ async def one_call(out: Path, certs: dict[str, Path], speech: Path, secure: bool
     port = bob.status()["listen"][transport].split(":")[1]
     target = f"sips:bob@127.0.0.1:{port}" if secure else f"sip:bob@127.0.0.1:{port}"
     pcap = out / f"{label}-call.pcap"
-    capture = Tshark(pcap, f"host 127.0.0.1 and (port {port} or udp portrange 47000-47999)")
+    # bob's SIP port, and media with both ends in the demo's range: another program's socket that
+    # happens to get an ephemeral port in that range does not land in the capture
+    media = "udp src portrange 47000-47999 and udp dst portrange 47000-47999"
+    capture = Tshark(pcap, f"host 127.0.0.1 and (port {port} or ({media}))")
     try:
         call = alice.dial(target)
         await call.wait_for(CallState.CONNECTED, timeout=15)
