@@ -28,6 +28,7 @@ from securephone.sip.events import (
     RequestReceived,
 )
 from securephone.sip.headers import NameAddr
+from securephone.sip.loglimit import LogLimiter
 from securephone.sip.message import Headers, Request, Response, make_response
 from securephone.sip.router import Router
 from securephone.sip.transaction import server_key
@@ -77,6 +78,7 @@ class CallManager:
         self._by_tx: dict[str, str] = {}  # our INVITE / re-INVITE / BYE / CANCEL tx -> call key
         self._by_dialog: dict[DialogId, str] = {}
         self._by_invite: dict[str, str] = {}  # server INVITE transaction id -> call key
+        self.busy_log = LogLimiter(log)  # an INVITE flood at the call limit: counts, not lines
 
     # -- helpers -----------------------------------------------------------------------------------
     def get(self, key: str) -> CallSession:
@@ -324,7 +326,9 @@ class CallManager:
         tx = event.transaction_id
         assert tx is not None
         if len(self.active()) >= self.max_calls:
-            log.info("busy: %d calls already (limit %d)", len(self.active()), self.max_calls)
+            self.busy_log.note(
+                now, "busy", f"{len(self.active())} calls already (limit {self.max_calls})"
+            )
             self._respond(tx, make_response(request, 486, to_tag=new_tag()), now)
             return
         if request.call_id in self.calls:
