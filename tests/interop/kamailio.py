@@ -640,17 +640,22 @@ class Kamailio:
         """The unix socket of this instance's ctl module (binrpc, for kamcmd)."""
         return self.rundir / "ctl.sock"
 
-    def start(self, ready_timeout: float = 15.0) -> None:
-        """Write and check the config, start Kamailio and wait until it answers."""
+    def start(self, ready_timeout: float = 15.0, *, keep_ports: bool = False) -> None:
+        """Write and check the config, start Kamailio and wait until it answers.
+
+        ``keep_ports``: a restart on the ports of the previous run (one attempt, no port search).
+        """
         if self._peer is not None:
             raise KamailioError("Kamailio already started")
         missing = missing_tools()
         if missing:
             raise KamailioError(f"not installed: {', '.join(missing)}")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(4):
-            self.port = free_port("both")
-            self.tls_port = None if self.tls is None else free_port("tcp")
+        attempts = 1 if keep_ports and self.port else 4
+        for attempt in range(attempts):
+            if not (keep_ports and self.port):
+                self.port = free_port("both")
+                self.tls_port = None if self.tls is None else free_port("tcp")
             try:
                 self.write_config()
                 self.check_config()
@@ -660,7 +665,7 @@ class Kamailio:
             except KamailioError:
                 new_log = self.log_text()[self._log_offset :]
                 self.stop()
-                if attempt == 3 or not any(err in new_log for err in _BIND_ERRORS):
+                if attempt == attempts - 1 or not any(err in new_log for err in _BIND_ERRORS):
                     raise
             except BaseException:
                 self.stop()

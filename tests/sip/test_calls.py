@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from securephone.media.negotiation import SdpMedia
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.callstate import CallEnding, CallState
@@ -139,6 +143,20 @@ def test_busy_when_call_limit_reached() -> None:
     call = pair.a.calls.get(second)
     assert call.state is CallState.TERMINATED
     assert call.status == 486 and "486 Busy Here" in call.reason
+
+
+def test_busy_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """An INVITE flood at the call limit: the first few lines, then counts (issue 13)."""
+    pair = Pair(max_calls=1)
+    connect(pair)
+    caplog.set_level(logging.INFO, logger="securephone.sip.callmanager")
+    for port in range(50):
+        pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(41000 + 2 * port), pair.now)
+        pair.flush()
+    busy = [r for r in caplog.records if r.getMessage().startswith("busy")]
+    assert len(pair.sent("b", "SIP/2.0 486")) >= 50
+    assert len(busy) == pair.b.calls.busy_log.burst
+    assert pair.b.calls.busy_log.total["busy"] == 50
 
 
 def test_no_common_codec_is_488_with_reason() -> None:

@@ -33,3 +33,21 @@ async def test_status_page_and_api_show_the_media_certificate_fingerprint(tmp_pa
         assert 'id="media-fingerprint"' in html and fingerprint in html
     finally:
         await mgr.shutdown()
+
+
+async def test_a_changed_tls_key_is_a_red_banner_and_in_the_json(tmp_path: Path) -> None:
+    from securephone.aio.call import TlsPeerChanged
+
+    mgr = make_manager(tmp_path)
+    await mgr.start_phone()
+    try:
+        assert mgr.phone is not None and actions.status(mgr)["tls_alarms"] == []
+        alarm = TlsPeerChanged("sip.example:5061", "OLD=", "NEW=", False, "the TLS key changed")
+        mgr.phone.tls_alarms[alarm.peer] = alarm
+        assert actions.status(mgr)["tls_alarms"][0]["seen"] == "NEW="
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        assert 'class="alarm" role="alert" data-tls-peer="sip.example:5061"' in html
+    finally:
+        await mgr.shutdown()

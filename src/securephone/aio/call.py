@@ -30,6 +30,20 @@ class CallKeyingChanged(Event):
     keying: KeyingEvent
 
 
+@dataclass(frozen=True)
+class TlsPeerChanged(Event):
+    """A SIP-TLS server we dialled showed another key than the one pinned on first use.
+
+    ``refused`` under ``[tls] pinning = "strict"`` (no SIP byte was sent), else only an alarm.
+    """
+
+    peer: str  # host:port as dialled
+    pinned: str  # SPKI sha-256 (base64) recorded on first use
+    seen: str  # what the server showed now
+    refused: bool
+    message: str
+
+
 CACHE_MISMATCH_ALARM = (
     "the far end's ZRTP secrets do not match ours (cache mismatch): somebody may be in the "
     "middle, or the far end lost its cache; compare the SAS aloud before trusting this call"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from securephone.aio.call import Call, CallKeyingChanged
+from securephone.aio.call import Call, CallKeyingChanged, TlsPeerChanged
 from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.transport import TransportLayer
@@ -52,7 +53,7 @@ from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
-from securephone.store import media_cert, zrtpcache
+from securephone.store import knownpeers, media_cert, zrtpcache
 from securephone.store.config import AccountConfig, Config, MediaSettings
 from securephone.tls import TlsConfigError, client_context, server_context
 
@@ -160,6 +161,8 @@ class Phone:
         self._pumping = False
         self._zrtp_cache: ZrtpCache | None = None
         self._media_certificate: DtlsCertificate | None = None
+        self._known_peers: knownpeers.KnownPeers | None = None
+        self.tls_alarms: dict[str, TlsPeerChanged] = {}  # by host:port, the latest one
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -179,6 +182,7 @@ class Phone:
             self._transports.tls_unavailable = str(exc)  # only sips:/TLS calls will say so
             log.warning("outgoing TLS is unavailable: %s", exc)
         self._zrtp_cache = self._load_zrtp_cache()
+        self._load_known_peers()
         self._media_certificate = self._load_media_certificate()
         listen = await self._open_listeners()
         self.ua = UserAgent(
@@ -211,6 +215,60 @@ class Phone:
             return zrtpcache.load_or_create(self._zrtp_cache_path)
         except (zrtpcache.ZrtpCacheFileError, OSError) as exc:
             raise PhoneError(str(exc)) from None
+
+    def _load_known_peers(self) -> None:
+        """TOFU pins of the SIP-TLS servers we dial (``[tls] pinning``), checked by the transport."""
+        mode = knownpeers.PinMode(self.config.tls.pinning)
+        if mode is knownpeers.PinMode.OFF:
+            return
+        path = self.config.data_path / knownpeers.KNOWN_PEERS_NAME
+        try:
+            self._known_peers = knownpeers.load(path, mode)
+        except knownpeers.KnownPeersError as exc:
+            raise PhoneError(str(exc)) from None
+        self._transports.check_pin = self._check_pin
+
+    def _check_pin(self, peer: Peer, der_certificate: bytes) -> str | None:
+        """Compare a server's key with its pin: record a first use, alarm on a change (the
+        transport refuses the connection when a reason comes back)."""
+        pins = self._known_peers
+        if pins is None:
+            return None
+        check = pins.check(peer.host, peer.port, der_certificate)
+        if check.verdict is knownpeers.PinVerdict.NEW:
+            log.info("pinned the TLS key of %s on first use: %s", check.peer, check.seen)
+            try:
+                pins.save()
+            except OSError as exc:
+                log.error("cannot save %s: %s", pins.path, exc)
+        elif check.verdict is knownpeers.PinVerdict.MATCH:
+            self.tls_alarms.pop(check.peer, None)
+        elif check.verdict is knownpeers.PinVerdict.CHANGED:
+            self._tls_alarm(check)
+            if check.refused:
+                return f"the server's key changed since it was pinned (pinning is strict): {check.message}"
+        return None
+
+    def _tls_alarm(self, check: knownpeers.PinCheck) -> None:
+        log.warning("TLS PEER CHANGED: %s", check.message)
+        alarm = TlsPeerChanged(
+            check.peer, check.pinned or "", check.seen, check.refused, check.message
+        )
+        self.tls_alarms[check.peer] = alarm
+        for listener in list(self._listeners):
+            listener(alarm)
+        self._changed.set()
+
+    def trust_tls_peer(self, peer: str) -> None:
+        """The user accepts the new key of ``peer`` (host:port) after an alarm: pin it."""
+        alarm = self.tls_alarms.pop(peer, None)
+        if alarm is None or self._known_peers is None:
+            raise PhoneError(f"no changed TLS key to accept for {peer}")
+        self._known_peers.trust(peer, alarm.seen)
+        try:
+            self._known_peers.save()
+        except OSError as exc:
+            raise PhoneError(f"cannot save {self._known_peers.path}: {exc}") from None
 
     def _load_media_certificate(self) -> DtlsCertificate | None:
         """The DTLS-SRTP media certificate (made once, RFC 5763 §5) when DTLS may be used."""
@@ -753,4 +811,5 @@ class Phone:
             "accounts": accounts,
             "calls": calls,
             "media_certificate": {"fingerprint": self.media_fingerprint},
+            "tls_alarms": [dataclasses.asdict(a) for a in self.tls_alarms.values()],
         }

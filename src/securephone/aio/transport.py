@@ -38,6 +38,7 @@ UDP_BATCH = 64  # datagrams read per readiness callback
 MessageHandler = Callable[[bytes | Request | Response, Peer], None]
 ErrorHandler = Callable[[Peer, str], None]
 TraceHandler = Callable[[str, Peer, bytes], None]
+PinHandler = Callable[[Peer, bytes], str | None]  # server certificate (DER) -> refusal or None
 BadMessageHandler = Callable[[ProtocolError, Peer], None]
 
 
@@ -163,6 +164,7 @@ class TransportLayer:
         self._live: dict[int, _StreamConnection] = {}  # every open connection, by id
         self.tls_unavailable = "no TLS settings"
         self.client_has_cert = False
+        self.check_pin: PinHandler | None = None  # TOFU pinning of servers we dial
         self._udp: socket.socket | None = None
         self._udp_buffer = bytearray(
             UDP_MAX_DATAGRAM
@@ -404,7 +406,7 @@ class TransportLayer:
             self.on_error(peer, f"cannot connect to {peer}: {reason}")
             return
         pending = self._connecting.pop(key, _Connecting())
-        mismatch = self._name_mismatch(proto, peer)
+        mismatch = self._name_mismatch(proto, peer) or self._pin_refusal(proto, peer)
         if mismatch is not None:
             proto.dialled = None  # reported here, not again when it closes
             proto.close()
@@ -424,6 +426,14 @@ class TransportLayer:
         if not cert:
             return "the server sent no certificate"
         return check_peer_name(cert, peer.host)
+
+    def _pin_refusal(self, proto: _StreamConnection, peer: Peer) -> str | None:
+        """The server's key against its pin (``check_pin``, TOFU), also before any SIP byte."""
+        if self.check_pin is None or proto.transport is None:
+            return None
+        sslobj = proto.transport.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        return self.check_pin(peer, der) if der else None
 
     def tls_info(self, peer: Peer) -> TlsInfo | None:
         """TLS details of the connection that carries traffic to ``peer``, if it is TLS."""

@@ -28,8 +28,18 @@ from securephone.sip.events import (
     RequestReceived,
 )
 from securephone.sip.headers import NameAddr
+from securephone.sip.loglimit import LogLimiter
 from securephone.sip.message import Headers, Request, Response, make_response
 from securephone.sip.router import Router
+from securephone.sip.sessiontimer import (
+    SESSION_EXPIRES,
+    TIMER,
+    SessionTimer,
+    TooSmall,
+    for_request,
+    for_response,
+    supports_timer,
+)
 from securephone.sip.transaction import server_key
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
@@ -77,6 +87,8 @@ class CallManager:
         self._by_tx: dict[str, str] = {}  # our INVITE / re-INVITE / BYE / CANCEL tx -> call key
         self._by_dialog: dict[DialogId, str] = {}
         self._by_invite: dict[str, str] = {}  # server INVITE transaction id -> call key
+        self.session_expires: int | None = SESSION_EXPIRES  # RFC 4028 asked as UAC; None: off
+        self.busy_log = LogLimiter(log)  # an INVITE flood at the call limit: counts, not lines
 
     # -- helpers -----------------------------------------------------------------------------------
     def get(self, key: str) -> CallSession:
@@ -159,6 +171,9 @@ class CallManager:
         secure = target.scheme == "sips"
         headers.add("Contact", str(self.router.contact_for(spec, peer.transport, secure=secure)))
         headers.add("Allow", self.router.allow)
+        if self.session_expires is not None:  # RFC 4028 §7.1; the UAS picks the refresher
+            headers.add("Supported", TIMER)
+            headers.add("Session-Expires", str(self.session_expires))
         headers.add("Content-Type", SDP)
         try:
             request = Request("INVITE", target, headers, media.create_offer(False))
@@ -263,6 +278,7 @@ class CallManager:
             self._send_bye(call, now, media_ending(exc), reason, status=response.status)
             return
         call.fire(Trigger.ACCEPTED, f"{response.status} {response.reason}", response.status, now)
+        self._arm_session(call, for_response(response), now)
         self.events.append(CallMediaUpdated(call.key))
 
     def _send_ack(self, call: CallSession, cseq: int, body: bytes | None) -> None:
@@ -324,11 +340,17 @@ class CallManager:
         tx = event.transaction_id
         assert tx is not None
         if len(self.active()) >= self.max_calls:
-            log.info("busy: %d calls already (limit %d)", len(self.active()), self.max_calls)
+            self.busy_log.note(
+                now, "busy", f"{len(self.active())} calls already (limit {self.max_calls})"
+            )
             self._respond(tx, make_response(request, 486, to_tag=new_tag()), now)
             return
         if request.call_id in self.calls:
             self._respond(tx, make_response(request, 482, to_tag=new_tag()), now)
+            return
+        timer = for_request(request)
+        if isinstance(timer, TooSmall):
+            self._respond(tx, self._too_small(request, timer, new_tag()), now)
             return
         call = CallSession(
             request.call_id,
@@ -341,6 +363,7 @@ class CallManager:
         call.remote_display_name = request.from_.display_name
         call.invite, call.invite_tx, call.local_tag, call.peer = request, tx, new_tag(), event.peer
         call.ring_deadline = now + self.incoming_ring_timeout
+        call.session_timer = timer  # runs from the ACK
         self.calls[call.key] = call
         self._by_invite[tx] = call.key
         self.events.append(IncomingCall(call.key, request))
@@ -402,9 +425,26 @@ class CallManager:
         transport = call.peer.transport if call.peer else "udp"
         ok.headers.add("Contact", str(self._local_contact(call, transport)))
         ok.headers.add("Allow", self.router.allow)
+        if call.session_timer is not None:  # RFC 4028 §9
+            ok.headers.add("Session-Expires", call.session_timer.header(we_are_uac=False))
+            if supports_timer(request):
+                ok.headers.add("Require", TIMER)
         ok.headers.add("Content-Type", SDP)
         ok.body = body
         return ok
+
+    @staticmethod
+    def _too_small(request: Request, small: TooSmall, to_tag: str | None = None) -> Response:
+        """RFC 4028 §8.1: 422 Session Interval Too Small, with our Min-SE."""
+        response = make_response(request, 422, "Session Interval Too Small", to_tag=to_tag)
+        response.headers.add("Min-SE", str(small.min_se))
+        return response
+
+    def _arm_session(self, call: CallSession, timer: SessionTimer | None, now: float) -> None:
+        """Start (or restart, after a refresh) the session timer (RFC 4028 §10); None stops it."""
+        call.session_timer = timer
+        call.session_refresh_at = timer.refresh_at(now) if timer else None
+        call.session_expires_at = timer.expires_at(now) if timer else None
 
     def _start_ok_retransmission(self, call: CallSession, ok: Response, now: float) -> None:
         """RFC 3261 §13.3.1.4: resend the 2xx at T1, 2T1 ... T2 until the ACK, give up at 64*T1."""
@@ -455,6 +495,7 @@ class CallManager:
                 return
         if confirms:
             call.fire(Trigger.ACKED, "ACK received", 200, now)
+            self._arm_session(call, call.session_timer, now)
         elif call.state is CallState.TERMINATING and call.hangup_pending:
             self._send_bye(call, now, *(call.pending or _HUNG_UP))  # hung up while answering
             return
@@ -533,6 +574,10 @@ class CallManager:
         if call.reinvite_tx is not None or call.state is not CallState.CONNECTED:
             self._respond(tx, make_response(request, 491), now)  # glare (§14.2)
             return
+        timer = for_request(request)
+        if isinstance(timer, TooSmall):
+            self._respond(tx, self._too_small(request, timer), now)
+            return
         try:
             body = call.media.receive_offer(request.body, call.local_hold) if request.body else b""
         except MediaError as exc:
@@ -544,6 +589,7 @@ class CallManager:
             body = call.media.create_offer(call.local_hold)
             call.offer_in_ack = True
         call.dialog.refresh_target(request)
+        self._arm_session(call, timer, now)  # a re-INVITE is also a session refresh
         ok = self._ok(call, request, body)
         self._respond(tx, ok, now)
         self._start_ok_retransmission(call, ok, now)
@@ -564,6 +610,10 @@ class CallManager:
         transport = self._dialog_peer(call).transport
         request.headers.add("Contact", str(self._local_contact(call, transport)))
         request.headers.add("Allow", self.router.allow)
+        if self.session_expires is not None:
+            request.headers.add("Supported", TIMER)
+        if call.session_timer is not None:  # RFC 4028 §7.4: keep the agreed interval
+            request.headers.add("Session-Expires", call.session_timer.header(we_are_uac=True))
         request.headers.add("Content-Type", SDP)
         request.body = call.media.create_offer(on)
         call.reinvite_request = request
@@ -603,6 +653,7 @@ class CallManager:
             reason = f"unacceptable answer to re-INVITE: {exc}"
             self._send_bye(call, now, media_ending(exc), reason)
             return
+        self._arm_session(call, for_response(response), now)
         self._hold_update(call, hold, call.media.remote_hold)
         self.events.append(CallMediaUpdated(call.key))
 
@@ -711,6 +762,7 @@ class CallManager:
         for call in list(self.calls.values()):
             self._ok_timers(call, now)
             self._ring_timer(call, now)
+            self._session_timers(call, now)
             if call.glare_at is not None and now >= call.glare_at:
                 call.glare_at = None
                 if call.state is CallState.CONNECTED and call.reinvite_wanted is not None:
@@ -741,6 +793,24 @@ class CallManager:
             self._cancel(call, now, CallEnding.NO_ANSWER, reason)
         elif call.state is CallState.INCOMING:
             self._reject(call, 480, now, CallEnding.NO_ANSWER, reason)
+
+    def _session_timers(self, call: CallSession, now: float) -> None:
+        """RFC 4028 §10: the refresher re-INVITEs at half the interval; an unrefreshed session ends."""
+        if call.state is not CallState.CONNECTED:
+            return
+        if call.session_expires_at is not None and now >= call.session_expires_at:
+            call.session_refresh_at = call.session_expires_at = None
+            reason = "the session expired without a refresh (RFC 4028)"
+            log.warning("call %s: %s", call.key[:8], reason)
+            self._bye_now(call, now, CallEnding.TIMED_OUT, reason)
+            return
+        if call.session_refresh_at is None or now < call.session_refresh_at:
+            return
+        if call.reinvite_tx is not None or call.answer_ok is not None:
+            call.session_refresh_at = now + 2 * self.endpoint.timers.t1  # after the one in flight
+            return
+        call.session_refresh_at = None  # the 2xx to the refresh re-arms it
+        self.hold(call.key, call.local_hold, now)
 
     def forget_ended(self, keep: int = 50) -> list[str]:
         """Drop the oldest ended calls beyond ``keep``; returns their keys (history lives in the store)."""

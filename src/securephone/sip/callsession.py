@@ -16,6 +16,7 @@ from securephone.sip.callstate import CallEnding, CallState, Trigger, next_state
 from securephone.sip.dialog import Dialog
 from securephone.sip.events import CallStateChanged, Event
 from securephone.sip.message import Request, Response
+from securephone.sip.sessiontimer import SessionTimer
 from securephone.sip.transport import Peer
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class CallSession:
         self.ok_deadline: float | None = None
         self.glare_at: float | None = None
         self.ring_deadline: float | None = None
+        # RFC 4028 session timer: the agreement, our next refresh, when the session expires
+        self.session_timer: SessionTimer | None = None
+        self.session_refresh_at: float | None = None
+        self.session_expires_at: float | None = None
         self._events = events
 
     # -- state ---------------------------------------------------------------------------------------
@@ -110,6 +115,8 @@ class CallSession:
         if new is CallState.CONNECTED:
             self.connected_at = now
             self.ring_deadline = None
+        if new in (CallState.TERMINATING, CallState.TERMINATED):
+            self.session_refresh_at = self.session_expires_at = None
         if new is CallState.TERMINATED:
             self.ending = ending or CallEnding.PROTOCOL_ERROR
             self.ended_at = now
@@ -141,7 +148,14 @@ class CallSession:
 
     def timers(self) -> list[float]:
         """Pending deadlines of this call."""
-        times = (self.ok_next, self.ok_deadline, self.glare_at, self.ring_deadline)
+        times = (
+            self.ok_next,
+            self.ok_deadline,
+            self.glare_at,
+            self.ring_deadline,
+            self.session_refresh_at,
+            self.session_expires_at,
+        )
         return [t for t in times if t is not None]
 
     def glare_delay(self, rng: random.Random) -> float:

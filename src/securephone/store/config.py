@@ -185,6 +185,9 @@ class TlsConfig(_Model):
     ciphers: str | None = None
     keylog_file: PathText | None = None  # SSLKEYLOGFILE format, for Wireshark; off by default
     require_client_cert: bool = False  # for incoming TLS connections
+    # servers we dial: record their key on first use (DATA_DIR/known_peers.json); a changed key
+    # alarms ("tofu") or also refuses the connection ("strict"); docs/hardening.md
+    pinning: Literal["off", "tofu", "strict"] = "tofu"
 
 
 class CallSettings(_Model):

@@ -201,6 +201,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "web": web,
         "listen": {},
         "media_certificate": {"fingerprint": None},
+        "tls_alarms": [],
         "accounts": [],
         "calls": [],
         "recent_calls": [r.to_dict() for r in manager.history.recent(history)],
@@ -210,6 +211,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         raw = phone.status()
         data["listen"] = raw["listen"]
         data["media_certificate"] = raw["media_certificate"]
+        data["tls_alarms"] = raw["tls_alarms"]
         data["accounts"] = account_views(raw)
         data["calls"] = [call_view(c) for c in phone.calls.values() if not c.ended]
     return data
