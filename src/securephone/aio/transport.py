@@ -396,7 +396,7 @@ class TransportLayer:
                 peer.host,
                 peer.port,
                 ssl=ctx,
-                server_hostname=peer.host if ctx is not None else None,
+                server_hostname=(peer.server_name or peer.host) if ctx is not None else None,
             )
         except (OSError, ssl.SSLError) as exc:
             self._connecting.pop(key, None)
@@ -423,7 +423,7 @@ class TransportLayer:
         cert = sslobj.getpeercert() if sslobj is not None else None
         if not cert:
             return "the server sent no certificate"
-        return check_peer_name(cert, peer.host)
+        return check_peer_name(cert, peer.server_name or peer.host)  # the SIP domain after SRV
 
     def tls_info(self, peer: Peer) -> TlsInfo | None:
         """TLS details of the connection that carries traffic to ``peer``, if it is TLS."""
