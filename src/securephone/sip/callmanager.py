@@ -232,6 +232,9 @@ class CallManager:
         if following is None:
             return False
         log.info("INVITE %s: %s %s, trying %s", call.key[:8], call.peer, why, following)
+        call.invite.headers.remove("Authorization")  # the next server challenges anew
+        call.invite.headers.remove("Proxy-Authorization")
+        call.auth_tries = 0
         self._send_invite(call, call.invite, following, now)
         return True
 

@@ -142,6 +142,8 @@ class UserAgent:
         if following is None:
             return False
         del self._reg_tx[key]
+        _drop_credentials(request)
+        self.registrations[name].new_server()
         log.info("REGISTER for %s: %s %s, trying %s", name, peer, why, following)
         self._send_register(name, request, now, following)
         return True
@@ -354,3 +356,9 @@ class UserAgent:
     def registration_state(self, name: str) -> RegState:
         """Shortcut for status displays."""
         return self.registrations[name].state
+
+
+def _drop_credentials(request: Request) -> None:
+    """Credentials answer one server's challenge (its nonce): the next server challenges anew."""
+    request.headers.remove("Authorization")
+    request.headers.remove("Proxy-Authorization")
