@@ -184,3 +184,28 @@ def test_no_failover_with_a_single_target() -> None:
     ua.transport_failed(A, "connection refused", 0.1)
     assert sent_to(ua) == []
     assert ua.registrations["a"].state.value == "failed"
+
+
+def test_invite_fails_over_on_refusal_then_503_and_keeps_one_call() -> None:
+    from securephone.media.negotiation import SdpMedia
+    from securephone.sdp.offer_answer import MediaCapabilities
+    from securephone.sip.callstate import CallState
+
+    ua = phone()
+    c = Peer("tcp", "127.0.0.3", 5090)
+    ua.router.use_targets(DOMAIN, [A, B, c])
+    call = ua.dial(SipUri("sip", DOMAIN, "bob"), SdpMedia(MediaCapabilities(), 40000), 0.0)
+    (first,) = ua.outgoing()
+    assert first.peer == A
+    ua.transport_failed(A, "connection refused", 0.1)
+    (second,) = ua.outgoing()
+    assert second.peer == B
+    invite = parse_message(second.data)
+    assert invite.call_id == parse_message(first.data).call_id  # the same call, a new transaction
+    ua.receive_message(make_response(invite, 503, to_tag="x"), B, 0.2)  # type: ignore[arg-type]
+    assert [o.peer for o in ua.outgoing() if b"INVITE" in o.data.split(b"\r\n")[0]] == [c]
+    assert call.state is CallState.CALLING
+    assert [(f.host, t.host) for f, t, _ in ua.router.failovers] == [
+        ("127.0.0.1", "127.0.0.2"),
+        ("127.0.0.2", "127.0.0.3"),
+    ]
