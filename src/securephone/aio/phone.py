@@ -206,14 +206,26 @@ class Phone:
             except ValueError as exc:
                 await self._transports.close()
                 raise PhoneError(str(exc)) from None
-        for account in self.config.accounts:
-            spec = self.ua.accounts[account.name]
-            await self.locate(spec.registrar, account.name)
+        await self._locate_accounts()
         now = self._now()
         for account in self.config.accounts:
             if account.register_:
                 self.ua.register(account.name, now)
         self._pump()
+
+    async def _locate_accounts(self) -> None:
+        """Locate every account's registrar or proxy at once, within ``[dns] timeout`` in all."""
+        ua = self._core()
+        lookups = [self.locate(ua.accounts[a.name].registrar, a.name) for a in self.config.accounts]
+        if not lookups:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*lookups), self.config.dns.timeout)
+        except TimeoutError:
+            log.warning(
+                "DNS: no answer within %.0f s; using the host names as they are",
+                self.config.dns.timeout,
+            )
 
     def _note(self, text: str) -> None:
         if self._trace is not None:
