@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from securephone.aio.call import Call, CallKeyingChanged, TlsPeerChanged
+from securephone.aio.dns import Located, SipResolver
 from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
-from securephone.aio.transport import TransportLayer
+from securephone.aio.transport import TransportLayer, is_ip
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.errors import CallError, MediaError, ProtocolError
@@ -47,6 +48,7 @@ from securephone.sip.events import (
     RequestCompleted,
     RequestFailed,
 )
+from securephone.sip.locate import LocateError, NoServerFound
 from securephone.sip.message import Request, Response
 from securephone.sip.registration import RegState, RetryPolicy
 from securephone.sip.router import AccountSpec
@@ -129,6 +131,12 @@ class SipTrace:
         self._file.write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")
         self._file.flush()
 
+    def note(self, text: str) -> None:
+        """A line that is not a SIP message (DNS answers, failovers), with its time."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))
+        self._file.write(f"{stamp} ## {text}\n")
+        self._file.flush()
+
     def close(self) -> None:
         self._file.close()
 
@@ -143,6 +151,8 @@ class Phone:
             Path(config.sip.trace_file) if config.sip.trace_file else None
         )
         self._trace: SipTrace | None = None
+        self._resolver = SipResolver(config.dns) if config.dns.enabled else None
+        self.located: dict[str, Located] = {}  # host name -> the servers DNS gave (RFC 3263)
         self._transports = TransportLayer(
             self._on_message, self._on_transport_error, on_bad_message=self._on_bad_message
         )
@@ -170,6 +180,8 @@ class Phone:
         if self._trace_path is not None:
             self._trace = SipTrace(self._trace_path)
             self._transports.trace = self._trace
+            if self._resolver is not None:
+                self._resolver.on_answer = lambda line: self._note(f"DNS {line}")
             log.info("writing a SIP trace to %s", self._trace_path)
         uses_tls = "tls" in self.config.sip.transports or any(
             a.transport == "tls" for a in self.config.accounts
@@ -198,11 +210,59 @@ class Phone:
             except ValueError as exc:
                 await self._transports.close()
                 raise PhoneError(str(exc)) from None
+        await self._locate_accounts()
         now = self._now()
         for account in self.config.accounts:
             if account.register_:
                 self.ua.register(account.name, now)
         self._pump()
+
+    async def _locate_accounts(self) -> None:
+        """Locate every account's registrar or proxy at once, within ``[dns] timeout`` in all."""
+        ua = self._core()
+        lookups = [self.locate(ua.accounts[a.name].registrar, a.name) for a in self.config.accounts]
+        if not lookups:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*lookups), self.config.dns.timeout)
+        except TimeoutError:
+            log.warning(
+                "DNS: no answer within %.0f s; using the host names as they are",
+                self.config.dns.timeout,
+            )
+
+    def _note(self, text: str) -> None:
+        if self._trace is not None:
+            self._trace.note(text)
+
+    async def locate(self, target: SipUri | str, account: str | None = None) -> None:
+        """RFC 3263: find the servers of the next hop towards ``target`` (NAPTR, SRV, A/AAAA).
+
+        The core then sends there, in order, failing over to the next one (§4.3). A host given
+        with a port or as an address, or with no NAPTR/SRV records, is left to the transport's
+        own name lookup. Answers are kept for their TTL. PhoneError when the domain offers no
+        server this request may use (e.g. only UDP for a sips: URI).
+        """
+        ua = self._core()
+        uri = target if isinstance(target, SipUri) else self._target(target, account)
+        spec = ua.router.account(account)
+        hop = spec.outbound_proxy if spec is not None and spec.outbound_proxy else uri
+        host = hop.host.strip("[]").lower()
+        if self._resolver is None or hop.port is not None or is_ip(host):
+            return
+        known = self.located.get(host)
+        if known is not None and known.expires > time.monotonic():
+            return
+        try:
+            found = await self._resolver.locate(hop, spec.transport if spec else None)
+        except NoServerFound as exc:
+            log.info("DNS: %s; using the host name as it is", exc)
+            return
+        except LocateError as exc:
+            raise PhoneError(str(exc)) from None
+        self.located[host] = found
+        if any(t.source != "a" for t in found.targets):
+            ua.router.use_targets(host, [t.peer for t in found.targets])
 
     def _load_zrtp_cache(self) -> ZrtpCache | None:
         """Our ZRTP identity and retained secrets, when any account or the phone may use ZRTP."""
@@ -784,6 +844,20 @@ class Phone:
         """How signalling to ``peer`` travels: transport and, for TLS, version, cipher, certificate."""
         return {"transport": peer.transport, "peer": str(peer), "tls": self._tls_dict(peer)}
 
+    def servers(self) -> dict[str, Any]:
+        """What DNS gave for each server name, the one in use and the failovers (RFC 3263)."""
+        router = self._core().router
+        located = {
+            host: {
+                "targets": [str(t) for t in found.targets],
+                "in_use": str(router.resolved[host][0]) if router.resolved.get(host) else None,
+                "dns": found.lines,
+            }
+            for host, found in self.located.items()
+        }
+        failovers = [{"from": str(a), "to": str(b), "why": why} for a, b, why in router.failovers]
+        return {"located": located, "failovers": failovers}
+
     def status(self) -> dict[str, Any]:
         """What a user cares about, for the CLI's --json, the API and the web pages alike."""
         ua = self._core()
@@ -801,6 +875,7 @@ class Phone:
                     "expires_in": None
                     if reg.expires_at is None
                     else max(0, round(reg.expires_at - self._now())),
+                    "server": str(ua.router.registrar_peer(name)),
                     "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )
@@ -809,6 +884,7 @@ class Phone:
         return {
             "listen": listen,
             "accounts": accounts,
+            "servers": self.servers(),
             "calls": calls,
             "media_certificate": {"fingerprint": self.media_fingerprint},
             "tls_alarms": [dataclasses.asdict(a) for a in self.tls_alarms.values()],

@@ -147,6 +147,7 @@ async def _place(
     if error is not None:
         return {"ok": False, "state": "not started", "error": error}
     try:
+        await phone.locate(uri, account)  # RFC 3263: NAPTR/SRV servers of the next hop
         call = phone.dial(uri, account=account, ring_timeout=ring_timeout)
     except PhoneError as exc:
         return {"ok": False, "state": "not started", "error": str(exc)}

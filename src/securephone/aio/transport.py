@@ -398,7 +398,7 @@ class TransportLayer:
                 peer.host,
                 peer.port,
                 ssl=ctx,
-                server_hostname=peer.host if ctx is not None else None,
+                server_hostname=(peer.server_name or peer.host) if ctx is not None else None,
             )
         except (OSError, ssl.SSLError) as exc:
             self._connecting.pop(key, None)
@@ -425,7 +425,7 @@ class TransportLayer:
         cert = sslobj.getpeercert() if sslobj is not None else None
         if not cert:
             return "the server sent no certificate"
-        return check_peer_name(cert, peer.host)
+        return check_peer_name(cert, peer.server_name or peer.host)  # the SIP domain after SRV
 
     def _pin_refusal(self, proto: _StreamConnection, peer: Peer) -> str | None:
         """The server's key against its pin (``check_pin``, TOFU), also before any SIP byte."""

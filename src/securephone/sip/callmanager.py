@@ -211,6 +211,8 @@ class CallManager:
             self._on_provisional(call, response, now)
         elif status < 300:
             self._on_invite_success(call, response, now)
+        elif status == 503 and self._invite_failover(call, "answered 503", now):
+            return
         elif not self._retry_with_auth(call, response, now):
             self._on_invite_failure(call, response, now)
 
@@ -234,6 +236,22 @@ class CallManager:
         if status in (401, 407):
             reason += ": authentication failed"
         call.end(ending, reason, status, now)
+
+    def _invite_failover(self, call: CallSession, why: str, now: float) -> bool:
+        """RFC 3263 §4.3: a new INVITE transaction to the next server, before any answer came."""
+        if call.state is not CallState.CALLING or call.provisional or call.dialog is not None:
+            return False
+        if call.invite is None or call.peer is None:
+            return False
+        following = self.router.failover(call.peer, why)
+        if following is None:
+            return False
+        log.info("INVITE %s: %s %s, trying %s", call.key[:8], call.peer, why, following)
+        call.invite.headers.remove("Authorization")  # the next server challenges anew
+        call.invite.headers.remove("Proxy-Authorization")
+        call.auth_tries = 0
+        self._send_invite(call, call.invite, following, now)
+        return True
 
     def _retry_with_auth(self, call: CallSession, response: Response, now: float) -> bool:
         """One authenticated retry of our INVITE after 401/407 (RFC 3261 §22.2)."""
@@ -732,6 +750,8 @@ class CallManager:
         if call is None:
             return False
         if tx == call.invite_tx:
+            if self._invite_failover(call, reason, now):
+                return True
             if call.state is CallState.TERMINATING:
                 call.end_pending(now, CallEnding.CANCELLED_HERE, f" ({reason})")
             elif call.state in (CallState.CALLING, CallState.RINGING):

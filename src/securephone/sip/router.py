@@ -56,6 +56,9 @@ class Router:
         host = bracket(next(iter(self.listen.values()))[0])
         self.identity = identity or SipUri("sip", host, "securephone")
         self.accounts: dict[str, AccountSpec] = {}
+        # RFC 3263 §4.3: the servers found in DNS for a host name, the one in use first.
+        self.resolved: dict[str, list[Peer]] = {}
+        self.failovers: list[tuple[Peer, Peer, str]] = []  # (from, to, why), newest last
 
     def account(self, name: str | None) -> AccountSpec | None:
         """The account called ``name``, or None for direct (account-less) calls."""
@@ -125,7 +128,30 @@ class Router:
         if hop.scheme == "sips":
             transport = "tls"
         port = hop.port or DEFAULT_PORTS.get(transport, 5060)
+        targets = self.resolved.get(hop.host.lower())
+        if targets:
+            return targets[0]
         return Peer(transport, hop.host.strip("[]"), port)
+
+    def use_targets(self, host: str, peers: list[Peer]) -> None:
+        """The shell located ``host`` (RFC 3263 §4): requests to it go to ``peers``, in order."""
+        self.resolved[host.lower()] = list(peers)
+
+    def failover(self, peer: Peer, why: str) -> Peer | None:
+        """RFC 3263 §4.3: ``peer`` did not answer, refused or said 503 — the next server, if any.
+
+        The failed one goes to the end of its list, so later requests start with the next one.
+        """
+        for peers in self.resolved.values():
+            index = next((i for i, p in enumerate(peers) if _same_target(p, peer)), None)
+            if index is None or len(peers) < 2:
+                continue
+            failed = peers.pop(index)
+            peers.append(failed)
+            self.failovers.append((failed, peers[0], why))
+            del self.failovers[:-20]
+            return peers[0]
+        return None
 
     def registrar_peer(self, name: str) -> Peer:
         """Where account ``name`` registers."""
@@ -158,6 +184,10 @@ class Router:
         response.headers.add("Accept-Language", "en")
         response.headers.add("User-Agent", self.user_agent)
         return response
+
+
+def _same_target(a: Peer, b: Peer) -> bool:
+    return (a.transport, a.host.strip("[]"), a.port) == (b.transport, b.host.strip("[]"), b.port)
 
 
 def _same_server(hop: Peer, peer: Peer) -> bool:

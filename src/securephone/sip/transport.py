@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RELIABLE = frozenset({"tcp", "tls"})
 
@@ -15,6 +15,9 @@ class Peer:
     host: str
     port: int
     conn: int | None = None
+    # The name the TLS certificate must show (RFC 5922 §4): the SIP domain when DNS SRV chose the
+    # host; None means ``host`` itself. Not part of the peer's identity.
+    server_name: str | None = field(default=None, compare=False)
 
     @property
     def reliable(self) -> bool:

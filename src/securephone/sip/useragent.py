@@ -78,6 +78,7 @@ class UserAgent:
         )
         self.registrations: dict[str, Registration] = {}
         self._reg_tx: dict[str, str] = {}  # transaction id -> account name
+        self._reg_sent: dict[str, tuple[Request, Peer]] = {}  # transaction id -> what went where
         self._pending: dict[str, _Pending] = {}  # transaction id -> pending request
 
     @property
@@ -121,10 +122,31 @@ class UserAgent:
         self._send_register(name, request, now)
         return True
 
-    def _send_register(self, name: str, request: Request, now: float) -> None:
-        key = self._send(request, self.router.registrar_peer(name), now)
+    def _send_register(
+        self, name: str, request: Request, now: float, peer: Peer | None = None
+    ) -> None:
+        peer = peer or self.router.registrar_peer(name)
+        key = self._send(request, peer, now)
         self._reg_tx[key] = name
+        self._reg_sent[key] = (request, peer)
         self._emit_changes(name)
+
+    def _register_failover(self, key: str, why: str, now: float) -> bool:
+        """RFC 3263 §4.3: the REGISTER again, to the registrar's next server, when there is one."""
+        sent = self._reg_sent.pop(key, None)
+        name = self._reg_tx.get(key)
+        if sent is None or name is None:
+            return False
+        request, peer = sent
+        following = self.router.failover(peer, why)
+        if following is None:
+            return False
+        del self._reg_tx[key]
+        _drop_credentials(request)
+        self.registrations[name].new_server()
+        log.info("REGISTER for %s: %s %s, trying %s", name, peer, why, following)
+        self._send_register(name, request, now, following)
+        return True
 
     def _emit_changes(self, name: str) -> None:
         for change in self.registrations[name].take_changes():
@@ -260,6 +282,9 @@ class UserAgent:
         key, response = event.transaction_id, event.response
         if self.calls.on_response(key, response, now) or response.status < 200:
             return
+        if response.status == 503 and self._register_failover(key, "answered 503", now):
+            return
+        self._reg_sent.pop(key, None)
         if (name := self._reg_tx.pop(key, None)) is not None:
             follow = self.registrations[name].on_response(response, now)
             if follow is not None:
@@ -285,6 +310,8 @@ class UserAgent:
     def _on_failure(self, key: str, reason: str, now: float, *, timeout: bool) -> None:
         ending = CallEnding.TIMED_OUT if timeout else CallEnding.TRANSPORT_FAILED
         if self.calls.on_failure(key, reason, now, ending):
+            return
+        if self._register_failover(key, reason, now):
             return
         if (name := self._reg_tx.pop(key, None)) is not None:
             self.registrations[name].on_timeout(reason, now)
@@ -329,3 +356,9 @@ class UserAgent:
     def registration_state(self, name: str) -> RegState:
         """Shortcut for status displays."""
         return self.registrations[name].state
+
+
+def _drop_credentials(request: Request) -> None:
+    """Credentials answer one server's challenge (its nonce): the next server challenges anew."""
+    request.headers.remove("Authorization")
+    request.headers.remove("Proxy-Authorization")

@@ -308,6 +308,22 @@ class AccountConfig(_Model):
         return value
 
 
+class DnsSettings(_Model):
+    """``[dns]``: how SIP servers are located (RFC 3263); no servers means the system resolver."""
+
+    enabled: bool = True  # NAPTR/SRV lookups for host names; off: the host's A/AAAA only
+    servers: list[str] = []  # e.g. ["127.0.0.1"]; empty: /etc/resolv.conf
+    port: Port = 53
+    timeout: float = Field(default=3.0, gt=0, le=60)
+
+    @field_validator("servers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for server in value:
+            ipaddress.ip_address(server)  # ValueError names the bad one
+        return value
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -318,6 +334,7 @@ class Config(_Model):
     calls: CallSettings = CallSettings()
     audio: AudioSettings = AudioSettings()
     web: WebSettings = WebSettings()
+    dns: DnsSettings = DnsSettings()
     accounts: list[AccountConfig] = []
 
     @property
