@@ -173,7 +173,10 @@ class SoftphoneApp(App[None]):
         self.query_one("#call", Static).border_title = "Call"
         self.query_one("#security", Static).border_title = "Security"
         self.query_one("#calls", DataTable).add_columns("", "who", "state", "time")
-        self.query_one("#recent", DataTable).add_columns("", "who", "when", "how")
+        recent = self.query_one("#recent", DataTable)
+        # fixed widths: a table refilled after clear() can keep its header's widths otherwise
+        for label, width in (("", 1), ("who", 30), ("when", 11), ("how", 9)):
+            recent.add_column(label, width=width)
         try:
             await self.phone.start()
         except PhoneError as exc:
