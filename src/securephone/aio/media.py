@@ -171,8 +171,7 @@ class MediaChannel:
                 self.on_keying(event)
 
     def _ptime(self) -> float:
-        media = self.stream.negotiated
-        return (media.ptime if media else 20) / 1000
+        return self.stream.ptime / 1000
 
     def _on_tick(self) -> None:
         loop = self._loop

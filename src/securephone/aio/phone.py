@@ -23,7 +23,13 @@ from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.errors import CallError, MediaError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
 from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, parse_methods
-from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
+from securephone.media.negotiation import (
+    KeyingResources,
+    SdpMedia,
+    SrtpPolicy,
+    opus_fmtp,
+    opus_payload_type,
+)
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext
 from securephone.media.zrtp.cache import ZrtpCache
@@ -478,11 +484,15 @@ class Phone:
             methods=parse_methods(keying),
         )
 
-    def _caps(self) -> MediaCapabilities:
+    def _caps(self, account: str | None = None) -> MediaCapabilities:
         media = self.config.media
+        spec = next((a for a in self.config.accounts if a.name == account), None)
+        codecs = (spec.codecs if spec is not None else None) or media.codecs
         return MediaCapabilities(
             local_address=self.config.media_address,
-            codecs=tuple(media.codecs),
+            codecs=tuple(codecs),
+            opus_payload_type=opus_payload_type(media.dtmf_payload_type),
+            opus_fmtp=opus_fmtp(media.opus_bitrate),
             telephone_event_pt=media.dtmf_payload_type,
         )
 
@@ -498,14 +508,14 @@ class Phone:
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
         resources = KeyingResources(stream.ssrc, self._zrtp_cache)
-        return SdpMedia(self._caps(), channel.local_port, policy, resources), channel
+        return SdpMedia(self._caps(account), channel.local_port, policy, resources), channel
 
     def _check_offer(
         self, account: str | None, invite: Request, transport: str
     ) -> MediaError | None:
         """Would we refuse this offer? Judged before the phone rings (no sockets are bound)."""
         policy = self._srtp_policy(account, transport)
-        trial = SdpMedia(self._caps(), 9, policy, KeyingResources(0, self._zrtp_cache))
+        trial = SdpMedia(self._caps(account), 9, policy, KeyingResources(0, self._zrtp_cache))
         try:
             trial.receive_offer(invite.body, False)
         except MediaError as exc:
