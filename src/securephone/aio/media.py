@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from securephone.audio.adapt import fit_sink, fit_source
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.media.codecs.dtmf import DtmfDigit
@@ -126,6 +127,7 @@ class MediaChannel:
         self._tick = 0
         self._handle: asyncio.TimerHandle | None = None
         self._source_done = False
+        self._format: tuple[int, int] | None = None  # (rate, frame) the source and sink were set to
         self.closed = False
 
     @property
@@ -180,6 +182,7 @@ class MediaChannel:
         scheduled = self._start + self._tick * self._ptime()
         now = loop.time()
         self._drive_keying(now)
+        self._fit_audio()
         self._send_frame(scheduled, now)
         self.sink.write_frame(self.stream.playout(now))
         if self.stream.rtcp_due(now):
@@ -187,6 +190,16 @@ class MediaChannel:
         self._check_silence(now)
         self._tick += 1
         self._handle = loop.call_at(self._start + self._tick * self._ptime(), self._on_tick)
+
+    def _fit_audio(self) -> None:
+        """Give the source and sink the codec's rate and frame size when they change (the first
+        tick, or a re-INVITE that changed the codec): each converts once, at most."""
+        wanted = (self.stream.sample_rate, self.stream.samples)
+        if wanted == self._format:
+            return
+        self._format = wanted
+        self.source = fit_source(self.source, *wanted)
+        self.sink = fit_sink(self.sink, *wanted)
 
     def _check_silence(self, now: float) -> None:
         if self._silence_reported or self.on_silence is None:
