@@ -79,7 +79,7 @@ def run_call(
 
 
 def test_g722_frames_are_320_samples_at_16khz_and_160_timestamp_units() -> None:
-    alice, bob = pair(G722_MEDIA)
+    alice, _ = pair(G722_MEDIA)
     assert (alice.sample_rate, alice.samples, alice.timestamp_step) == (16000, 320, 160)
     first = RtpPacket.parse(alice.next_packet(tone(16000, 320, 0, 1000)) or b"")
     second = RtpPacket.parse(alice.next_packet(tone(16000, 320, 1, 1000)) or b"")
