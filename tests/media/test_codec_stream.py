@@ -170,3 +170,13 @@ def test_we_receive_on_our_number_when_the_answer_renumbered() -> None:
     assert data is not None and RtpPacket.parse(data).payload_type == 9
     alice.receive(data, BOB, 0.0)
     assert alice.counters.unknown_payload == 0 and alice.counters.packets_received == 1
+
+
+@needs_opus
+def test_slots_taken_by_dtmf_events_are_silence_not_concealed_loss() -> None:
+    alice, bob = pair(OPUS_MEDIA, **OPUS_FMTP)
+    alice.send_dtmf("5")
+    run_call(alice, bob, 40, 1000.0)
+    stats = bob.stats()
+    assert stats["dtmf_received"] == "5" and stats["packets_lost"] == 0
+    assert stats["plc"] == 0 and stats["fec_recovered"] == 0

@@ -31,7 +31,7 @@ from securephone.media.codecs.base import AudioCodec, FrameEncoder
 from securephone.media.codecs.catalog import bandwidth_label, negotiated_codec
 from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, dtmf_packets
 from securephone.media.demux import PacketKind, classify
-from securephone.media.jitterbuffer import JitterBuffer
+from securephone.media.jitterbuffer import Frame, JitterBuffer
 from securephone.media.keying import KeyingEvent, KeysAgreed, PathKeying
 from securephone.media.playout import Playout
 from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp
@@ -88,6 +88,7 @@ class MediaStream:
         self._buffer = JitterBuffer(depth_frames=jitter_depth)
         self._stats: RtpReceiverStats | None = None
         self._dtmf_in = DtmfReceiver()
+        self._dtmf_slots: deque[int] = deque(maxlen=64)  # sequence numbers that carried events
         self._dtmf_queue: deque[str] = deque()
         self._dtmf_plan: list[DtmfPacket] = []
         self._dtmf_elapsed = 0
@@ -341,6 +342,7 @@ class MediaStream:
             self._stats = RtpReceiverStats(media.clock_rate, packet.ssrc)
         self._stats.update(packet, now)
         if packet.payload_type == media.telephone_event_pt:
+            self._dtmf_slots.append(packet.sequence_number)
             return self._dtmf(packet)
         if packet.payload_type != media.receive_payload_type:
             self.counters.unknown_payload += 1
@@ -362,6 +364,8 @@ class MediaStream:
         frame = self._buffer.get(now)
         if self._playout is None:
             return np.zeros(self.samples, dtype=np.int16)
+        if frame.concealed and frame.sequence_number in self._dtmf_slots:
+            frame = Frame(None)  # the sender sent an RFC 4733 event there, not audio: silence
         upcoming = self._buffer.upcoming() if frame.concealed else None
         payload = upcoming.payload if upcoming is not None else None
         return self._playout.to_pcm(frame, payload)
