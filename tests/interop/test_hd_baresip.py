@@ -89,7 +89,7 @@ async def call_in(phone: Phone, peer: Baresip) -> Call:
 
 
 def check_heard(recording: Path, speech: Path, codec: str, who: str) -> None:
-    rate, wideband = CODECS[codec]
+    _, wideband = CODECS[codec]
     heard, file_rate = read_wav(recording, rate=None)
     share = tone_share(heard[file_rate // 2 :], file_rate)
     if wideband:
