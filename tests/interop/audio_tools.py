@@ -436,3 +436,16 @@ def tone_share(
     spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
     freqs = np.fft.rfftfreq(x.size, 1 / rate)
     return float(spectrum[np.abs(freqs - freq) <= 150].sum() / (spectrum.sum() + 1e-9))
+
+
+def speech_part(path: Path | str) -> Samples:
+    """A recording of the wideband signal with the 6 kHz tone cut out (FFT band-stop at the
+    file's own rate, before anything can fold it down), at 8 kHz: the speech to compare."""
+    samples, rate = read_wav(path, rate=None)
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    spectrum[np.abs(freqs - WIDEBAND_TONE_HZ) <= 400] = 0
+    spectrum[freqs >= 0.45 * RATE] = 0  # nothing the 8 kHz comparison could alias
+    clean = np.fft.irfft(spectrum, samples.size)
+    narrow = resample(clean, rate, RATE)
+    return np.clip(np.rint(narrow), -32768, 32767).astype(np.int16)
