@@ -58,7 +58,7 @@ def _cpu() -> float:
 def _media(srtp: bool, port_min: int) -> dict[str, object]:
     """Plain RTP, or SRTP keyed over loopback UDP (the lab option: benchmarks only)."""
     mode = {"srtp": "mandatory", "allow_sdes_over_plaintext": True} if srtp else {"srtp": "off"}
-    return {"port_min": port_min, "port_max": port_min + 3999, **mode}
+    return {"port_min": port_min, "port_max": port_min + 3999, "codecs": ["PCMU"], **mode}
 
 
 async def _run(calls: int, seconds: float, port: int, srtp: bool) -> Row:

@@ -31,6 +31,8 @@ if __name__ == "__main__":
         "zrtp.py",
         "dtls.py",
         "call_setup.py",
+        "codecs.py",
+        "hd_voice.py",
     ):
         print(f"== {name} ==", flush=True)
         sys.argv = [str(HERE / name), *arguments(name)]

@@ -145,13 +145,25 @@ KeyingOption = Annotated[
         "dtls,zrtp,sdes (default: the config's, which defaults to sdes,zrtp).",
     ),
 ]
+CodecsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--codecs",
+        help="Audio codecs for this run, in preference order, e.g. G722 or opus,PCMU "
+        "(default: the config's, which defaults to opus,G722,PCMU,PCMA).",
+    ),
+]
 OptConfig = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
 ]
 
 
 def _call_config(
-    config: Path | None, listen: str | None, srtp: str | None = None, keying: str | None = None
+    config: Path | None,
+    listen: str | None,
+    srtp: str | None = None,
+    keying: str | None = None,
+    codecs: str | None = None,
 ) -> Config:
     from securephone.store.config import Config
 
@@ -183,7 +195,18 @@ def _call_config(
                 account.keying = None
         except ValueError:
             raise fail(f"--keying must list sdes, zrtp and/or dtls, not {keying!r}", 2) from None
+    if codecs is not None:
+        _set_codecs(cfg, codecs)
     return cfg
+
+
+def _set_codecs(cfg: Config, codecs: str) -> None:
+    try:
+        cfg.media.codecs = [c.strip() for c in codecs.split(",")]  # type: ignore[misc]
+        for account in cfg.accounts:
+            account.codecs = None
+    except ValueError:
+        raise fail(f"--codecs must list opus, G722, PCMU and/or PCMA, not {codecs!r}", 2) from None
 
 
 def _check_audio_options(
@@ -246,11 +269,12 @@ def call(
     listen: ListenOption = None,
     srtp: SrtpOption = None,
     keying: KeyingOption = None,
+    codecs: CodecsOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Place one call; exit 0 only if it was answered and ended cleanly."""
-    cfg = _call_config(config, listen, srtp, keying)
+    cfg = _call_config(config, listen, srtp, keying, codecs)
     play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     if direct:
@@ -281,11 +305,12 @@ def answer(
     listen: ListenOption = None,
     srtp: SrtpOption = None,
     keying: KeyingOption = None,
+    codecs: CodecsOption = None,
     json_summary: JsonOption = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Wait for calls and answer them; exit 0 only if every call was answered and ended cleanly."""
-    cfg = _call_config(config, listen, srtp, keying)
+    cfg = _call_config(config, listen, srtp, keying, codecs)
     play, record = _check_audio_options(cfg, play, record)
     _setup_logging(log_level)
     import asyncio

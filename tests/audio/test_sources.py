@@ -450,10 +450,10 @@ def test_tone_close_ends_it() -> None:
     ("kwargs", "message"),
     [
         ({"frequency": 0.0}, "frequency"),
-        ({"frequency": 4000.0}, "below 4000 Hz"),
+        ({"frequency": 24000.0}, "below 24000 Hz"),
         ({"frequency": -440.0}, "frequency"),
         ({"frequencies": ()}, "at least one"),
-        ({"frequencies": (350.0, 9000.0)}, "9000"),
+        ({"frequencies": (350.0, 30000.0)}, "30000"),
         ({"amplitude": 1.5}, "amplitude"),
         ({"duration": -1.0}, "duration"),
         ({"duration": math.nan}, "duration"),
@@ -513,7 +513,7 @@ def test_open_wav_and_loop(tmp_path: Path) -> None:
     [
         ("tone:abc", "bad tone"),
         ("tone:440+", "bad tone"),
-        ("tone:5000", "below 4000 Hz"),
+        ("tone:25000", "below 24000 Hz"),
         ("sine", "no such file; audio sources are 'silence', 'tone:FREQ'"),
         ("loop:/nonexistent/x.wav", "no such file"),
     ],

@@ -400,3 +400,52 @@ def _segments_matching(
         found = align(piece, window, size)
         matched += found.correlation >= min_corr
     return matched, voiced
+
+
+WIDEBAND_TONE_HZ = 6000.0
+"""The marker tone of the wideband test signal: above G.711's 4 kHz band, inside G.722's 7 kHz."""
+
+
+def make_wideband_wav(
+    path: Path | str, text: str, rate: int = 48000, *, fallback_seed: int | None = None
+) -> tuple[Path, Path]:
+    """Speech plus a steady 6 kHz tone at ``rate`` (48 kHz mono 16-bit) written to ``path``.
+
+    Returns ``(wideband, speech)``: the second file is the same speech alone at 8 kHz, what a
+    recording resampled to 8 kHz (which removes the tone) is compared with. The speech peaks
+    at -6 dBFS, the tone at -20 dBFS.
+    """
+    path = Path(path)
+    speech = make_speech_wav(path.with_suffix(".speech.wav"), text, fallback_seed=fallback_seed)
+    narrow, _ = read_wav(speech)
+    voice = resample(narrow.astype(np.float64), RATE, rate)
+    voice *= 0.5 * 32767 / max(1.0, float(np.abs(voice).max()))
+    t = np.arange(voice.size) / rate
+    tone = 0.1 * 32767 * np.sin(2 * np.pi * WIDEBAND_TONE_HZ * t)
+    write_wav(path, np.clip(np.rint(voice + tone), -32768, 32767), rate)
+    return path, speech
+
+
+def tone_share(
+    samples: npt.NDArray[np.generic], rate: int, freq: float = WIDEBAND_TONE_HZ
+) -> float:
+    """Share of the signal's energy within ±150 Hz of ``freq`` (0 when ``rate`` cannot hold it)."""
+    if rate <= 2 * freq or len(samples) < 1024:
+        return 0.0
+    x = np.asarray(samples, dtype=np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    return float(spectrum[np.abs(freqs - freq) <= 150].sum() / (spectrum.sum() + 1e-9))
+
+
+def speech_part(path: Path | str) -> Samples:
+    """A recording of the wideband signal with the 6 kHz tone cut out (FFT band-stop at the
+    file's own rate, before anything can fold it down), at 8 kHz: the speech to compare."""
+    samples, rate = read_wav(path, rate=None)
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    spectrum[np.abs(freqs - WIDEBAND_TONE_HZ) <= 400] = 0
+    spectrum[freqs >= 0.45 * RATE] = 0  # nothing the 8 kHz comparison could alias
+    clean = np.fft.irfft(spectrum, samples.size)
+    narrow = resample(clean, rate, RATE)
+    return np.clip(np.rint(narrow), -32768, 32767).astype(np.int16)

@@ -59,6 +59,7 @@ from .audio_tools import RATE, read_wav, write_wav
 LOOPBACK = "127.0.0.1"
 BARESIP = "/usr/bin/baresip"
 MODULE_DIR = Path("/usr/lib/baresip/modules")
+CODEC_MODULES = {"G722": "g722.so", "opus": "opus.so"}  # loaded when audio_codecs names them
 REQUIRED_MODULES = ("g711.so", "aufile.so", "sndfile.so", "ctrl_tcp.so", "menu.so", "cons.so")
 RTP_BLOCK = 100
 RTP_FIRST, RTP_LAST = 21000, 29999  # above securephone's default 20000-20999
@@ -151,6 +152,15 @@ class PortRange:
         return isinstance(port, int) and self.first <= port <= self.last
 
 
+def _wav_byte_rate(path: Path) -> int:
+    """Bytes per second from a WAV header (written when the dump opens, before its sizes):
+    the rate and channel count follow the codec (16 kHz G.722, 48 kHz stereo Opus)."""
+    with path.open("rb") as wav:
+        header = wav.read(32)
+    rate = int.from_bytes(header[28:32], "little") if len(header) == 32 else 0
+    return rate or 2 * RATE
+
+
 def _netstring(payload: bytes) -> bytes:
     """Frame ``payload`` as a netstring (``LEN:payload,``), as ctrl_tcp expects."""
     return str(len(payload)).encode() + b":" + payload + b","
@@ -216,6 +226,7 @@ class Baresip:
         extra_config: Mapping[str, str] | None = None,
         extra_account_params: Mapping[str, str] | None = None,
         time_limit: float = 300.0,
+        sample_rate: int = RATE,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport {transport!r}: use udp, tcp or tls")
@@ -239,6 +250,7 @@ class Baresip:
         self.extra_config = dict(extra_config or {})
         self.extra_account_params = dict(extra_account_params or {})
         self.time_limit = time_limit
+        self.sample_rate = sample_rate  # audio device rate (8 kHz; 16/48 kHz for HD codecs)
         self.config_dir = self.workdir / "config"
         self.record_dir = self.workdir / "recordings"
         self.log_path = self.workdir / "baresip.log"
@@ -325,6 +337,7 @@ class Baresip:
     def config_items(self) -> dict[str, str | list[str]]:
         """Every ``config`` key; ``module`` lines as a list (order matters)."""
         modules = ["g711.so", "aufile.so", "cons.so"]
+        modules += [CODEC_MODULES[c] for c in self.audio_codecs if c in CODEC_MODULES]
         if self.record:
             modules.append("sndfile.so")
         if self.mediaenc in ("srtp", "srtp-mand", "srtp-mandf"):
@@ -340,8 +353,8 @@ class Baresip:
             "audio_player": "aufile,/dev/null",
             "audio_source": f"aufile,{self.source_path}",
             "audio_alert": "aufile,/dev/null",
-            "ausrc_srate": str(RATE),
-            "auplay_srate": str(RATE),
+            "ausrc_srate": str(self.sample_rate),
+            "auplay_srate": str(self.sample_rate),
             "ausrc_channels": "1",
             "auplay_channels": "1",
             "audio_level": "no",
@@ -395,16 +408,17 @@ class Baresip:
         self._write_source()
 
     def _write_source(self) -> None:
-        target = round(self.min_source_seconds * RATE)
+        rate = self.sample_rate
+        target = round(self.min_source_seconds * rate)
         if self.audio_source is None:
             samples = np.zeros(target, dtype=np.int16)
         else:
-            samples, _ = read_wav(self.audio_source, RATE)
+            samples, _ = read_wav(self.audio_source, rate)
             if self.loop_source and len(samples):
                 samples = np.tile(samples, -(-target // len(samples)))
         padded = np.zeros(max(target, len(samples)), dtype=np.int16)
         padded[: len(samples)] = samples
-        write_wav(self.source_path, padded, RATE)
+        write_wav(self.source_path, padded, rate)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -716,7 +730,7 @@ class Baresip:
 
         def heard() -> float:
             found = self.recordings("dec")
-            return (found[-1].stat().st_size - 44) / (2 * RATE) if found else 0.0
+            return (found[-1].stat().st_size - 44) / _wav_byte_rate(found[-1]) if found else 0.0
 
         wait_until(
             lambda: bool(self.recordings("dec")) and heard() >= seconds,

@@ -200,6 +200,8 @@ class Linphonec:
         auto_answer: bool = True,
         time_limit: float = 120.0,
         sip_extra: Mapping[str, str] | None = None,
+        sample_rate: int = RATE,
+        adaptive_jitter: bool = True,
     ) -> None:
         if media_encryption not in ENCRYPTIONS:
             raise ValueError(f"media_encryption {media_encryption!r}: use {sorted(ENCRYPTIONS)}")
@@ -225,6 +227,8 @@ class Linphonec:
             _check("key", key, _KEY_RE): _check("value", value, _VALUE_RE)
             for key, value in (sip_extra or {}).items()
         }
+        self.sample_rate = sample_rate  # of the WAV it plays (48 kHz keeps a 6 kHz test tone)
+        self.adaptive_jitter = adaptive_jitter  # off: no frames added or dropped mid-call
         self.home = self.workdir / "home"
         self.config_path = self.workdir / "linphonerc"
         self.log_path = self.workdir / "debug.log"
@@ -302,6 +306,7 @@ class Linphonec:
                 "text_rtp_port": f"{first + 70}-{last}",
                 "rtcp_mux": "0",
                 "audio_jitt_comp": "60",
+                "audio_adaptive_jitt_comp_enabled": str(int(self.adaptive_jitter)),
             },
             "net": {"firewall_policy": "0", "mtu": "1300"},
             "sound": {"echocancellation": "0", "agc": "0", "noisegate": "0"},
@@ -373,12 +378,13 @@ class Linphonec:
         (self.home / ".config").mkdir(parents=True, exist_ok=True)
         (self.home / ".cache").mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text())
+        rate = self.sample_rate
         if self.audio_source is None:
-            samples = np.zeros(RATE, dtype=np.int16)
+            samples = np.zeros(rate, dtype=np.int16)
         else:
-            samples, _ = read_wav(self.audio_source, RATE)
-        pad = np.zeros(round(self.trailing_silence * RATE), dtype=np.int16)
-        write_wav(self.play_path, np.concatenate([samples, pad]), RATE)
+            samples, _ = read_wav(self.audio_source, rate)
+        pad = np.zeros(round(self.trailing_silence * rate), dtype=np.int16)
+        write_wav(self.play_path, np.concatenate([samples, pad]), rate)
 
     # ------------------------------------------------------------------ lifecycle
 

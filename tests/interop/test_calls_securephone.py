@@ -81,7 +81,8 @@ async def test_audio_both_ways_and_hangup(
     assert call.reason == "hung up" and their.reason == "the far end hung up"
     summary = call.summary()
     media = summary["media"]
-    assert media["codec"] == "PCMU/8000"
+    assert media["codec"] == "opus (fullband, 48 kHz)"  # the default preference's first
+    assert media["rtpmap"] == "opus/48000" and media["audio_rate"] == 48000
     assert media["local_rtp"].startswith("127.0.0.1:") and media["remote_rtp"].startswith(
         "127.0.0.1:"
     )
@@ -155,6 +156,7 @@ def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> 
     answer = run_cli(
         "answer", "--listen", f"127.0.0.1:{port}", "--calls", "1", "--json", "--srtp", "off",
         "--play", str(speech[1]), "--record", str(tmp_path / "answer-heard.wav"), "--dtmf", "42",
+        "--codecs", "G722,PCMU",
     )  # fmt: skip
     try:
         wait_until(
@@ -167,6 +169,7 @@ def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> 
                 sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
                 "--play", str(speech[0]), "--record", str(tmp_path / "call-heard.wav"),
                 "--duration", "4", "--dtmf", "0*", "--json", "--srtp", "off",
+                "--codecs", "PCMA,G722",
             ],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -183,12 +186,15 @@ def test_cli_call_and_answer_json(tmp_path: Path, speech: tuple[Path, Path]) -> 
         assert 3.5 <= summary["duration"] <= 5.5
         assert summary["media"]["packets_lost"] == 0
         assert summary["media"]["jitter_ms"] is not None
+        # the answerer's preference wins (RFC 3264 §6.1): G.722, at 16 kHz end to end
+        assert summary["media"]["codec"] == "G722 (wideband, 16 kHz)"
     assert placed["sip_status"] == 200 and placed["dtmf_received"] == "42"
     assert answered["dtmf_received"] == "0*"
     assert answered["reason"] == "the far end hung up"
     sent_a, _ = read_wav(speech[0])
     heard, _ = read_wav(tmp_path / "answer-heard.wav")
     assert_audio_matches(sent_a, heard)
+    assert read_wav(tmp_path / "answer-heard.wav", rate=None)[1] == 16000  # recorded at 16 kHz
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ def write_config(path: Path, port_min: int, port_max: int) -> Path:
     path.write_text(
         '[sip]\nlisten_address = "127.0.0.1"\nudp_port = 0\ntcp_port = 0\n\n'
         f'[media]\nport_min = {port_min}\nport_max = {port_max}\nsrtp = "off"\n'
+        'codecs = ["PCMU"]\n'  # the check below reads G.711 packets: 160 timestamp units each
     )
     return path
 

@@ -301,7 +301,7 @@ def test_offer_argument_checks() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"codecs": ["OPUS"]}, "static audio codecs"),
+        ({"codecs": ["AMR-WB"]}, "static audio codecs"),
         ({"codecs": []}, "static audio codecs"),
         ({"codecs": ["CN"]}, "static audio codecs"),
         ({"proto": "TCP/TLS/RTP/SAVP"}, "proto must be"),

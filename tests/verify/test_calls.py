@@ -23,6 +23,7 @@ from securephone.aio.phone import Phone
 from securephone.audio.sinks import WavRecorder
 from securephone.audio.sources import WavSource
 from securephone.capture import CaptureUnavailable, PacketCapture
+from securephone.media.codecs.opus import opus_available
 from securephone.pki.certs import create_ca, issue_certificate, write_secret_file
 from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
@@ -133,10 +134,22 @@ async def call_between(
     return call
 
 
+@pytest.mark.parametrize(
+    ("codec", "seen", "rate"),
+    [("opus", "OPUS", 48000), ("G722", "G722", 16000), ("PCMU", "PCMU", 8000)],
+)
 async def test_securephone_plain_call_is_readable(
-    tmp_path: Path, pki: dict[str, Path], speech: tuple[Path, Path], media_block: PortRange
+    tmp_path: Path,
+    pki: dict[str, Path],
+    speech: tuple[Path, Path],
+    media_block: PortRange,
+    codec: str,
+    seen: str,
+    rate: int,
 ) -> None:
-    alice = our_phone(tmp_path, pki, "alice", speech[0], media_block, srtp="off")
+    if codec == "opus" and not opus_available():
+        pytest.skip("libopus is not installed")
+    alice = our_phone(tmp_path, pki, "alice", speech[0], media_block, srtp="off", codecs=[codec])
     bob = our_phone(tmp_path, pki, "bob", speech[1], media_block, srtp="off")
     call = await call_between(
         alice, bob, "sip:bob@127.0.0.1:{udp}", tmp_path / "plain.pcap", media_block
@@ -150,8 +163,14 @@ async def test_securephone_plain_call_is_readable(
     media = media_items(report)
     assert len(media) == 2 and all(i.verdict is Verdict.PLAINTEXT for i in media)
     mine = item_from(report, int(call.summary()["media"]["local_rtp"].rsplit(":", 1)[1]))
-    assert mine.stream is not None and mine.stream.by_sdp and mine.stream.codec == "PCMU"
-    assert mine.export is not None
+    assert mine.stream is not None and mine.stream.by_sdp and mine.stream.codec.upper() == seen
+    assert mine.export is not None and mine.export.rate == rate
+    assert read_wav(mine.export.wav, rate=None)[1] == rate  # G.722: 16 kHz, Opus: 48 kHz
+    assert any(f"codec {mine.stream.codec}" in d for d in mine.details)
+    if codec == "opus":
+        count = len(mine.stream.main_packets)
+        assert count > 100 and f"{count} Opus payloads, decoded" in " ".join(mine.details)
+    assert "audio recoverable" in mine.summary
     assert_audio_matches(read_wav(speech[0])[0], read_wav(mine.export.wav)[0])
 
 
@@ -159,8 +178,9 @@ async def test_securephone_tls_srtp_call_is_encrypted_and_its_keys_confirm_it(
     tmp_path: Path, pki: dict[str, Path], speech: tuple[Path, Path], media_block: PortRange
 ) -> None:
     keys = tmp_path / "keys.json"
+    # G.711's fixed payload size lets verify measure the SRTP tag; Opus is variable-rate
     alice = our_phone(tmp_path, pki, "alice", speech[0], media_block, srtp="mandatory",
-                      srtp_key_export=str(keys))  # fmt: skip
+                      srtp_key_export=str(keys), codecs=["PCMU"])  # fmt: skip
     bob = our_phone(tmp_path, pki, "bob", speech[1], media_block, srtp="mandatory")
     call = await call_between(
         alice, bob, "sips:bob@127.0.0.1:{tls}", tmp_path / "secure.pcap", media_block

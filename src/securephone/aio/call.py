@@ -282,10 +282,14 @@ class Call:
         }
         if media is not None:
             out["remote_rtp"] = f"{media.remote_address}:{media.remote_port}"
-            out["codec"] = f"{media.codec}/{media.clock_rate}"
+            out["rtpmap"] = f"{media.codec}/{media.clock_rate}"
+            out["payload_type"] = media.payload_type
             out["ptime"] = media.ptime
             out["direction"] = media.local_direction
         out.update(channel.stream.stats())
+        # the codec as people name it, with its audio bandwidth: "G722 (wideband, 16 kHz)"
+        out["codec"] = channel.stream.codec_label or out.get("rtpmap")
+        out["audio_rate"] = channel.stream.sample_rate
         out["send_lateness"] = channel.clock.percentiles()
         return out
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from securephone.aio.mediaclock import MediaClock
+from securephone.audio.adapt import fit_sink, fit_source
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
 from securephone.media.codecs.dtmf import DtmfDigit
@@ -129,6 +130,7 @@ class MediaChannel:
         self._tick = 0
         self._media_clock: MediaClock | None = None
         self._source_done = False
+        self._format: tuple[int, int] | None = None  # (rate, frame) the source and sink were set to
         self.closed = False
 
     @property
@@ -175,8 +177,7 @@ class MediaChannel:
                 self.on_keying(event)
 
     def _ptime(self) -> float:
-        media = self.stream.negotiated
-        return (media.ptime if media else 20) / 1000
+        return self.stream.ptime / 1000
 
     def tick(self) -> float | None:
         """One packet time's work, run by the shared media clock; when the next one is due."""
@@ -186,6 +187,7 @@ class MediaChannel:
         scheduled = self._start + self._tick * self._ptime()
         now = loop.time()
         self._drive_keying(now)
+        self._fit_audio()
         self._send_frame(scheduled, now)
         self.sink.write_frame(self.stream.playout(now))
         if self.stream.rtcp_due(now):
@@ -193,6 +195,16 @@ class MediaChannel:
         self._check_silence(now)
         self._tick += 1
         return self._start + self._tick * self._ptime()
+
+    def _fit_audio(self) -> None:
+        """Give the source and sink the codec's rate and frame size when they change (the first
+        tick, or a re-INVITE that changed the codec): each converts once, at most."""
+        wanted = (self.stream.sample_rate, self.stream.samples)
+        if wanted == self._format:
+            return
+        self._format = wanted
+        self.source = fit_source(self.source, *wanted)
+        self.sink = fit_sink(self.sink, *wanted)
 
     def _check_silence(self, now: float) -> None:
         if self._silence_reported or self.on_silence is None:

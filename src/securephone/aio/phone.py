@@ -27,7 +27,13 @@ from securephone.errors import CallError, MediaError, ProtocolError
 from securephone.media.codecs.dtmf import DtmfDigit
 from securephone.media.dtls.certificate import DtlsCertificate
 from securephone.media.keying import KeyingEvent, KeyingFailed, KeysAgreed, parse_methods
-from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
+from securephone.media.negotiation import (
+    KeyingResources,
+    SdpMedia,
+    SrtpPolicy,
+    opus_fmtp,
+    opus_payload_type,
+)
 from securephone.media.session import MediaStream
 from securephone.media.srtp import SrtpContext
 from securephone.media.zrtp.algorithms import AlgorithmOffer
@@ -646,11 +652,15 @@ class Phone:
             methods=parse_methods(keying),
         )
 
-    def _caps(self) -> MediaCapabilities:
+    def _caps(self, account: str | None = None) -> MediaCapabilities:
         media = self.config.media
+        spec = next((a for a in self.config.accounts if a.name == account), None)
+        codecs = (spec.codecs if spec is not None else None) or media.codecs
         return MediaCapabilities(
             local_address=self.config.media_address,
-            codecs=tuple(media.codecs),
+            codecs=tuple(codecs),
+            opus_payload_type=opus_payload_type(media.dtmf_payload_type),
+            opus_fmtp=opus_fmtp(media.opus_bitrate),
             telephone_event_pt=media.dtmf_payload_type,
             rtcp_mux=media.rtcp_mux,
         )
@@ -666,7 +676,9 @@ class Phone:
         stream.symmetric_rtp = media.symmetric_rtp
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        sdp = SdpMedia(self._caps(), channel.local_port, policy, self._resources(stream.ssrc))
+        sdp = SdpMedia(
+            self._caps(account), channel.local_port, policy, self._resources(stream.ssrc)
+        )
         return sdp, channel
 
     def _resources(self, ssrc: int) -> KeyingResources:
@@ -683,7 +695,7 @@ class Phone:
     ) -> MediaError | None:
         """Would we refuse this offer? Judged before the phone rings (no sockets are bound)."""
         policy = self._srtp_policy(account, transport)
-        trial = SdpMedia(self._caps(), 9, policy, self._resources(0))
+        trial = SdpMedia(self._caps(account), 9, policy, self._resources(0))
         try:
             trial.receive_offer(invite.body, False)
         except MediaError as exc:

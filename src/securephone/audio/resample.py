@@ -29,7 +29,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["resample", "resample_length", "to_mono"]
+__all__ = ["StreamResampler", "resample", "resample_length", "to_mono"]
 
 Float = npt.NDArray[np.float64]
 
@@ -126,3 +126,48 @@ def _polyphase(x: Float, up: int, down: int, taps: Float) -> Float:
         base = np.minimum(t // up, x.size + per_phase - 1)  # window b covers x[b-P+1 .. b]
         out[start : start + t.size] = np.einsum("ij,ij->i", phases[t % up], windows[base])
     return out
+
+
+class StreamResampler:
+    """``resample`` for a stream that arrives frame by frame, with the same filter.
+
+    Input is converted in blocks of whole ``down`` samples, each with a margin of real
+    neighbouring samples on both sides (longer than half the filter), so every output sample
+    is the one ``resample`` would give for the whole signal. The price is a delay of one
+    margin (a few milliseconds): ``process`` returns what is ready, possibly nothing at first,
+    and ``flush`` the rest. Equal rates pass frames through untouched.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        _check_rates(rate_in, rate_out)
+        g = math.gcd(rate_in, rate_out)
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._up, self._down = rate_out // g, rate_in // g
+        half = -(-40 * max(self._up, self._down) // self._up)  # input samples, > half the taps
+        self._margin = -(-half // self._down) * self._down
+        self._pending: Float = np.zeros(self._margin)  # margin of history, then unconverted input
+
+    def process(self, frame: npt.NDArray[np.generic]) -> npt.NDArray[np.int16]:
+        """Convert one frame of int16 samples; returns the int16 output ready so far."""
+        if self.rate_in == self.rate_out:
+            return np.asarray(frame, dtype=np.int16).copy()
+        self._pending = np.concatenate((self._pending, np.asarray(frame, dtype=np.float64)))
+        ready = (self._pending.size - 2 * self._margin) // self._down * self._down
+        if ready <= 0:
+            return np.zeros(0, dtype=np.int16)
+        window = self._pending[: ready + 2 * self._margin]
+        converted = resample(window, self.rate_in, self.rate_out)
+        first = self._margin * self._up // self._down
+        out = converted[first : first + ready * self._up // self._down]
+        self._pending = self._pending[ready:]
+        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+    def flush(self) -> npt.NDArray[np.int16]:
+        """The output still held back (the input's end treated as followed by silence)."""
+        if self.rate_in == self.rate_out:
+            return np.zeros(0, dtype=np.int16)
+        tail = self._pending.size - self._margin
+        pad = (-tail) % self._down + self._margin
+        out = self.process(np.zeros(pad, dtype=np.int16))
+        self._pending = np.zeros(self._margin)
+        return out

@@ -1,9 +1,13 @@
-"""Audio sources for calls: WAV files, tones and silence, as 20 ms frames of 8 kHz int16.
+"""Audio sources for calls: WAV files, tones and silence, as frames at the codec's audio rate.
 
-The media pump pulls one frame per packet time with ``read_frame()``: a ``np.int16`` array of
-``FRAME_SAMPLES`` (160) samples, mono, 8 kHz — the G.711 sampling clock (RFC 3551 §4.5.14)
-and its default 20 ms packet time (RFC 3551 §4.5). ``None`` means the source has finished
-(the call may hang up). Sources are sans-I/O: no sound device, no clock; a WAV file is read,
+The media pump pulls one frame per packet time with ``read_frame()``: a ``np.int16`` array,
+mono, at ``sample_rate``. Until told otherwise a source gives ``FRAME_SAMPLES`` (160) samples
+at 8 kHz — the G.711 sampling clock (RFC 3551 §4.5.14) and its default 20 ms packet time
+(RFC 3551 §4.5). When a call's codec is known the media channel calls
+``set_format(sample_rate, frame_samples)`` (a source that has it is ``FormatAware``): 16 kHz
+and 320 samples for 20 ms of G.722, 48 kHz and 960 for Opus. A WAV file is then converted
+from its own rate straight to that rate — once, never through 8 kHz — and a tone is computed
+at it. ``None`` means the source has finished (the call may hang up). Sources are sans-I/O: no sound device, no clock; a WAV file is read,
 decoded, down-mixed and resampled once when it is opened, and every frame after that is a
 slice of the converted samples.
 
@@ -36,6 +40,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AudioError",
     "AudioSource",
+    "FormatAware",
     "SilenceSource",
     "ToneSource",
     "WavInfo",
@@ -47,7 +52,9 @@ __all__ = [
 FRAME_SAMPLES = 160
 """Samples per 20 ms frame at 8 kHz (RFC 3551 §4.5: default packet time 20 ms)."""
 SAMPLE_RATE = 8000
-"""The G.711 sampling rate (RFC 3551 §4.5.14)."""
+"""The G.711 sampling rate (RFC 3551 §4.5.14), the default until a codec says otherwise."""
+MAX_SAMPLE_RATE = 48000
+"""The highest audio rate a codec here uses (Opus, RFC 7587 §4.1)."""
 
 Pcm = npt.NDArray[np.int16]
 Float = npt.NDArray[np.float64]
@@ -70,28 +77,49 @@ class AudioSource(Protocol):
         ...
 
 
+@runtime_checkable
+class FormatAware(Protocol):
+    """A source or sink that works at the rate and frame size it is given (the codec's)."""
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """From now on, frames of ``frame_samples`` samples at ``sample_rate`` Hz."""
+        ...
+
+
+def _check_format(sample_rate: int, frame_samples: int) -> None:
+    if sample_rate <= 0 or frame_samples <= 0:
+        raise AudioError(f"bad audio format: {frame_samples} samples at {sample_rate} Hz")
+
+
 # -- duration bookkeeping -------------------------------------------------------------------------
-def _duration_samples(duration: float | None) -> int | None:
-    if duration is None:
-        return None
-    if not math.isfinite(duration) or duration < 0:
+def _check_duration(duration: float | None) -> float | None:
+    if duration is not None and (not math.isfinite(duration) or duration < 0):
         raise AudioError(f"duration must be a non-negative number of seconds, not {duration}")
-    return round(duration * SAMPLE_RATE)
+    return duration
 
 
 class _Budget:
-    """Counts down the samples a timed source still has to give (``None``: forever)."""
+    """Counts down the time a timed source still has to give (``None``: forever), in samples
+    of the current format; a format change converts what is left."""
 
     def __init__(self, duration: float | None) -> None:
-        self.remaining = _duration_samples(duration)
+        seconds = _check_duration(duration)
+        self.sample_rate, self.frame = SAMPLE_RATE, FRAME_SAMPLES
+        self.remaining = None if seconds is None else round(seconds * SAMPLE_RATE)
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        _check_format(sample_rate, frame_samples)
+        if self.remaining is not None:
+            self.remaining = round(self.remaining * sample_rate / self.sample_rate)
+        self.sample_rate, self.frame = sample_rate, frame_samples
 
     def take(self) -> int | None:
         """How many samples of the next frame carry signal; ``None`` when finished."""
         if self.remaining is None:
-            return FRAME_SAMPLES
+            return self.frame
         if self.remaining <= 0:
             return None
-        count = min(self.remaining, FRAME_SAMPLES)
+        count = min(self.remaining, self.frame)
         self.remaining -= count
         return count
 
@@ -107,11 +135,19 @@ class SilenceSource:
         self.duration = duration
         self._budget = _Budget(duration)
 
+    @property
+    def sample_rate(self) -> int:
+        return self._budget.sample_rate
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """Frames of ``frame_samples`` zeros from now on."""
+        self._budget.set_format(sample_rate, frame_samples)
+
     def read_frame(self) -> Pcm | None:
         """A frame of zeros, or ``None`` once ``duration`` has been given."""
         if self._budget.take() is None:
             return None
-        return np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        return np.zeros(self._budget.frame, dtype=np.int16)
 
     def close(self) -> None:
         self._budget.stop()
@@ -124,7 +160,9 @@ class ToneSource:
     tones each gets an equal share, so the sum never clips. Each tone keeps its phase from
     one frame to the next (reduced modulo 2π), so frame boundaries are seamless: the output
     is exactly the sampled continuous sine, however long the call. With ``duration`` the
-    last frame is zero-padded and the source then finishes.
+    last frame is zero-padded and the source then finishes. A tone must lie below half the
+    highest rate a codec uses (24 kHz); at a lower rate (``set_format``) tones at or above
+    that rate's Nyquist frequency are left out, as a channel of that bandwidth would.
     """
 
     def __init__(
@@ -143,40 +181,32 @@ class ToneSource:
         self.amplitude = amplitude
         self.duration = duration
         self._budget = _Budget(duration)
-        self._omega: Float = 2 * np.pi * np.array(self.frequencies, dtype=np.float64) / SAMPLE_RATE
-        self._phase: Float = np.zeros(len(self.frequencies), dtype=np.float64)
-        self._steps: Float = np.arange(FRAME_SAMPLES, dtype=np.float64)
+        self._freqs: Float = np.array(self.frequencies, dtype=np.float64)
+        self._time = 0.0  # seconds of tone given so far (phase is kept across format changes)
         self._scale = amplitude * 32767 / len(self.frequencies)
-        self._table = self._one_period()
-        self._position = 0
 
-    def _one_period(self) -> Pcm | None:
-        """Whole-hertz tones repeat after at most 8000 samples: the samples of one repeat.
+    @property
+    def sample_rate(self) -> int:
+        return self._budget.sample_rate
 
-        Every frame is then a slice of this table, computed once, instead of sines per frame.
-        """
-        if not all(float(f).is_integer() for f in self.frequencies):
-            return None
-        length = math.lcm(FRAME_SAMPLES, *(SAMPLE_RATE // math.gcd(int(f), SAMPLE_RATE)
-                                          for f in self.frequencies))  # fmt: skip
-        angles = self._omega[:, None] * np.arange(length, dtype=np.float64)[None, :]
-        table: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
-        return table
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """Compute the tone at ``sample_rate`` in frames of ``frame_samples`` from now on."""
+        self._budget.set_format(sample_rate, frame_samples)
 
     def read_frame(self) -> Pcm | None:
-        """The next 160 samples of the tone, or ``None`` once ``duration`` has been given."""
+        """The next frame of the tone, or ``None`` once ``duration`` has been given."""
         count = self._budget.take()
         if count is None:
             return None
-        if self._table is not None:
-            start = self._position
-            self._position = (start + FRAME_SAMPLES) % len(self._table)
-            frame: Pcm = self._table[start : start + FRAME_SAMPLES].copy()
-            frame[count:] = 0
-            return frame
-        angles = self._phase[:, None] + self._omega[:, None] * self._steps[None, :]
-        self._phase = (self._phase + self._omega * FRAME_SAMPLES) % (2 * np.pi)
-        frame = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
+        rate, size = self._budget.sample_rate, self._budget.frame
+        audible = self._freqs < rate / 2
+        omega = 2 * np.pi * self._freqs / rate
+        phase = (2 * np.pi * self._freqs * self._time) % (2 * np.pi)
+        steps = np.arange(size, dtype=np.float64)
+        angles = phase[:, None] + omega[:, None] * steps[None, :]
+        angles = angles[audible] if audible.any() else np.zeros((1, size))
+        self._time += size / rate
+        frame: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
         frame[count:] = 0
         return frame
 
@@ -187,7 +217,7 @@ class ToneSource:
 def _check_frequencies(frequencies: tuple[float, ...]) -> tuple[float, ...]:
     if not frequencies:
         raise AudioError("a tone needs at least one frequency")
-    nyquist = SAMPLE_RATE / 2
+    nyquist = MAX_SAMPLE_RATE / 2
     for freq in frequencies:
         if not 0 < freq < nyquist:
             raise AudioError(f"tone frequency must be above 0 and below {nyquist:g} Hz, not {freq}")
@@ -251,12 +281,25 @@ class _Format:
     bits: int
 
 
-def load_wav(path: Path | str) -> tuple[Pcm, WavInfo]:
-    """Read a WAV file and convert it to 8 kHz mono int16 (down-mix, resample, round, clip).
+def load_wav(path: Path | str, sample_rate: int = SAMPLE_RATE) -> tuple[Pcm, WavInfo]:
+    """Read a WAV file and convert it to mono int16 at ``sample_rate`` (down-mix, resample once,
+    round, clip).
 
     Raises ``AudioError`` for a missing file, a file that is not a WAV, an encoding this
     module cannot decode, and a file without audio.
     """
+    mono, info = load_wav_mono(path)
+    return _to_pcm(mono, info.sample_rate, sample_rate), info
+
+
+def _to_pcm(mono: Float, rate_in: int, rate_out: int) -> Pcm:
+    converted = resample(mono, rate_in, rate_out)
+    pcm: Pcm = np.clip(np.round(converted * 32768), -32768, 32767).astype(np.int16)
+    return pcm
+
+
+def load_wav_mono(path: Path | str) -> tuple[Float, WavInfo]:
+    """Read a WAV file as float mono in [-1, 1) at its own rate (no conversion yet)."""
     file = Path(path)
     data = _read_file(file)
     fmt_body, payload = _riff_chunks(data, file)
@@ -267,9 +310,7 @@ def load_wav(path: Path | str) -> tuple[Pcm, WavInfo]:
         raise AudioError(f"{file}: the WAV file has no audio samples")
     samples = _decode(payload[: frames * fmt.block_align], encoding, width)
     mono = to_mono(samples.reshape(frames, fmt.channels))
-    converted = resample(mono, fmt.rate, SAMPLE_RATE)
-    pcm: Pcm = np.clip(np.round(converted * 32768), -32768, 32767).astype(np.int16)
-    return pcm, WavInfo(encoding, width * 8, fmt.rate, fmt.channels, frames)
+    return mono, WavInfo(encoding, width * 8, fmt.rate, fmt.channels, frames)
 
 
 def _read_file(file: Path) -> bytes:
@@ -372,40 +413,59 @@ def _decode_pcm(payload: memoryview, width: int) -> Float:
 
 
 class WavSource:
-    """A WAV file, converted once at open to 8 kHz mono int16 and played frame by frame.
+    """A WAV file, converted once to mono int16 at the call's rate and played frame by frame.
 
-    Without ``loop`` the last frame is zero-padded and ``read_frame`` then returns ``None``;
-    with ``loop`` the file repeats seamlessly (a frame may span the end and the start).
-    Frames are fresh copies of slices, so callers may modify them.
+    The file is read at open and converted to 8 kHz; ``set_format`` (the codec's rate, before
+    the first frame) converts the file's own samples again straight to that rate, so audio is
+    never resampled twice. Without ``loop`` the last frame is zero-padded and ``read_frame``
+    then returns ``None``; with ``loop`` the file repeats seamlessly (a frame may span the end
+    and the start). Frames are fresh copies of slices, so callers may modify them.
     """
 
     def __init__(self, path: Path | str, *, loop: bool = False) -> None:
-        pcm, self.info = load_wav(path)
+        self._mono, self.info = load_wav_mono(path)
         self.path = Path(path)
         self.loop = loop
-        self.samples = pcm.size
-        self.duration: float = pcm.size / SAMPLE_RATE
-        self._buffer = self._layout(pcm, loop)
-        self._buffer.flags.writeable = False
+        self.duration: float = self.info.duration
+        self.sample_rate = 0
+        self._frame = FRAME_SAMPLES
         self._pos = 0
         self._closed = False
+        self.set_format(SAMPLE_RATE, FRAME_SAMPLES)
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """Frames of ``frame_samples`` at ``sample_rate`` from the current position on."""
+        _check_format(sample_rate, frame_samples)
+        if self._closed:
+            return
+        if sample_rate != self.sample_rate:
+            pcm = _to_pcm(self._mono, self.info.sample_rate, sample_rate)
+            if self.sample_rate:
+                self._pos = round(self._pos * sample_rate / self.sample_rate)
+            self.sample_rate, self.samples = sample_rate, pcm.size
+            self._pcm = pcm
+        self._frame = frame_samples
+        self._buffer = self._layout(self._pcm, self.loop, frame_samples)
+        self._buffer.flags.writeable = False
 
     @staticmethod
-    def _layout(pcm: Pcm, loop: bool) -> Pcm:
+    def _layout(pcm: Pcm, loop: bool, frame: int) -> Pcm:
         """Room for every frame to be one slice: wrapped round when looping, padded if not."""
         if loop:
-            wrapped: Pcm = np.resize(pcm, pcm.size + FRAME_SAMPLES - 1)
+            wrapped: Pcm = np.resize(pcm, pcm.size + frame - 1)
             return wrapped
-        padded = np.zeros(-(-pcm.size // FRAME_SAMPLES) * FRAME_SAMPLES, dtype=np.int16)
+        padded = np.zeros(-(-pcm.size // frame) * frame, dtype=np.int16)
         padded[: pcm.size] = pcm
         return padded
 
     def read_frame(self) -> Pcm | None:
-        """The next 160 samples; ``None`` at the end (never when looping) or after close."""
-        if self._closed or (not self.loop and self._pos >= self._buffer.size):
+        """The next frame; ``None`` at the end (never when looping) or after close."""
+        if self._closed or (not self.loop and self._pos >= self.samples):
             return None
-        frame = self._buffer[self._pos : self._pos + FRAME_SAMPLES].copy()
-        self._pos += FRAME_SAMPLES
+        frame = np.zeros(self._frame, dtype=np.int16)
+        chunk = self._buffer[self._pos : self._pos + self._frame]
+        frame[: chunk.size] = chunk
+        self._pos += self._frame
         if self.loop:
             self._pos %= self.samples
         return frame
@@ -413,6 +473,7 @@ class WavSource:
     def close(self) -> None:
         self._closed = True
         self._buffer = np.zeros(0, dtype=np.int16)
+        self._mono = np.zeros(0)
 
 
 # -- the command-line helper ------------------------------------------------------------------------

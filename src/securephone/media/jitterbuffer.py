@@ -1,6 +1,8 @@
 """Reorder and playout buffer for fixed-size audio frames, sans I/O (RFC 3550 §5.1, §6.4.1).
 
-Built for 20 ms G.711 frames (160 timestamp units), one RTP packet per frame.
+One RTP packet per frame, of any codec: ``samples_per_frame`` is the frame's length in RTP
+timestamp units (160 for 20 ms of G.711 or G.722, whose RTP clock is 8000 Hz; 960 for 20 ms of
+Opus at 48 kHz, RFC 7587 §4.1). The buffer never decodes: ``media/playout.py`` does.
 
 ``put(packet, now)`` files a packet under its *extended* sequence number (16-bit sequence
 numbers unwrapped against the highest one received). ``get(now)`` is called once per frame
@@ -221,6 +223,15 @@ class JitterBuffer:
         self._max_ext = anchor
         self._last = None
         self._bad_seq = None
+
+    def upcoming(self) -> RtpPacket | None:
+        """The packet queued for the next playout slot, when it has arrived already.
+
+        After a concealed slot this is the packet that followed the lost one: a codec with
+        in-band FEC (Opus, RFC 6716 §2.1.7) rebuilds the lost audio from it.
+        """
+        entry = self._entries.get(self._next) if self._next is not None else None
+        return entry.packet if entry is not None else None
 
     # --- output -------------------------------------------------------------------------
 

@@ -70,6 +70,17 @@ class KeyingResources:
 # the offerer need not wait for the SIP answer); passive is allowed (RFC 4145 §4.1).
 DTLS_ANSWER_TO_ACTPASS = sdp_dtls.Setup.ACTIVE
 
+
+def opus_fmtp(bitrate: int) -> str:
+    """Our Opus ``a=fmtp`` (RFC 7587 §6.1): in-band FEC wanted, at most ``bitrate`` bit/s, no DTX."""
+    return f"maxaveragebitrate={bitrate};useinbandfec=1;usedtx=0"
+
+
+def opus_payload_type(telephone_event_pt: int) -> int:
+    """The dynamic payload type we receive Opus on: 111 (as most phones), unless DTMF took it."""
+    return 111 if telephone_event_pt != 111 else 110
+
+
 PLAINTEXT_KEYS = (
     "SDES keys would cross plaintext signalling (use TLS, or allow_sdes_over_plaintext for labs)"
 )

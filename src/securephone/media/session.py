@@ -27,11 +27,13 @@ import numpy.typing as npt
 
 from securephone.errors import MediaParseError
 from securephone.media import rtcp
+from securephone.media.codecs.base import AudioCodec, FrameEncoder
+from securephone.media.codecs.catalog import bandwidth_label, negotiated_codec
 from securephone.media.codecs.dtmf import DtmfDigit, DtmfPacket, DtmfReceiver, dtmf_packets
-from securephone.media.codecs.g711 import Codec, codec_by_name
 from securephone.media.demux import PacketKind, classify
-from securephone.media.jitterbuffer import Concealer, JitterBuffer
+from securephone.media.jitterbuffer import Frame, JitterBuffer
 from securephone.media.keying import KeyingEvent, KeysAgreed, PathKeying
+from securephone.media.playout import Playout
 from securephone.media.rtp import RtpPacket, RtpReceiverStats, is_rtcp, pack_audio
 from securephone.media.srtp import SrtpContext
 from securephone.sdp.offer_answer import NegotiatedMedia
@@ -75,14 +77,19 @@ class MediaStream:
         self.rng = rng or random.Random()
         self.counters = StreamCounters()
         self.negotiated: NegotiatedMedia | None = None
-        self.codec: Codec | None = None
-        self.samples = 160
+        self.codec: AudioCodec | None = None
+        self.samples = 160  # PCM samples per frame at the codec's sampling rate
+        self.sample_rate = 8000  # the codec's audio rate: what sources give and sinks take
+        self.timestamp_step = 160  # RTP timestamp units per frame (the codec's RTP clock)
+        self.ptime = 20  # ms of audio per packet we send (the media clock's tick)
+        self._encoder: FrameEncoder | None = None
+        self._playout: Playout | None = None
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._buffer = JitterBuffer(depth_frames=jitter_depth)
-        self._concealer = Concealer()
         self._stats: RtpReceiverStats | None = None
         self._dtmf_in = DtmfReceiver()
+        self._dtmf_slots: deque[int] = deque(maxlen=64)  # sequence numbers that carried events
         self._dtmf_queue: deque[str] = deque()
         self._dtmf_plan: list[DtmfPacket] = []
         self._dtmf_elapsed = 0
@@ -110,10 +117,33 @@ class MediaStream:
 
     # -- configuration -------------------------------------------------------------------------
     def configure(self, negotiated: NegotiatedMedia) -> None:
-        """(Re)configure after an offer/answer exchange."""
+        """(Re)configure after an offer/answer exchange.
+
+        Frames are ``codec.frame_samples(ptime)`` PCM samples at the codec's audio rate and
+        advance the RTP timestamp by ``codec.timestamp_units(ptime)`` (320 samples but 160
+        units for 20 ms of G.722, RFC 3551 §4.5.2). A re-INVITE that keeps the codec and its
+        parameters (a new payload type number, hold, resume) keeps the encoder and decoder
+        state of both directions; another codec gets fresh ones.
+        """
+        codec = negotiated_codec(
+            negotiated.codec, negotiated.local_fmtp, negotiated.fmtp, negotiated.ptime
+        )
+        ptime = getattr(codec, "ptime", negotiated.ptime)
         self.negotiated = negotiated
-        self.codec = codec_by_name(negotiated.codec)
-        self.samples = negotiated.clock_rate * negotiated.ptime // 1000
+        self.ptime = ptime
+        self.samples = codec.frame_samples(ptime)
+        self.sample_rate = codec.sample_rate
+        self.timestamp_step = codec.timestamp_units(ptime)
+        self._buffer.samples_per_frame = self.timestamp_step
+        if codec != self.codec or self._encoder is None or self._playout is None:
+            self.codec = codec
+            self._encoder = codec.new_encoder()
+            self._playout = Playout(codec.new_decoder(), self.samples)
+
+    @property
+    def codec_label(self) -> str | None:
+        """The codec and its audio bandwidth for people, e.g. ``G722 (wideband, 16 kHz)``."""
+        return bandwidth_label(self.codec) if self.codec is not None else None
 
     def set_srtp(self, context: SrtpContext | None, required: bool) -> None:
         """Key the stream (a new context after every offer/answer that carried keys)."""
@@ -184,13 +214,13 @@ class MediaStream:
         The media clock advances by one frame per call whatever is sent (RFC 3550 §5.1).
         """
         timestamp = self._timestamp
-        self._timestamp = (self._timestamp + self.samples) & 0xFFFFFFFF
-        if not self.sending or self.codec is None:
+        self._timestamp = (self._timestamp + self.timestamp_step) & 0xFFFFFFFF
+        if not self.sending or self._encoder is None:
             return None
         dtmf = self._dtmf_step(timestamp)
         if dtmf is not None:
             return self._emit(dtmf) if dtmf.payload else None
-        payload = self.codec.encode(pcm)
+        payload = self._encoder.encode(pcm)
         counters = self.counters
         first = counters.packets_sent == 0  # the first packet starts a talkspurt (RFC 3551 §4.1)
         seq = self._seq
@@ -228,14 +258,18 @@ class MediaStream:
             if not self._dtmf_queue:
                 return None
             digit = self._dtmf_queue.popleft()
-            self._dtmf_plan = list(dtmf_packets(digit, timestamp, duration_ms=120))
+            clock = self.negotiated.clock_rate  # events share the stream's timestamps
+            self._dtmf_plan = list(
+                dtmf_packets(digit, timestamp, duration_ms=120, clock_rate=clock)
+            )
             self._dtmf_elapsed = 0
             self.counters.dtmf_sent += 1
         return self._dtmf_due(pt)
 
     def _dtmf_due(self, pt: int) -> RtpPacket:
         ms = self._dtmf_elapsed
-        self._dtmf_elapsed += self.samples * 1000 // 8000
+        assert self.negotiated is not None
+        self._dtmf_elapsed += self.timestamp_step * 1000 // self.negotiated.clock_rate
         if self._dtmf_plan[0].offset_ms > ms:
             return RtpPacket(pt, 0, 0, self.ssrc, b"")  # nothing due in this packet time
         step = self._dtmf_plan.pop(0)
@@ -327,8 +361,9 @@ class MediaStream:
             self._stats = RtpReceiverStats(media.clock_rate, packet.ssrc)
         self._stats.update(packet, now)
         if packet.payload_type == media.telephone_event_pt:
+            self._dtmf_slots.append(packet.sequence_number)
             return self._dtmf(packet)
-        if packet.payload_type != media.payload_type:
+        if packet.payload_type != media.receive_payload_type:
             self.counters.unknown_payload += 1
             return []
         self._buffer.put(packet, now)
@@ -344,8 +379,15 @@ class MediaStream:
         return digits
 
     def playout(self, now: float) -> Pcm:
-        """The decoded (or concealed) frame for this packet time."""
-        return self._concealer.to_pcm(self._buffer.get(now))
+        """The decoded (or concealed) frame for this packet time, at the codec's audio rate."""
+        frame = self._buffer.get(now)
+        if self._playout is None:
+            return np.zeros(self.samples, dtype=np.int16)
+        if frame.concealed and frame.sequence_number in self._dtmf_slots:
+            frame = Frame(None)  # the sender sent an RFC 4733 event there, not audio: silence
+        upcoming = self._buffer.upcoming() if frame.concealed else None
+        payload = upcoming.payload if upcoming is not None else None
+        return self._playout.to_pcm(frame, payload)
 
     # -- RTCP (RFC 3550 §6) --------------------------------------------------------------------
     def rtcp_due(self, now: float) -> bool:
@@ -453,6 +495,8 @@ class MediaStream:
             "late": buffer.late,
             "concealed": buffer.concealed,
             "duplicates": buffer.duplicates,
+            "codec": self.codec_label,
+            **self._playout_stats(),
             "malformed": c.malformed,
             "dtmf_sent": c.dtmf_sent,
             "dtmf_received": "".join(d.digit for d in self.digits),
@@ -465,6 +509,16 @@ class MediaStream:
             "not_media": c.not_media,
             "last_source": _format_address(self.last_source),
             **self._srtp_stats(),
+        }
+
+    def _playout_stats(self) -> dict[str, int]:
+        figures = self._playout.stats if self._playout is not None else None
+        if figures is None:
+            return {"fec_recovered": 0, "plc": 0, "decode_errors": 0}
+        return {
+            "fec_recovered": figures.fec_recovered,
+            "plc": figures.plc,
+            "decode_errors": figures.decode_errors,
         }
 
     def _srtp_stats(self) -> dict[str, object]:

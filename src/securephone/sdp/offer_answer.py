@@ -7,8 +7,14 @@ Policy, where RFC 3264 leaves a choice:
   codec plus ``telephone-event`` when both sides have it. RFC 3264 §6.1 asks an answerer that
   lists several formats to keep the offerer's order; answering with one codec makes that moot
   and tells the offerer exactly what it will receive (as 3GPP TS 24.229 phones do). Payload
-  type numbers are the offerer's (§6.1 SHOULD), so dynamic types such as telephone-event keep
-  the number the offer gave them.
+  type numbers are the offerer's (§6.1 SHOULD), so dynamic types such as Opus and
+  telephone-event keep the number the offer gave them. Codecs are matched by encoding name
+  and clock rate, never by number: ``opus/48000/2`` on a dynamic type (RFC 7587 §7, with our
+  ``a=fmtp`` of RFC 7587 §6.1), ``G722/8000`` on static type 9 (RFC 3551 §4.5.2: an 8000 Hz
+  RTP clock for 16 kHz audio), ``PCMU``/``PCMA``. Each side's numbers name what *it* receives
+  (RFC 3264 §5.1): we send with the peer's number and accept ours
+  (:attr:`NegotiatedMedia.local_payload_type`), so an answer that maps a number differently
+  from the offer still works.
 * **Streams.** The first acceptable ``m=audio`` stream is used; every other stream (video,
   further audio, unknown media, streams we cannot key) is rejected with port 0 in its place,
   keeping the offer's m-line order (§6).
@@ -50,6 +56,8 @@ RTP_PROTO = "RTP/AVP"
 DTLS_PROTO = "UDP/TLS/RTP/SAVP"  # DTLS-SRTP (RFC 5764 §8); UDP/TLS/RTP/SAVPF is accepted too
 TELEPHONE_EVENT = "telephone-event"
 _STATIC_BY_NAME = {m.encoding_name.upper(): m for m in STATIC_PAYLOAD_TYPES.values()}
+OPUS = "opus"
+DEFAULT_OPUS_FMTP = "maxaveragebitrate=32000;useinbandfec=1;usedtx=0"  # RFC 7587 §6.1
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class MediaCapabilities:
 
     local_address: str = "127.0.0.1"
     codecs: Sequence[str] = ("PCMU", "PCMA")
+    opus_payload_type: int = 111  # dynamic (RFC 3551 §3, RFC 7587 §7)
+    opus_fmtp: str = DEFAULT_OPUS_FMTP  # what we want to receive (RFC 7587 §6.1)
     telephone_event: bool = True
     telephone_event_pt: int = 101
     telephone_event_fmtp: str = "0-16"
@@ -80,14 +90,33 @@ class MediaCapabilities:
         return "IP6" if ":" in self.local_address else "IP4"
 
     def static_codecs(self) -> list[RtpMap]:
-        """The configured codecs as their RFC 3551 static payload type mappings."""
-        return [_STATIC_BY_NAME[name.upper()] for name in self.codecs]
+        """The configured codecs that have an RFC 3551 static payload type."""
+        return [c for c in self.codec_maps() if c.payload_type < 96]
+
+    def codec_maps(self) -> list[RtpMap]:
+        """The configured codecs in preference order, with the payload types we receive them on
+        (static for G.722 and G.711, :attr:`opus_payload_type` for ``opus/48000/2``)."""
+        return [self._codec_map(name) for name in self.codecs]
+
+    def _codec_map(self, name: str) -> RtpMap:
+        if name.upper() == "OPUS":
+            return RtpMap(self.opus_payload_type, OPUS, 48000, 2)
+        return _STATIC_BY_NAME[name.upper()]
+
+    def fmtp_of(self, codec: RtpMap) -> str | None:
+        """Our ``a=fmtp`` parameters for ``codec`` (only Opus has any), or None."""
+        return self.opus_fmtp if codec.encoding_name.lower() == OPUS else None
 
 
 def _check_config(caps: MediaCapabilities) -> None:
-    unknown = [c for c in caps.codecs if c.upper() not in _STATIC_BY_NAME or c.upper() == "CN"]
+    known = set(_STATIC_BY_NAME) - {"CN"} | {"OPUS"}
+    unknown = [c for c in caps.codecs if c.upper() not in known]
     if not caps.codecs or unknown:
-        raise ValueError(f"codecs must be static audio codecs of RFC 3551, not {unknown}")
+        raise ValueError(f"codecs must be opus or static audio codecs of RFC 3551, not {unknown}")
+    if not 96 <= caps.opus_payload_type <= 127 or (
+        caps.telephone_event and caps.opus_payload_type == caps.telephone_event_pt
+    ):
+        raise ValueError("opus_payload_type must be a free dynamic payload type (96..127)")
     if caps.proto not in (RTP_PROTO, SRTP_PROTO) and not is_dtls_proto(caps.proto):
         raise ValueError(
             f"proto must be {RTP_PROTO}, {SRTP_PROTO} or {' or '.join(DTLS_PROTOS)}, "
@@ -121,6 +150,15 @@ class NegotiatedMedia:
     media_index: int = 0
     rtcp_mux: bool = False
     remote_crypto: list[str] = field(default_factory=list)
+    channels: int | None = None  # the rtpmap's channel count (2 for opus/48000/2)
+    fmtp: str | None = None  # the peer's a=fmtp for the codec: how we must send (RFC 7587 §6.1)
+    local_fmtp: str | None = None  # ours: what the peer was asked to send
+    local_payload_type: int | None = None  # the number we receive the codec on (RFC 3264 §5.1)
+
+    @property
+    def receive_payload_type(self) -> int:
+        """The payload type of the codec in packets the peer sends us."""
+        return self.payload_type if self.local_payload_type is None else self.local_payload_type
 
     @property
     def is_secure(self) -> bool:
@@ -154,8 +192,11 @@ class NegotiatedMedia:
 
 
 class _Choice(NamedTuple):
-    codec: RtpMap  # with the offerer's payload type number
+    codec: RtpMap  # with the payload type number the peer receives it on
     telephone_event_pt: int | None
+    fmtp: str | None = None  # the peer's a=fmtp for the codec
+    local_fmtp: str | None = None  # ours
+    local_payload_type: int | None = None  # when we receive it on another number
 
 
 # ---------------------------------------------------------------- directions
@@ -240,8 +281,10 @@ def _offer_media(
     extra: Sequence[Attribute],
 ) -> MediaDescription:
     """Our codecs in preference order, then telephone-event (RFC 3264 §5.1, RFC 4733 §7)."""
-    pts = [c.payload_type for c in caps.static_codecs()]
-    attributes: list[Attribute] = [("rtpmap", _rtpmap_value(c)) for c in caps.static_codecs()]
+    pts = [c.payload_type for c in caps.codec_maps()]
+    attributes: list[Attribute] = []
+    for codec in caps.codec_maps():
+        attributes += _codec_attributes(codec, caps.fmtp_of(codec))
     if caps.telephone_event:
         pts.append(caps.telephone_event_pt)
         attributes += _telephone_event_attributes(caps, caps.telephone_event_pt)
@@ -281,7 +324,14 @@ def _new_session(
 
 
 def _rtpmap_value(codec: RtpMap) -> str:
-    return f"{codec.payload_type} {codec.encoding_name}/{codec.clock_rate}"
+    channels = f"/{codec.channels}" if codec.channels else ""
+    return f"{codec.payload_type} {codec.encoding_name}/{codec.clock_rate}{channels}"
+
+
+def _codec_attributes(codec: RtpMap, fmtp: str | None) -> list[Attribute]:
+    """``a=rtpmap`` and, when the codec has parameters, ``a=fmtp`` (RFC 4566 §6)."""
+    attributes: list[Attribute] = [("rtpmap", _rtpmap_value(codec))]
+    return attributes + ([("fmtp", f"{codec.payload_type} {fmtp}")] if fmtp else [])
 
 
 def _telephone_event_attributes(caps: MediaCapabilities, pt: int) -> list[Attribute]:
@@ -357,7 +407,7 @@ def _acceptable(
     if codec is None:
         return None
     event = _find_format(media, TELEPHONE_EVENT, 8000) if caps.telephone_event else None
-    return _Choice(codec, event)
+    return _Choice(codec, event, media.fmtp(codec.payload_type), caps.fmtp_of(codec))
 
 
 def _proto_ok(media: MediaDescription, caps: MediaCapabilities, have_keys: bool) -> bool:
@@ -372,15 +422,19 @@ def _proto_ok(media: MediaDescription, caps: MediaCapabilities, have_keys: bool)
 
 def _choose_codec(media: MediaDescription, caps: MediaCapabilities) -> RtpMap | None:
     """The first of *our* codecs the offer has, with the offer's payload type number."""
-    for wanted in caps.static_codecs():
+    for wanted in caps.codec_maps():
         pt = _find_format(media, wanted.encoding_name, wanted.clock_rate)
         if pt is not None:
-            return RtpMap(pt, wanted.encoding_name, wanted.clock_rate)
+            return RtpMap(pt, wanted.encoding_name, wanted.clock_rate, wanted.channels)
     return None
 
 
 def _find_format(media: MediaDescription, name: str, clock_rate: int) -> int | None:
-    """The payload type the stream uses for ``name/clock_rate`` (rtpmap or RFC 3551 static)."""
+    """The payload type the stream uses for ``name/clock_rate`` (rtpmap or RFC 3551 static).
+
+    The channel count is not compared: RFC 7587 §7 fixes ``opus/48000/2`` whatever is sent,
+    and a peer that writes ``opus/48000`` still means Opus.
+    """
     for pt in media.payload_types:
         codec = media.codec(pt)
         if codec and codec.encoding_name.upper() == name.upper() and codec.clock_rate == clock_rate:
@@ -406,7 +460,7 @@ def _answer_media(
     keys = crypto_lines if offered.proto == SRTP_PROTO or offered.crypto_lines else ()
     _check_answer_keys(offered.crypto_lines, keys)
     formats = [str(choice.codec.payload_type)]
-    attributes: list[Attribute] = [("rtpmap", _rtpmap_value(choice.codec))]
+    attributes = _codec_attributes(choice.codec, choice.local_fmtp)
     if choice.telephone_event_pt is not None:
         formats.append(str(choice.telephone_event_pt))
         attributes += _telephone_event_attributes(caps, choice.telephone_event_pt)
@@ -459,6 +513,10 @@ def _negotiated(
         payload_type=choice.codec.payload_type,
         clock_rate=choice.codec.clock_rate,
         telephone_event_pt=choice.telephone_event_pt,
+        channels=choice.codec.channels,
+        fmtp=choice.fmtp,
+        local_fmtp=choice.local_fmtp,
+        local_payload_type=choice.local_payload_type,
         ptime=_ptime(media.ptime, caps.ptime),
         local_direction=local_direction,
         remote_direction=remote_direction(remote, media),
@@ -540,14 +598,16 @@ def process_answer(
         raise SdpError("the answer rejected our audio stream (port 0, RFC 3264 §6)", 488)
     if answered.proto != offered.proto:
         raise SdpError(f"answer changed the transport {offered.proto} to {answered.proto}", 488)
-    codec = _answered_codec(offered, answered, caps)
+    choice = _answered_codec(offered, answered, caps)
     event = _find_format(answered, TELEPHONE_EVENT, 8000) if caps.telephone_event else None
     local = offer.direction(offered)
     _check_answer_direction(local, answer.direction(answered))
     if answered.proto == SRTP_PROTO or (offered.crypto_lines and answered.crypto_lines):
         _check_answered_keys(offered, answered)
     mux = offered.rtcp_mux and answered.rtcp_mux
-    return _negotiated(answer, answered, index, _Choice(codec, event), local, caps, mux)
+    return _negotiated(
+        answer, answered, index, choice._replace(telephone_event_pt=event), local, caps, mux
+    )
 
 
 def _check_m_lines(offer: SessionDescription, answer: SessionDescription) -> None:
@@ -571,15 +631,22 @@ def _offered_audio_index(offer: SessionDescription) -> int:
 
 def _answered_codec(
     offered: MediaDescription, answered: MediaDescription, caps: MediaCapabilities
-) -> RtpMap:
-    """RFC 3264 §7: use the first answered format that we offered and support."""
-    ours = {c.encoding_name.upper() for c in caps.static_codecs()}
+) -> _Choice:
+    """RFC 3264 §7: use the first answered format that we offered and support.
+
+    Formats are matched by name and clock rate: the answer's number is what we send with, the
+    number we offered is what we receive on (RFC 3264 §5.1), even when the two differ.
+    """
+    ours = {c.encoding_name.upper(): c for c in caps.codec_maps()}
     for pt in answered.payload_types:
         codec = answered.codec(pt)
         if codec is None or codec.encoding_name.upper() not in ours:
             continue
-        if _find_format(offered, codec.encoding_name, codec.clock_rate) is not None:
-            return RtpMap(pt, codec.encoding_name, codec.clock_rate, codec.channels)
+        offered_pt = _find_format(offered, codec.encoding_name, codec.clock_rate)
+        if offered_pt is not None:
+            chosen = RtpMap(pt, codec.encoding_name, codec.clock_rate, codec.channels)
+            local_fmtp = caps.fmtp_of(ours[codec.encoding_name.upper()])
+            return _Choice(chosen, None, answered.fmtp(pt), local_fmtp, offered_pt)
     raise SdpError(f"the answer names no codec we offered (answered: {_describe(answered)})", 488)
 
 

@@ -35,6 +35,8 @@ ZrtpKeyAgreement = Literal[
 ]  # what the ZRTP engine computes (RFC 6189 §5.1.5)
 ZrtpSasName = Literal["B32", "B256"]  # base-32 letters or two PGP words (RFC 6189 §5.1.6)
 ZrtpAuthTag = Literal["HS80", "HS32"]  # SRTP tag length (RFC 6189 §5.1.4)
+CodecName = Literal["opus", "G722", "PCMU", "PCMA"]
+_CODEC_SPELLING = {name.lower(): name for name in ("opus", "G722", "PCMU", "PCMA")}
 if TYPE_CHECKING:
     SrtpSuiteName = str
 else:  # a Literal of the implemented suites, from the one table (validation, schema, web forms)
@@ -112,7 +114,9 @@ class MediaSettings(_Model):
     address: str | None = None  # defaults to sip.listen_address
     port_min: int = Field(default=20000, ge=1024, le=65534)
     port_max: int = Field(default=20999, ge=1025, le=65535)
-    codecs: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]
+    # in preference order (RFC 3264 §5.1): Opus (RFC 7587), G.722 (wideband), G.711
+    codecs: list[CodecName] = ["opus", "G722", "PCMU", "PCMA"]
+    opus_bitrate: int = Field(default=32000, ge=6000, le=510000)  # our maxaveragebitrate
     dtmf_payload_type: int = Field(default=101, ge=96, le=127)
     jitter_buffer_frames: int = Field(default=3, ge=1, le=25)
     srtp: SrtpMode = "mandatory"
@@ -157,12 +161,15 @@ class MediaSettings(_Model):
     def _ip(cls, value: str | None) -> str | None:
         return None if value is None else _check_ip(value)
 
+    @field_validator("codecs", mode="before")
+    @classmethod
+    def _spelling(cls, value: Any) -> Any:
+        return _codec_spelling(value)
+
     @field_validator("codecs")
     @classmethod
     def _codecs(cls, value: list[str]) -> list[str]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError("list each codec once, at least one")
-        return value
+        return _unique_codecs(value)
 
     @model_validator(mode="after")
     def _range(self) -> MediaSettings:
@@ -262,6 +269,19 @@ class WebSettings(_Model):
         return self
 
 
+def _codec_spelling(value: Any) -> Any:
+    """Encoding names are case-insensitive (RFC 4855 §3): ``OPUS`` and ``g722`` are accepted."""
+    if isinstance(value, list):
+        return [_CODEC_SPELLING.get(v.lower(), v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _unique_codecs(value: list[str]) -> list[str]:
+    if not value or len(set(value)) != len(value):
+        raise ValueError("list each codec once, at least one")
+    return value
+
+
 def _unique_keying(value: list[str]) -> list[str]:
     if not value or len(set(value)) != len(value):
         raise ValueError("list each keying method once, at least one")
@@ -282,6 +302,7 @@ class AccountConfig(_Model):
     transport: Transport = "udp"
     srtp: SrtpMode | None = None  # None: [media] srtp
     keying: list[KeyingName] | None = None  # None: [media] keying
+    codecs: list[CodecName] | None = None  # None: [media] codecs
     register_: bool = Field(default=True, alias="register")
     expires: int = Field(default=600, ge=60, le=86400)
     retry_base: float = Field(default=30.0, gt=0, le=3600)
@@ -294,6 +315,16 @@ class AccountConfig(_Model):
     @classmethod
     def _keying(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _unique_keying(value)
+
+    @field_validator("codecs", mode="before")
+    @classmethod
+    def _spelling(cls, value: Any) -> Any:
+        return _codec_spelling(value)
+
+    @field_validator("codecs")
+    @classmethod
+    def _codecs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _unique_codecs(value)
 
     @field_validator("registrar", "outbound_proxy")
     @classmethod

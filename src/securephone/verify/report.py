@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from securephone.media.codecs.opus import opus_available
 from securephone.verify.export import StreamExport, export_stream
 from securephone.verify.flows import (
     FlowKind,
@@ -299,7 +300,8 @@ def _stream_item(stream: MediaStream, keyed: bool) -> Item:
 def _stream_verdict(stream: MediaStream) -> tuple[Verdict, str]:
     codec = stream.codec or f"payload type {stream.payload_type}"
     if stream.media_class is MediaClass.PLAIN_RTP:
-        audible = "audio recoverable" if stream.g711 else "payload readable"
+        decodable = stream.g711 or stream.codec in ("G722", "opus", "OPUS")
+        audible = "audio recoverable" if decodable else "payload readable"
         return Verdict.PLAINTEXT, f"plain RTP ({codec}): {audible}"
     if stream.media_class is MediaClass.UNKNOWN:
         return Verdict.UNKNOWN, f"{len(stream.packets)} packets: too few to tell"
@@ -349,9 +351,27 @@ def _stream_details(stream: MediaStream, keyed: bool) -> list[str]:
             f"first byte {stats.first_byte_distinct} distinct values "
             f"(random would give ~{stats.first_byte_expected:.0f})"
         )
+    details += _codec_details(stream)
     details += _keying_details(stream)
     details += _decryption_details(stream, keyed)
     return details
+
+
+_AUDIO_BANDS = {
+    "PCMU": "narrowband, 8 kHz",
+    "PCMA": "narrowband, 8 kHz",
+    "G722": "wideband, 16 kHz",
+}
+
+
+def _codec_details(stream: MediaStream) -> list[str]:
+    """Which codec the stream carries and how it is exported (RFC 3551 §4.5, RFC 7587)."""
+    name = (stream.codec or "").upper()
+    if name == "OPUS":
+        how = "decoded with libopus to 48 kHz" if opus_available() else "not decoded (no libopus)"
+        return [f"Opus (RFC 7587): {len(stream.main_packets)} Opus payloads, {how}"]
+    band = _AUDIO_BANDS.get(name)
+    return [f"{stream.codec} ({band}) exported at its own rate"] if band else []
 
 
 def _keying_details(stream: MediaStream) -> list[str]:

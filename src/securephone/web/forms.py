@@ -2,6 +2,9 @@
 
 A field's input follows its type: bool → checkbox, Literal → select, list of Literal →
 checkboxes, int/float → number, secret → password (never filled in), anything else → text.
+A list whose order is a preference (``ORDERED``: the codecs) → checkboxes each with a position
+number (``<name>.order.<choice>``): ticked choices are kept in the order of their numbers, so
+the list is re-ordered by typing numbers, with no JavaScript.
 The posted values go through the same model validation as the API, so both give the same
 errors naming the same fields.
 """
@@ -35,7 +38,11 @@ HELP: dict[str, str] = {
     "srtp": "off, optional or mandatory (mandatory never falls back to plain RTP)",
     "srtp_suites": "SRTP crypto suites offered (RFC 4568, RFC 7714)",
     "allow_sdes_over_plaintext": "labs only: SDES keys would cross UDP/TCP in clear",
+    "codecs": "tick the codecs to offer; the numbers set the preference (1 = first)",
+    "opus_bitrate": "the most we ask a peer to send with Opus, 6000 to 510000 bit/s",
 }
+ORDERED = frozenset({"codecs"})  # list fields whose order is a preference
+ORDER_MARK = ".order."
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class FieldSpec:
 
     name: str
     label: str
-    kind: str  # text, number, checkbox, select, multi, password
+    kind: str  # text, number, checkbox, select, multi, ordered, password
     value: Any
     choices: tuple[str, ...] = ()
     help: str = ""
@@ -101,9 +108,17 @@ def specs(
             continue
         kind, choices = _kind(annotation)
         value = None if kind == "password" else values.get(name)
+        if kind == "multi" and name in ORDERED:
+            kind, choices = "ordered", _current_first(choices, value)
         label = name.replace("_", " ")
         fields.append(FieldSpec(name, label, kind, value, choices, HELP.get(name, ""), optional))
     return fields
+
+
+def _current_first(choices: tuple[str, ...], value: Any) -> tuple[str, ...]:
+    """The chosen values in their order, then the others (how an ordered list is shown)."""
+    chosen = [c for c in (value or []) if c in choices]
+    return (*chosen, *(c for c in choices if c not in chosen))
 
 
 def defaults(model: type[BaseModel]) -> dict[str, Any]:
@@ -136,8 +151,24 @@ def parse(model: type[BaseModel], form: FormData, exclude: tuple[str, ...] = ())
             data[name] = name in form
         elif kind == "multi":
             chosen = [v for v in form.getlist(name) if isinstance(v, str)]
+            if name in ORDERED:
+                chosen = _by_position(form, name, chosen)
             data[name] = None if not chosen and optional else chosen  # none ticked: the default
         elif name in form:  # a field left out entirely keeps the model's default
             text = _text(form, name)
             data[name] = None if text == "" and optional else text
     return data
+
+
+def _by_position(form: FormData, name: str, chosen: list[str]) -> list[str]:
+    """Ticked values sorted by their position numbers; a missing or unreadable number sorts
+    last, and equal numbers keep the order the form listed them in."""
+
+    def position(value: str) -> float:
+        text = _text(form, f"{name}{ORDER_MARK}{value}")
+        try:
+            return float(text)
+        except ValueError:
+            return float("inf")
+
+    return sorted(chosen, key=position)
