@@ -95,7 +95,10 @@ def check_heard(recording: Path, speech: Path, codec: str, who: str) -> None:
         assert share > 0.02, f"{who}: the 6 kHz tone did not cross {codec} ({share:.4f}, {rate} Hz)"
     else:
         assert share < 0.001, f"{who}: a 6 kHz tone crossed G.711 ({share:.4f}, {rate} Hz)"
-    assert_audio_matches(read_wav(speech)[0], speech_part(recording))
+    # Opus is a perceptual codec: after linphonec's own encode/decode and adaptive playout the
+    # waveform matches less closely than a G.711 copy (unrelated speech stays near 0.1)
+    min_corr = 0.6 if codec == "opus" else 0.8
+    assert_audio_matches(read_wav(speech)[0], speech_part(recording), min_corr)
 
 
 @pytest.mark.parametrize("codec", list(CODECS))
