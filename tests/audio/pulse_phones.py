@@ -55,13 +55,14 @@ def phone(data: Path, name: str, buffer_ms: int) -> tuple[Phone, CallAudio]:
 
 
 def flowing(audio: CallAudio, call: Call) -> bool:
-    """Both device callbacks have run: the microphone captured, the speaker played."""
+    """Both device streams are past their start: the microphone has captured a second of
+    samples, the speaker played a second (ALSA's pulse plugin takes a moment to start)."""
     stats: dict[str, Any] = audio.stats(call)
     return (
         "input" in stats
         and "output" in stats
-        and stats["input"]["samples_in"] > 0
-        and stats["output"]["samples_out"] > 0
+        and stats["input"]["samples_in"] >= stats["input"]["device_rate"]
+        and stats["output"]["samples_out"] >= stats["output"]["device_rate"]
     )
 
 

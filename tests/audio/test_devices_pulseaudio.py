@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(
 
 SINKS = ("mic_a", "spk_a", "mic_b", "spk_b")
 PCMS = {"amic": "mic_a.monitor", "aspk": "spk_a", "bmic": "mic_b.monitor", "bspk": "spk_b"}
-BUFFER_MS = 60
+BUFFER_MS = 120  # ±60 ms around the middle: PulseAudio delivers in bursts, the CPU is shared
 
 
 @dataclass
@@ -224,7 +224,6 @@ async def test_speech_both_ways_through_pulseaudio_and_mute(
     rec_a.stop()
     rec_b.stop()
     spoken = await phones.command("stats")
-    print("DEBUG", json.dumps(first), json.dumps(spoken))
 
     heard_b = assert_audio_matches(to_b, tmp_path / "heard_by_b.wav", 0.8)
     heard_a = assert_audio_matches(to_a, tmp_path / "heard_by_a.wav", 0.8)
@@ -259,7 +258,8 @@ async def test_sixty_seconds_without_drift(
     it are the same distance apart in the recording as in what was played (no sample lost or
     added on the way), and the device rings neither ran dry nor over."""
     seconds = 60
-    played = make_signal_wav(tmp_path / "long.wav", seed=15, seconds=seconds)
+    signal, _ = read_wav(make_signal_wav(tmp_path / "long.wav", seed=15, seconds=seconds))
+    played = write_wav(tmp_path / "long.wav", fit_length(signal, signal.size + RATE))  # + 1 s
     rec = sound_server.recorder("spk_b", tmp_path / "long_heard.wav")
     phones, first = await Phones.start(sound_server, tmp_path)
     phones_factory.append(phones)
@@ -268,18 +268,30 @@ async def test_sixty_seconds_without_drift(
     rec.stop()
     end = await phones.command("hangup")
 
-    sent, _ = read_wav(played)
+    sent = signal
     heard, _ = read_wav(tmp_path / "long_heard.wav")
+    assert_audio_matches(sent, heard, 0.8)
     piece = 5 * RATE
     start = align(sent[:piece], heard, piece)
     finish = align(sent[-piece:], heard, piece)
     assert start.correlation >= 0.8 and finish.correlation >= 0.8, (start, finish)
+    # how much later (or earlier) the end came than the start's timing predicts ...
     slip = finish.lag - start.lag - (sent.size - piece)
-    assert abs(slip) <= RATE // 100, f"the end arrived {slip} samples off the start's timing"
-    assert_audio_matches(sent, heard, 0.8)
+    # ... is what the rings on the way inserted (silence) minus what they dropped: no sample
+    # gained or lost anywhere else, no creeping clock difference
+    ends = (end["a"]["input"], first["a"]["input"], end["b"]["output"], first["b"]["output"])
+    net = sum(
+        sign * (stats["inserted_samples"] - stats["dropped_samples"])
+        for sign, stats in zip((1, -1, 1, -1), ends, strict=True)
+    )
+    assert abs(slip - net) <= 160, f"the end came {slip} samples off, the rings explain {net}"
+    assert abs(slip) <= BUFFER_MS * RATE // 1000, slip
 
     events = edge_events(first, end)
     assert all(n <= 2 for n in events.values()), events
-    mic = end["a"]["input"]
-    through = mic["samples_in"] - first["a"]["input"]["samples_in"]
-    assert through >= seconds * mic["device_rate"]  # the microphone ran the whole time
+    mic, mic0 = end["a"]["input"], first["a"]["input"]
+    captured = mic["samples_in"] - mic0["samples_in"]
+    assert captured >= seconds * mic["device_rate"]  # the microphone ran the whole time
+    # the device clock and the media clock agree: over the minute the two sides of the
+    # microphone's ring moved the same number of samples, within the ring's size
+    assert abs(captured - (mic["samples_out"] - mic0["samples_out"])) <= mic["capacity_ms"] * mic["device_rate"] / 1000
