@@ -32,7 +32,7 @@ import pytest
 
 pytest.importorskip("sounddevice")
 
-from ..helpers import PeerProcess, wait_until
+from ..helpers import PeerProcess
 from ..interop.audio_tools import (
     RATE,
     align,
@@ -294,4 +294,7 @@ async def test_sixty_seconds_without_drift(
     assert captured >= seconds * mic["device_rate"]  # the microphone ran the whole time
     # the device clock and the media clock agree: over the minute the two sides of the
     # microphone's ring moved the same number of samples, within the ring's size
-    assert abs(captured - (mic["samples_out"] - mic0["samples_out"])) <= mic["capacity_ms"] * mic["device_rate"] / 1000
+    assert (
+        abs(captured - (mic["samples_out"] - mic0["samples_out"]))
+        <= mic["capacity_ms"] * mic["device_rate"] / 1000
+    )
