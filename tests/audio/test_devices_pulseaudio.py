@@ -284,7 +284,9 @@ async def test_sixty_seconds_without_drift(
         sign * (stats["inserted_samples"] - stats["dropped_samples"])
         for sign, stats in zip((1, -1, 1, -1), ends, strict=True)
     )
-    assert abs(slip - net) <= 160, f"the end came {slip} samples off, the rings explain {net}"
+    assert abs(slip - net) <= 160, (
+        f"the end came {slip} samples off, the rings explain {net}: {json.dumps([first, end])}"
+    )
     assert abs(slip) <= BUFFER_MS * RATE // 1000, slip
 
     events = edge_events(first, end)
