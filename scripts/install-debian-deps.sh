@@ -15,6 +15,9 @@ have linphonec || need+=(linphone-cli)
 have tmux || need+=(tmux)
 compgen -G '/usr/lib/*/libopus.so.0' >/dev/null || need+=(libopus0)
 compgen -G '/usr/lib/*/libportaudio.so.2' >/dev/null || need+=(libportaudio2)
+have pulseaudio || need+=(pulseaudio)
+have paplay || need+=(pulseaudio-utils)
+compgen -G '/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so' >/dev/null || need+=(libasound2-plugins)
 ((${#need[@]})) || exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -93,6 +93,27 @@ def test_ring_buffer_drops_oldest_when_full_and_pads_silence_when_dry() -> None:
     assert stats["depth"] == 0 and stats["underruns"] == 1 and stats["overruns"] == 1
 
 
+def test_recentred_ring_goes_back_to_half_full_after_either_edge() -> None:
+    ring = RingBuffer(8, recentre=True)
+    ring.write(np.arange(1, 4, dtype=np.int16))
+    assert list(ring.read(2)) == [0, 0]  # at the start: silence until half full (4)
+    assert ring.underruns == 0 and ring.inserted_samples == 2
+    ring.write(np.arange(4, 7, dtype=np.int16))
+    assert list(ring.read(2)) == [1, 2]  # now it plays
+    ring.write(np.arange(7, 12, dtype=np.int16))  # 4 + 5 > 8: keep the newest 4
+    assert ring.overruns == 1 and ring.dropped_samples == 5 and ring.depth == 4
+    assert list(ring.read(6)) == [8, 9, 10, 11, 0, 0]  # dry: an underrun ...
+    ring.write(np.array([20, 21, 22], dtype=np.int16))
+    assert list(ring.read(2)) == [0, 0]  # ... then silence until half full again
+    ring.write(np.array([23], dtype=np.int16))
+    assert list(ring.read(4)) == [20, 21, 22, 23]
+    assert ring.underruns == 1
+    # every sample accounted for
+    assert ring.samples_in + ring.inserted_samples == (
+        ring.samples_out + ring.dropped_samples + ring.depth
+    )
+
+
 @pytest.mark.parametrize("device_ppm", [+2000, -2000])
 def test_clock_drift_stays_bounded_in_the_buffer(device_ppm: int) -> None:
     """A device 0.2 % fast or slow for 60 s of fake time: depth never leaves the buffer and

@@ -83,12 +83,23 @@ class RingBuffer:
 
     ``write`` drops the oldest samples when full (``overruns``), ``read`` pads with silence when
     empty (``underruns``); both count events and samples. Thread-safe (one lock).
+
+    With ``recentre`` (what the devices use) the buffer goes back to half full after either
+    edge: an overrun drops down to half the capacity, and after an underrun (and at the start)
+    reads give silence until half the capacity has come in. Without it, two clocks of the same
+    speed would keep the depth wherever the start-up left it, at an edge, and every burst of a
+    sound server's block delivery would cross that edge again; centred, the buffer has room for
+    a burst either way, and one edge event costs half a buffer of audio instead of many small
+    slips.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, recentre: bool = False) -> None:
         if capacity < 1:
             raise ValueError("a ring buffer needs room for at least one sample")
         self.capacity = capacity
+        self.recentre = recentre
+        self.target = capacity // 2 if recentre else capacity  # the depth kept after an overrun
+        self._refilling = recentre
         self._data = np.zeros(capacity, dtype=np.int16)
         self._start = 0
         self._size = 0
@@ -97,6 +108,8 @@ class RingBuffer:
         self.underruns = 0
         self.dropped_samples = 0
         self.inserted_samples = 0
+        self.samples_in = 0  # written since the start (the producer's clock, in samples)
+        self.samples_out = 0  # read since the start, silence included (the consumer's clock)
 
     @property
     def depth(self) -> int:
@@ -105,14 +118,18 @@ class RingBuffer:
 
     def write(self, samples: Pcm) -> None:
         """Append ``samples``; if they do not fit, the oldest ones go (an overrun)."""
-        data = np.asarray(samples, dtype=np.int16)[-self.capacity :]
+        data = np.asarray(samples, dtype=np.int16).reshape(-1)
         with self._lock:
-            excess = self._size + data.size - self.capacity
-            if excess > 0:
-                self._start = (self._start + excess) % self.capacity
-                self._size -= excess
+            self.samples_in += data.size
+            total = self._size + data.size
+            if total > self.capacity:
+                drop = total - self.target
+                old = min(drop, self._size)
+                self._start = (self._start + old) % self.capacity
+                self._size -= old
+                data = data[drop - old :]
                 self.overruns += 1
-                self.dropped_samples += excess
+                self.dropped_samples += drop
             end = (self._start + self._size) % self.capacity
             first = min(data.size, self.capacity - end)
             self._data[end : end + first] = data[:first]
@@ -123,6 +140,11 @@ class RingBuffer:
         """Take ``count`` samples; what is missing at the end is silence (an underrun)."""
         out = np.zeros(count, dtype=np.int16)
         with self._lock:
+            self.samples_out += count
+            if self._refilling and self._size < self.target:
+                self.inserted_samples += count
+                return out
+            self._refilling = False
             have = min(count, self._size)
             first = min(have, self.capacity - self._start)
             out[:first] = self._data[self._start : self._start + first]
@@ -132,10 +154,11 @@ class RingBuffer:
             if have < count:
                 self.underruns += 1
                 self.inserted_samples += count - have
+                self._refilling = self.recentre
         return out
 
     def stats(self, rate: int) -> dict[str, Any]:
-        """Depth (samples and ms at ``rate``) and the edge counters."""
+        """Depth (samples and ms at ``rate``), the edge counters and the samples through each side."""
         return {
             "depth": self._size,
             "depth_ms": round(self._size * 1000 / rate, 1),
@@ -144,6 +167,8 @@ class RingBuffer:
             "overruns": self.overruns,
             "inserted_samples": self.inserted_samples,
             "dropped_samples": self.dropped_samples,
+            "samples_in": self.samples_in,
+            "samples_out": self.samples_out,
         }
 
 
@@ -371,7 +396,7 @@ class _DeviceEnd:
         self.frame_format = frame_format
         codec_rate, _ = frame_format()
         self.device_rate = device_rate or codec_rate
-        self.ring = RingBuffer(max(1, self.device_rate * buffer_ms // 1000))
+        self.ring = RingBuffer(max(1, self.device_rate * buffer_ms // 1000), recentre=True)
         self.volume = volume
         self.muted = False
         self._resampler: StreamResampler | None = None

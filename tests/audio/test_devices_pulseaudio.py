@@ -1,0 +1,302 @@
+"""Real audio through a real sound server: PulseAudio, null sinks, PortAudio via ALSA's pulse plugin.
+
+The test starts its own PulseAudio daemon (a user daemon with its own HOME and runtime directory,
+``-n`` and a script that loads four null sinks and the native protocol on a socket in the test's
+directory). A null sink runs on a real clock (PulseAudio's timer), unlike ALSA's ``null`` PCM.
+Each phone's microphone is the monitor of a null sink that ``paplay`` feeds, its speaker is a
+null sink that ``parec`` records from its monitor::
+
+    paplay → mic_a ─monitor→ [ALSA pcm amic] → phone A ─RTP→ phone B → [ALSA pcm bspk] → spk_b ─monitor→ parec
+    parec ← spk_a ←──────── [ALSA pcm aspk] ← phone A ←RTP─ phone B ← [ALSA pcm bmic] ← mic_b ← paplay
+
+Both phones run in one subprocess (``pulse_phones.py``) with ``HOME`` pointing at an
+``.asoundrc`` that defines the four ALSA PCMs as ``type pulse`` on our server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sounddevice")
+
+from ..helpers import PeerProcess
+from ..interop.audio_tools import (
+    RATE,
+    align,
+    assert_audio_matches,
+    fit_length,
+    make_signal_wav,
+    make_speech_wav,
+    read_wav,
+    write_wav,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("pulseaudio", "pactl", "paplay", "parec")
+missing = [t for t in TOOLS if shutil.which(t) is None]
+if not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"):
+    missing.append("the ALSA pulse plugin (libasound2-plugins)")
+pytestmark = pytest.mark.skipif(
+    bool(missing), reason=f"needs {', '.join(missing)} (scripts/install-debian-deps.sh)"
+)
+
+SINKS = ("mic_a", "spk_a", "mic_b", "spk_b")
+PCMS = {"amic": "mic_a.monitor", "aspk": "spk_a", "bmic": "mic_b.monitor", "bspk": "spk_b"}
+BUFFER_MS = 120  # ±60 ms around the middle: PulseAudio delivers in bursts, the CPU is shared
+
+
+@dataclass
+class SoundServer:
+    """Our PulseAudio daemon: its socket, and the HOME whose .asoundrc points ALSA at it."""
+
+    root: Path
+    daemon: PeerProcess
+
+    @property
+    def server(self) -> str:
+        return f"unix:{self.root / 'pulse.sock'}"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.root / "run"),
+            "PULSE_SERVER": self.server,
+        }
+
+    def ready(self) -> bool:
+        done = subprocess.run(
+            ["pactl", "-s", self.server, "list", "short", "sinks"],
+            capture_output=True, text=True, timeout=10, check=False, env=self.env(),
+        )  # fmt: skip
+        return done.returncode == 0 and all(name in done.stdout for name in SINKS)
+
+    def recorder(self, sink: str, path: Path) -> PeerProcess:
+        """``parec`` on ``sink``'s monitor into a WAV (8 kHz mono 16-bit), started and writing."""
+        command = ["parec", "-s", self.server, "-d", f"{sink}.monitor", "--rate", str(RATE)]
+        command += ["--channels", "1", "--format", "s16le", "--file-format=wav", str(path)]
+        rec = PeerProcess(
+            f"parec {sink}", command, log_path=path.with_suffix(".log"),
+            time_limit=300, env=self.env(), child_name="parec",
+        )  # fmt: skip
+        rec.start()
+        rec.wait_ready(lambda: path.exists() and path.stat().st_size > 4000, 10, "not recording")
+        return rec
+
+    async def play(self, sink: str, wav: Path) -> None:
+        """``paplay`` the WAV into ``sink`` and wait until it has been played."""
+        proc = await asyncio.create_subprocess_exec(
+            "paplay", "-s", self.server, "-d", sink, str(wav), env=self.env(),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+
+
+def write_daemon_files(root: Path) -> Path:
+    """The daemon's script, its dirs, and the test HOME's .asoundrc; returns the script."""
+    for sub in ("home", "run"):
+        (root / sub).mkdir(mode=0o700)
+    script = root / "default.pa"
+    lines = [f"load-module module-native-protocol-unix socket={root / 'pulse.sock'}"]
+    lines += [f"load-module module-null-sink sink_name={name}" for name in SINKS]
+    script.write_text("\n".join(lines) + "\n")
+    (root / "home" / ".asoundrc").write_text(
+        "".join(
+            f'pcm.{pcm} {{\n    type pulse\n    device "{device}"\n'
+            f'    server "unix:{root / "pulse.sock"}"\n}}\n'
+            for pcm, device in PCMS.items()
+        )
+    )
+    return script
+
+
+@pytest.fixture
+def sound_server(tmp_path: Path) -> Iterator[SoundServer]:
+    root = tmp_path / "pulse"
+    root.mkdir()
+    script = write_daemon_files(root)
+    command = ["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1"]
+    command += ["--use-pid-file=no", "--realtime=no", "--high-priority=no", "--log-target=stderr"]
+    daemon = PeerProcess(
+        "pulseaudio", command, log_path=root / "pulseaudio.log", time_limit=600,
+        env={**os.environ, "HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(root / "run")},
+        child_name="pulseaudio",
+    )  # fmt: skip
+    server = SoundServer(root, daemon)
+    daemon.start()
+    try:
+        daemon.wait_ready(server.ready, 20, "the null sinks did not appear")
+        yield server
+    finally:
+        daemon.stop(grace=0, term_wait=3)
+
+
+class Phones:
+    """The two phones' process: one JSON line of device statistics per command."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, server: SoundServer, data: Path) -> tuple[Phones, dict[str, Any]]:
+        env = {**server.env(), "PYTHONPATH": str(ROOT / "src")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.audio.pulse_phones", str(data), str(BUFFER_MS),
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=open(data / "phones.log", "wb"),  # noqa: SIM115 - the child owns it
+        )  # fmt: skip
+        phones = cls(proc)
+        return phones, await phones.line()
+
+    async def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        text = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        assert text, "the phones' process ended (see phones.log)"
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    async def command(self, word: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{word}\n".encode())
+        await self.proc.stdin.drain()
+        return await self.line()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
+
+@pytest.fixture
+async def phones_factory(tmp_path: Path) -> AsyncIterator[list[Phones]]:
+    started: list[Phones] = []
+    yield started
+    for phones in started:
+        await phones.close()
+
+
+def speech(path: Path, text: str, tail: float = 1.0) -> Path:
+    """A spoken sentence with ``tail`` seconds of silence after it (time for it to arrive)."""
+    make_speech_wav(path, text)
+    samples, _ = read_wav(path)
+    return write_wav(path, fit_length(samples, samples.size + round(tail * RATE)))
+
+
+def edge_events(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Underruns and overruns of each of the four rings between two statistics lines."""
+    return {
+        f"{phone}.{side}.{kind}": after[phone][side][kind] - before[phone][side][kind]
+        for phone in ("a", "b")
+        for side in ("input", "output")
+        for kind in ("underruns", "overruns")
+    }
+
+
+async def test_speech_both_ways_through_pulseaudio_and_mute(
+    tmp_path: Path, sound_server: SoundServer, phones_factory: list[Phones]
+) -> None:
+    to_b = speech(tmp_path / "to_b.wav", "The quick brown fox jumps over the lazy dog.")
+    to_a = speech(tmp_path / "to_a.wav", "Please call me back after the meeting on Tuesday.")
+    rec_a = sound_server.recorder("spk_a", tmp_path / "heard_by_a.wav")
+    rec_b = sound_server.recorder("spk_b", tmp_path / "heard_by_b.wav")
+    phones, first = await Phones.start(sound_server, tmp_path)
+    phones_factory.append(phones)
+    assert first["connected"] and first["errors"] == []
+    await asyncio.gather(sound_server.play("mic_a", to_b), sound_server.play("mic_b", to_a))
+    rec_a.stop()
+    rec_b.stop()
+    spoken = await phones.command("stats")
+
+    heard_b = assert_audio_matches(to_b, tmp_path / "heard_by_b.wav", 0.8)
+    heard_a = assert_audio_matches(to_a, tmp_path / "heard_by_a.wav", 0.8)
+    # each side heard its own sentence, not the other one
+    assert align(read_wav(to_a)[0], read_wav(tmp_path / "heard_by_b.wav")[0]).correlation < 0.5
+    assert heard_a.received_rms > 300 and heard_b.received_rms > 300
+
+    muted = await phones.command("mute")
+    assert muted["a"]["input"]["muted"] and muted["b"]["input"]["muted"]
+    quiet_a = sound_server.recorder("spk_a", tmp_path / "muted_a.wav")
+    quiet_b = sound_server.recorder("spk_b", tmp_path / "muted_b.wav")
+    await asyncio.gather(sound_server.play("mic_a", to_b), sound_server.play("mic_b", to_a))
+    quiet_a.stop()
+    quiet_b.stop()
+    for wav in ("muted_a.wav", "muted_b.wav"):
+        samples, _ = read_wav(tmp_path / wav)
+        assert samples.size > 2 * RATE  # recorded the whole time the sentence played
+        assert int(np.max(np.abs(samples))) <= 64, f"{wav}: the muted sentence was heard"
+
+    last = await phones.command("hangup")
+    assert last["packets_received_b"] > 300
+    # from the call's first device block to the end of the speech: no ring ran dry or over
+    events = edge_events(first, spoken)
+    assert all(n <= 2 for n in events.values()), events
+    assert spoken["a"]["input"]["depth_ms"] <= BUFFER_MS
+
+
+async def test_sixty_seconds_without_drift(
+    tmp_path: Path, sound_server: SoundServer, phones_factory: list[Phones]
+) -> None:
+    """60 s of a speech-like signal from A's microphone to B's speaker: the start and the end of
+    it are the same distance apart in the recording as in what was played (no sample lost or
+    added on the way), and the device rings neither ran dry nor over."""
+    seconds = 60
+    signal, _ = read_wav(make_signal_wav(tmp_path / "long.wav", seed=15, seconds=seconds))
+    played = write_wav(tmp_path / "long.wav", fit_length(signal, signal.size + RATE))  # + 1 s
+    rec = sound_server.recorder("spk_b", tmp_path / "long_heard.wav")
+    phones, first = await Phones.start(sound_server, tmp_path)
+    phones_factory.append(phones)
+    assert first["connected"]
+    await sound_server.play("mic_a", played)
+    rec.stop()
+    end = await phones.command("hangup")
+
+    sent = signal
+    heard, _ = read_wav(tmp_path / "long_heard.wav")
+    assert_audio_matches(sent, heard, 0.8)
+    piece = 5 * RATE
+    start = align(sent[:piece], heard, piece)
+    finish = align(sent[-piece:], heard, piece)
+    assert start.correlation >= 0.8 and finish.correlation >= 0.8, (start, finish)
+    # how much later (or earlier) the end came than the start's timing predicts ...
+    slip = finish.lag - start.lag - (sent.size - piece)
+    # ... is what the rings on the way inserted (silence) minus what they dropped: no sample
+    # gained or lost anywhere else, no creeping clock difference
+    ends = (end["a"]["input"], first["a"]["input"], end["b"]["output"], first["b"]["output"])
+    net = sum(
+        sign * (stats["inserted_samples"] - stats["dropped_samples"])
+        for sign, stats in zip((1, -1, 1, -1), ends, strict=True)
+    )
+    assert abs(slip - net) <= 160, (
+        f"the end came {slip} samples off, the rings explain {net}: {json.dumps([first, end])}"
+    )
+    assert abs(slip) <= BUFFER_MS * RATE // 1000, slip
+
+    events = edge_events(first, end)
+    assert all(n <= 2 for n in events.values()), events
+    mic, mic0 = end["a"]["input"], first["a"]["input"]
+    captured = mic["samples_in"] - mic0["samples_in"]
+    assert captured >= seconds * mic["device_rate"]  # the microphone ran the whole time
+    # the device clock and the media clock agree: over the minute the two sides of the
+    # microphone's ring moved the same number of samples, within the ring's size
+    assert (
+        abs(captured - (mic["samples_out"] - mic0["samples_out"]))
+        <= mic["capacity_ms"] * mic["device_rate"] / 1000
+    )
