@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,11 +171,10 @@ async def test_softphone_in_tmux_calls_baresip_and_hangs_up(
 
 
 def recent_row(screen: str) -> str | None:
-    """The first row of the recent calls list, if any (its columns are sometimes drawn narrow,
-    the URI cut to "sip", so the row is matched by its start)."""
+    """The first row of the recent calls list, if it names the baresip peer."""
     lines = screen.splitlines()
-    head = next((i for i, line in enumerate(lines) if "who  when  how" in line), None)
+    head = next((i for i, line in enumerate(lines) if re.search(r"who\s+when\s+how", line)), None)
     if head is None or head + 1 >= len(lines):
         return None
     row = lines[head + 1].split("│")[1].strip()
-    return row if row.startswith(("sip", "→")) else None
+    return row if "sip:baresip@127.0.0.1" in row else None

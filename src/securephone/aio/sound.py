@@ -43,10 +43,11 @@ def call_format(call: Call) -> FrameFormat:
 
     def current() -> tuple[int, int]:
         channel = call.channel
-        media = channel.stream.negotiated if channel is not None else None
-        if channel is None or media is None:
+        codec = channel.stream.codec if channel is not None else None
+        if channel is None or codec is None:
             return narrowband()
-        return media.clock_rate, channel.stream.samples
+        # the codec's audio rate, not the RTP clock: G.722 is 16 kHz audio on an 8 kHz clock
+        return codec.sample_rate, channel.stream.samples
 
     return current
 
