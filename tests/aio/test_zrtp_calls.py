@@ -5,7 +5,6 @@ both caches so that the next call is "previously verified"."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from securephone.media.keying import KeysAgreed
 from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import Event
+from securephone.store import zrtpcache
 from securephone.store.config import MediaSettings, parse_config
 
 from ..helpers import await_until
@@ -72,6 +72,7 @@ async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
         security = call.summary()["security"]
         assert security["keying"] == "zrtp" and security["end_to_end"] is True
         assert security["path"]["sas"] == mine.details["sas"]
+        assert call.zrtp is not None and call.zrtp.sas == mine.details["sas"]
         await await_until(
             lambda: (call.summary()["media"]["srtp"] or {}).get("packets_unprotected", 0) > 20,
             5,
@@ -88,12 +89,12 @@ async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
         assert call.ending is CallEnding.HUNG_UP_HERE
         # the retained secret is the same on both sides, on disk
         caches = [
-            json.loads((tmp_path / name / "zrtp-cache.json").read_text())
+            zrtpcache.load_or_create(tmp_path / name / zrtpcache.CACHE_NAME)
             for name in ("alice", "bob")
         ]
-        (alice_peer,) = caches[0]["peers"].values()
-        (bob_peer,) = caches[1]["peers"].values()
-        assert alice_peer["rs1"] == bob_peer["rs1"] and alice_peer["rs1"]
+        (alice_peer,) = caches[0].peers.values()
+        (bob_peer,) = caches[1].peers.values()
+        assert alice_peer.rs1 == bob_peer.rs1 and alice_peer.rs1
         # the next call: both were confirmed, so it is "previously verified"
         call, their = await one_call(alice, bob)
         again, again_theirs = agreed(call), agreed(their)

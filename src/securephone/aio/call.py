@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from securephone.aio.media import MediaChannel
 from securephone.media.keying import KeyingEvent
 from securephone.media.negotiation import SdpMedia
+from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.sip.callsession import CallSession
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import Event
@@ -222,6 +223,12 @@ class Call:
     def reject_sas(self) -> None:
         """The SAS did not match: somebody may be in the middle; the peer is not verified."""
         self._control.confirm_sas(self, False)
+
+    @property
+    def zrtp(self) -> ZrtpKeying | None:
+        """The call's ZRTP agreement when it has one: ``call.zrtp.sas``, ``.sas_verified`` ..."""
+        path = self.sdp.path if self.sdp is not None else None
+        return path if isinstance(path, ZrtpKeying) else None
 
     @property
     def security(self) -> dict[str, Any]:

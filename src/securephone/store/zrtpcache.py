@@ -1,20 +1,29 @@
 """The ZRTP retained-secret cache on disk (RFC 6189 §4.9): our ZID and each peer's rs1/rs2.
 
-The core keeps the cache as data (``media.zrtp.cache``); this module reads it at start and writes
-it through the one atomic writer, mode 0600 (the secrets protect later calls).
+The core keeps the cache as data (``media.zrtp.cache``); this module keeps it in an SQLite
+database in the data directory (mode 0600: the secrets protect later calls). Every save replaces
+the peers in one transaction, so a crash leaves the old cache or the new one, never half of each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sqlite3
 from pathlib import Path
 
-from securephone.media.zrtp.cache import ZrtpCache, ZrtpCacheError, dump_cache, load_cache
-from securephone.store.files import atomic_write
+from securephone.media.zrtp.cache import PeerSecrets, ZrtpCache
 
 log = logging.getLogger(__name__)
 
-CACHE_NAME = "zrtp-cache.json"
+CACHE_NAME = "zrtp-cache.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity (one INTEGER PRIMARY KEY CHECK (one = 1), zid BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+    zid BLOB PRIMARY KEY, rs1 BLOB, rs2 BLOB, verified INTEGER NOT NULL, name TEXT
+);
+"""
 
 
 class ZrtpCacheFileError(Exception):
@@ -23,18 +32,17 @@ class ZrtpCacheFileError(Exception):
 
 def load_or_create(path: Path) -> ZrtpCache:
     """The cache at ``path``, or a new one with a fresh ZID (written at once)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         cache = ZrtpCache.new()
         save(path, cache)
         log.info("new ZRTP identity (ZID %s) in %s", cache.zid.hex(), path)
         return cache
-    except OSError as exc:
-        raise ZrtpCacheFileError(f"cannot read the ZRTP cache {path}: {exc}") from None
     try:
-        return load_cache(data)
-    except ZrtpCacheError as exc:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            (zid,) = db.execute("SELECT zid FROM identity").fetchone()
+            rows = db.execute("SELECT zid, rs1, rs2, verified, name FROM peers").fetchall()
+        return ZrtpCache(zid=_sized(zid, 12, "own ZID"), peers=dict(_peer(row) for row in rows))
+    except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ZrtpCacheFileError(
             f"the ZRTP cache {path} is damaged ({exc}); move it away to start a new identity "
             "(peers will then see a cache mismatch and must compare the SAS again)"
@@ -42,6 +50,27 @@ def load_or_create(path: Path) -> ZrtpCache:
 
 
 def save(path: Path, cache: ZrtpCache) -> None:
-    """Write the cache atomically, mode 0600."""
+    """Replace the stored cache with ``cache`` in one transaction; the file is 0600."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write(path, dump_cache(cache), mode=0o600)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    rows = [(zid, p.rs1, p.rs2, int(p.verified), p.name) for zid, p in sorted(cache.peers.items())]
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR REPLACE INTO identity (one, zid) VALUES (1, ?)", (cache.zid,))
+        db.execute("DELETE FROM peers")
+        db.executemany("INSERT INTO peers VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def _sized(value: object, length: int, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise ValueError(f"{what} is not {length} bytes")
+    return value
+
+
+def _peer(row: tuple[object, ...]) -> tuple[bytes, PeerSecrets]:
+    zid, rs1, rs2, verified, name = row
+    secrets = [None if s is None else _sized(s, 32, "a retained secret") for s in (rs1, rs2)]
+    if not isinstance(name, str | None):
+        raise ValueError("a peer name is not text")
+    return _sized(zid, 12, "a peer ZID"), PeerSecrets(secrets[0], secrets[1], bool(verified), name)

@@ -36,6 +36,11 @@ class ZrtpKeying:
         self._started = False
 
     @property
+    def sas(self) -> str | None:
+        """The short authentication string to read out, once the keys are agreed (RFC 6189 §7)."""
+        return self.secure.sas if self.secure is not None else None
+
+    @property
     def sdp_zrtp_hash(self) -> str:
         """Our ``a=zrtp-hash`` value (RFC 6189 §8.1)."""
         return self.session.sdp_zrtp_hash
