@@ -147,3 +147,51 @@ async def test_a_far_end_that_goes_silent_is_hung_up() -> None:
     finally:
         await alice.stop()
         await bob.stop()
+
+
+async def test_a_reinvite_to_plain_rtp_is_refused_with_an_alarm() -> None:
+    """A peer that re-INVITEs an SRTP call to plain RTP: 488, the call stays keyed, and the refusal
+    reaches listeners and the call as a SecurityAlarm."""
+    from securephone.media.negotiation import SrtpPolicy
+    from securephone.sip.events import SecurityAlarm
+
+    def keyed(**calls: Any) -> Any:
+        return parse_config(
+            {
+                "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+                "media": {
+                    "port_min": 49000,
+                    "port_max": 49999,
+                    "srtp": "mandatory",
+                    "keying": ["sdes"],
+                    "allow_sdes_over_plaintext": True,
+                },
+                "calls": calls,
+            }
+        )
+
+    alice, bob = Phone(keyed()), Phone(keyed(auto_answer=True))
+    alarms: list[SecurityAlarm] = []
+    bob.add_listener(lambda e: alarms.append(e) if isinstance(e, SecurityAlarm) else None)
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(uri(bob))
+        await call.wait_for(CallState.CONNECTED, timeout=5)
+        their: Call = next(iter(bob.calls.values()))
+        assert their.channel is not None and their.channel.stream.srtp is not None
+        assert call.sdp is not None
+        call.sdp.srtp = SrtpPolicy(mode="off")  # alice turns hostile: her next offer has no keys
+        call.hold()
+        await until(lambda: bool(alarms))
+        assert alarms[0].call_id == their.key and "downgrade refused" in alarms[0].text
+        assert any(isinstance(e, SecurityAlarm) for e in their.events)
+        assert their.state is CallState.CONNECTED and their.channel.stream.srtp is not None
+        assert their.security["alarms"] and not their.remote_hold  # the hold was refused too
+        before = their.summary()["media"]["srtp"]["packets_unprotected"]
+        await until(lambda: their.summary()["media"]["srtp"]["packets_unprotected"] > before + 10)
+        call.hangup()
+        await their.wait_ended(5)
+    finally:
+        await alice.stop()
+        await bob.stop()

@@ -92,3 +92,21 @@ def test_optional_mode_refuses_a_reoffer_that_would_drop_srtp() -> None:
     assert refused.value.status == 488 and refused.value.security
     assert callee.keying is not None  # the call goes on as it was
     assert callee.alarms and "downgrade refused" in callee.alarms[0]
+
+
+def test_a_reoffer_with_a_weaker_suite_is_refused() -> None:
+    """An 80-bit-tag call asked to go on with a 32-bit tag: 488 and an alarm."""
+    strong = ("AES_CM_128_HMAC_SHA1_80",)
+    weak = ("AES_CM_128_HMAC_SHA1_32",)
+
+    def sdes(port: int, suites: tuple[str, ...]) -> SdpMedia:
+        policy = SrtpPolicy(mode="mandatory", suites=suites, secure_signalling=True)
+        return SdpMedia(MediaCapabilities(), port, policy)
+
+    callee = sdes(40002, strong + weak)
+    callee.receive_offer(sdes(40000, strong).create_offer(False), False)
+    assert callee.keying is not None and callee.keying.suite == strong[0]
+    with pytest.raises(MediaError) as refused:
+        callee.receive_offer(sdes(40000, weak).create_offer(False), False)
+    assert refused.value.security and "weaken" in str(refused.value)
+    assert callee.keying.suite == strong[0] and callee.alarms

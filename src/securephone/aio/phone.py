@@ -53,6 +53,7 @@ from securephone.sip.events import (
     RegistrationChanged,
     RequestCompleted,
     RequestFailed,
+    SecurityAlarm,
 )
 from securephone.sip.locate import LocateError, NoServerFound
 from securephone.sip.message import Request, Response
@@ -503,14 +504,17 @@ class Phone:
             self._resolve(event)
         elif isinstance(event, IncomingCall):
             self._incoming(event)
-        elif isinstance(event, CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived):
+        elif isinstance(
+            event, CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived | SecurityAlarm
+        ):
             self._call_event(event)
         for listener in list(self._listeners):
             listener(event)
 
     # -- calls -------------------------------------------------------------------------------------
     def _call_event(
-        self, event: CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived
+        self,
+        event: CallStateChanged | CallMediaUpdated | HoldChanged | InfoReceived | SecurityAlarm,
     ) -> None:
         call = self.calls.get(event.call_id)
         if call is None:

@@ -16,6 +16,7 @@ from securephone.media.dtls.keying import DtlsKeying
 from securephone.media.dtls.profiles import profiles_for_suites
 from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
+from securephone.media.suites import SUITES
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.media.zrtp.session import ZrtpConfig
@@ -249,9 +250,15 @@ class SdpMedia:
             # mandatory SRTP against an offer with no usable keys is a security refusal
             mandatory = self.srtp.mode == "mandatory" and exc.status_hint == 488
             security = mandatory and not self._offer_keyed(body)
+            if security and self.keying is not None:  # a keyed call asked to go without keys
+                self._downgrade(f"a re-offer without usable SRTP keys ({exc})")
             raise MediaError(str(exc), exc.status_hint, security=security) from None
         if self.keying is not None and keying is None:
             self._downgrade("a re-offer without SRTP keys would make the call plain RTP")
+        if self.keying is not None and keying is not None and _weaker(keying, self.keying):
+            self._downgrade(
+                f"a re-offer would weaken SRTP from {self.keying.suite} to {keying.suite}"
+            )
         self.remote, self.local, self.negotiated = offer, answer, negotiated
         self._keyed(keying, "the offer carried no usable a=crypto line")
         return answer.to_bytes()
@@ -525,6 +532,12 @@ def _answer_setup(offered: sdp_dtls.Setup) -> sdp_dtls.Setup:
     if offered is sdp_dtls.Setup.ACTPASS:
         return DTLS_ANSWER_TO_ACTPASS
     return sdp_dtls.answer_setup(offered)
+
+
+def _weaker(new: SdesChoice, old: SdesChoice) -> bool:
+    """A suite with a shorter key or a shorter authentication tag than the call has now."""
+    a, b = SUITES[new.suite], SUITES[old.suite]
+    return a.key_length < b.key_length or a.rtp_tag_length < b.rtp_tag_length
 
 
 def _audio(sdp: SessionDescription) -> MediaDescription | None:

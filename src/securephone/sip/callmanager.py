@@ -26,6 +26,7 @@ from securephone.sip.events import (
     IncomingCall,
     InfoReceived,
     RequestReceived,
+    SecurityAlarm,
 )
 from securephone.sip.headers import NameAddr
 from securephone.sip.loglimit import LogLimiter
@@ -602,6 +603,8 @@ class CallManager:
             response = make_response(request, exc.status)
             response.headers.add("Warning", f'304 securephone "{_quoted_text(str(exc))}"')
             self._respond(tx, response, now)  # the call goes on as before (§14.2)
+            if exc.security:
+                self.events.append(SecurityAlarm(call.key, str(exc)))
             return
         if not body:
             body = call.media.create_offer(call.local_hold)

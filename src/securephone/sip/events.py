@@ -145,3 +145,12 @@ class InfoReceived(Event):
 
     call_id: str
     request: Request
+
+
+@dataclass(frozen=True)
+class SecurityAlarm(Event):
+    """Something tried to lower a call's security and was refused (e.g. a re-INVITE to plain RTP,
+    a weaker suite, SDES keys instead of an end-to-end agreement): users must see it."""
+
+    call_id: str
+    text: str
