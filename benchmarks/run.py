@@ -31,6 +31,7 @@ if __name__ == "__main__":
         "zrtp.py",
         "dtls.py",
         "call_setup.py",
+        "parser.py",
     ):
         print(f"== {name} ==", flush=True)
         sys.argv = [str(HERE / name), *arguments(name)]
