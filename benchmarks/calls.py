@@ -130,7 +130,8 @@ def run(levels: list[int], seconds: float) -> list[Row]:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     rows = []
-    for srtp in (False, True):
+    modes = os.environ.get("BENCH_MEDIA", "rtp srtp").split()  # e.g. "srtp" for one mode only
+    for srtp in [mode == "srtp" for mode in ("rtp", "srtp") if mode in modes]:
         for calls in levels:
             rows.append(_level(calls, seconds, srtp))
     return rows
