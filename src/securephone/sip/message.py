@@ -313,6 +313,9 @@ def _parse_vias(headers: Headers) -> tuple[Via, ...]:
 
 
 def _parse_top_via(headers: Headers) -> Via:
+    vias = headers._parsed.get("Via")  # every Via, parsed by validation: no second parse
+    if vias:
+        return cast(tuple[Via, ...], vias)[0]
     return Via.parse_list(_required(headers, "Via"))[0]
 
 
