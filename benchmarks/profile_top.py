@@ -48,10 +48,11 @@ def main() -> None:
     path, limit = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 20
     samples, own, total = summarize(path)
     print(f"{samples} samples")
-    print("| self % | total % | function |")
-    print("|---|---|---|")
+    print("| self samples | total samples | self % | total % | function |")
+    print("|---|---|---|---|---|")
     for name, count in own.most_common(limit):
-        print(f"| {100 * count / samples:.1f} | {100 * total[name] / samples:.1f} | `{name}` |")
+        share, inclusive = 100 * count / samples, 100 * total[name] / samples
+        print(f"| {count} | {total[name]} | {share:.1f} | {inclusive:.1f} | `{name}` |")
 
 
 if __name__ == "__main__":
