@@ -7,6 +7,10 @@ shows, over the measured window only, the caller's CPU per call-second of media 
 packet sent or received, packets sent against packets due (calls x window / 20 ms), packets
 lost, and how late packets left against their schedule (p50/p99). Every port (SIP and media) is
 taken from the configured ranges. Numbers are printed, never asserted.
+
+Knobs: call levels as the first argument (``1,10,50,100``), ``BENCH_SECONDS`` (window),
+``BENCH_MEDIA`` (``rtp``, ``srtp`` or both), ``BENCH_BASELINE=<git revision>`` (that revision's
+phones measured in the same run, one table per tree).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from common import free_port_in, print_table
+from common import free_port_in, print_table, source_trees
 
 from securephone.aio.phone import Phone
 from securephone.audio.sources import ToneSource
@@ -130,7 +134,8 @@ def run(levels: list[int], seconds: float) -> list[Row]:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     rows = []
-    for srtp in (False, True):
+    modes = os.environ.get("BENCH_MEDIA", "rtp srtp").split()  # e.g. "srtp" for one mode only
+    for srtp in [mode == "srtp" for mode in ("rtp", "srtp") if mode in modes]:
         for calls in levels:
             rows.append(_level(calls, seconds, srtp))
     return rows
@@ -158,10 +163,10 @@ def _level(calls: int, seconds: float, srtp: bool) -> Row:
             answer.wait()
 
 
-def print_rows(rows: list[Row]) -> None:
+def print_rows(rows: list[Row], tree: str = "") -> None:
     print_table(
         "G.711 calls carried by one phone process on one core "
-        "(20 ms frames; SRTP: AEAD_AES_128_GCM; window only)",
+        f"(20 ms frames; SRTP: AEAD_AES_128_GCM; window only){tree}",
         ["media", "calls", "up", "CPU ms/call-s", "CPU us/pkt", "pkts sent", "pkts due",
          "pkts recv", "lost", "late p50 ms", "late p99 ms"],
         [[("SRTP" if r.srtp else "RTP"), r.calls, r.connected, r.cpu_per_call_second_ms,
@@ -170,8 +175,25 @@ def print_rows(rows: list[Row]) -> None:
     )  # fmt: skip
 
 
+def tree_rows(src: Path, levels: list[int]) -> list[Row]:
+    """The rows of another source tree (both phones run from it), measured in a child process."""
+    env = {**os.environ, "PYTHONPATH": str(src), "BENCH_BASELINE": "", "BENCH_CALLS_JSON": "1"}
+    out = subprocess.run(
+        [sys.executable, __file__, ",".join(map(str, levels))],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [Row(**row) for row in json.loads(out)]
+
+
 if __name__ == "__main__":
     levels = [
         int(x) for x in (sys.argv[1].split(",") if len(sys.argv) > 1 else ["1", "10", "50", "100"])
     ]
-    print_rows(run(levels, float(os.environ.get("BENCH_SECONDS", "10"))))
+    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
+    if os.environ.get("BENCH_CALLS_JSON"):
+        print(json.dumps([asdict(row) for row in run(levels, seconds)]))
+    elif os.environ.get("BENCH_BASELINE", "").strip():  # before/after, same run (common.py)
+        for name, src in source_trees():
+            print_rows(tree_rows(src, levels), f", tree {name}")
+    else:
+        print_rows(run(levels, seconds))

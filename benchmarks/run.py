@@ -33,6 +33,7 @@ if __name__ == "__main__":
         "call_setup.py",
         "codecs.py",
         "hd_voice.py",
+        "parser.py",
     ):
         print(f"== {name} ==", flush=True)
         sys.argv = [str(HERE / name), *arguments(name)]

@@ -615,3 +615,21 @@ def test_rekey_keeping_the_peers_key_keeps_the_replay_window() -> None:
     receiver.rekey(suite, generate_key(suite), new_theirs)
     assert receiver.unprotect(sender.protect(rtp(5))) is None
     assert receiver.unprotect(SrtpContext(suite, new_theirs, ours).protect(rtp(6))) is not None
+
+
+def test_per_packet_calls_give_pylibsrtp_s_own_results() -> None:
+    """The direct libsrtp calls (media/srtp.py ``_direct``) against pylibsrtp's methods."""
+    import pylibsrtp
+
+    from securephone.media.srtp import _policy, _suite
+
+    suite = _suite("AES_CM_128_HMAC_SHA1_80")
+    key = bytes(range(30))
+    ours = SrtpContext(suite.name, key, key)
+    public = pylibsrtp.Session(_policy(suite, key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    for seq in range(3):
+        assert ours.protect(rtp(seq)) == public.protect(rtp(seq))
+    assert ours.protect_rtcp(rtcp()) == public.protect_rtcp(rtcp())
+    with pytest.raises(SrtpError, match="too long"):
+        ours.protect(rtp(9, payload=bytes(1500)))
+    assert ours.unprotect(bytes(1600)) is None and ours.errors == 1

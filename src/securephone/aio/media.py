@@ -2,18 +2,28 @@
 
 Each call keeps its own send grid: packet n is due at ``start + n * ptime``, so the schedule
 never drifts however late one tick runs. The ticks of every call on the loop come from one
-shared :class:`~securephone.aio.mediaclock.MediaClock` (one timer, not one per call). Reads
-are small (≤ 2 KiB) and batched.
+shared :class:`~securephone.aio.mediaclock.MediaClock` (one timer, not one per call).
+
+Reads are batched into the same tick: each packet time a call first drains its RTP socket
+(≤ 32 datagrams of ≤ 2 KiB), then plays out and sends, so the event loop is not woken once per
+received packet. Each datagram keeps its real arrival time from the kernel (``SO_TIMESTAMPNS``,
+where the platform has it) for the jitter and delay figures. While a media-path keying (ZRTP,
+DTLS-SRTP) has not agreed keys yet, and always for a non-muxed RTCP socket, the socket has its
+own reader instead, so handshakes and reports are handled as soon as they arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import random
 import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -29,6 +39,34 @@ log = logging.getLogger(__name__)
 
 RTP_READ_SIZE = 2048
 READ_BATCH = 32
+# Linux's SO_TIMESTAMPNS (asm-generic value; alpha, parisc and sparc number it otherwise).
+_GENERIC_LINUX = sys.platform == "linux" and not platform.machine().startswith(
+    ("alpha", "parisc", "sparc")
+)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if _GENERIC_LINUX else 0)
+_ANCILLARY_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
+_TIMESPEC = struct.Struct("@qq")
+
+
+def enable_arrival_times(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each datagram's arrival (Linux ``SO_TIMESTAMPNS``); False if not."""
+    if not SO_TIMESTAMPNS or not _ANCILLARY_SIZE:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def arrival_time(ancillary: list[tuple[int, int, bytes]], offset: float, now: float) -> float:
+    """A datagram's arrival on the loop's clock, from its ``SO_TIMESTAMPNS`` stamp (wall clock
+    minus ``offset`` = wall clock - loop clock); ``now`` when there is none. Never after ``now``."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = cast(tuple[int, int], _TIMESPEC.unpack_from(data))
+            return min(now, seconds + nanoseconds * 1e-9 - offset)
+    return now
 
 
 class PortRangeExhausted(OSError):
@@ -129,6 +167,8 @@ class MediaChannel:
         self._start = 0.0
         self._tick = 0
         self._media_clock: MediaClock | None = None
+        self._rtp_reader = False  # the RTP socket has its own reader (keying under way)
+        self._stamped = False  # datagrams carry kernel arrival times
         self._source_done = False
         self._format: tuple[int, int] | None = None  # (rate, frame) the source and sink were set to
         self.closed = False
@@ -150,8 +190,9 @@ class MediaChannel:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
-        loop.add_reader(self.rtp.fileno(), self._readable, self.rtp)
+        self._stamped = enable_arrival_times(self.rtp) and enable_arrival_times(self.rtcp)
         loop.add_reader(self.rtcp.fileno(), self._readable, self.rtcp)
+        self._update_rtp_reader()
         self._start = self._media_since = loop.time()
         if self.stream.keying is not None:
             self.stream.keying.start(self._start)
@@ -186,6 +227,9 @@ class MediaChannel:
             return None
         scheduled = self._start + self._tick * self._ptime()
         now = loop.time()
+        if not self._rtp_reader:
+            self._read(self.rtp, now)
+        self._update_rtp_reader()
         self._drive_keying(now)
         self._fit_audio()
         self._send_frame(scheduled, now)
@@ -243,24 +287,52 @@ class MediaChannel:
         except OSError as exc:
             log.debug("RTCP send failed: %s", exc)
 
+    def _keying_under_way(self) -> bool:
+        return self.stream.keying is not None and self.stream.srtp is None
+
+    def _update_rtp_reader(self) -> None:
+        """Own reader for the RTP socket while a path keying runs; else reads in the tick."""
+        loop = self._loop
+        want = self._keying_under_way()
+        if loop is None or want == self._rtp_reader:
+            return
+        if want:
+            loop.add_reader(self.rtp.fileno(), self._readable, self.rtp)
+        else:
+            loop.remove_reader(self.rtp.fileno())
+        self._rtp_reader = want
+
     def _readable(self, sock: socket.socket) -> None:
         loop = self._loop
         assert loop is not None
+        now = loop.time()
+        self._read(sock, now)
+        self._drive_keying(now)
+
+    def _read(self, sock: socket.socket, now: float) -> None:
+        """Every waiting datagram (up to READ_BATCH) into the stream, then symmetric latching."""
+        receive, on_digit, stamped = self.stream.receive, self.on_digit, self._stamped
+        offset = time.time() - now if stamped else 0.0
         for _ in range(READ_BATCH):
             try:
-                data, source = sock.recvfrom(RTP_READ_SIZE)
+                if stamped:
+                    data, ancillary, _flags, source = sock.recvmsg(RTP_READ_SIZE, _ANCILLARY_SIZE)
+                    arrival = arrival_time(ancillary, offset, now)
+                else:
+                    data, source = sock.recvfrom(RTP_READ_SIZE)
+                    arrival = now
             except OSError:  # nothing more to read (or an ICMP error reported on the socket)
                 break
-            for digit in self.stream.receive(data, source[:2], loop.time()):
-                if self.on_digit is not None:
-                    self.on_digit(digit)
+            digits = receive(data, (source[0], source[1]), arrival)
+            if digits and on_digit is not None:
+                for digit in digits:
+                    on_digit(digit)
         latched = self.stream.latched
         if latched is not None and latched != self.remote:
             log.info("media from %s: sending there from now on (symmetric RTP)", latched)
             self.remote = latched
             if self.stream.negotiated is not None and self.stream.negotiated.rtcp_mux:
                 self.remote_rtcp = latched
-        self._drive_keying(loop.time())
 
     def _sendto(self, sock: socket.socket, data: bytes, address: tuple[str, int]) -> None:
         try:
@@ -282,7 +354,8 @@ class MediaChannel:
                 self._send_rtcp(self._loop.time(), bye=True)
             if self._media_clock is not None:
                 self._media_clock.remove(self)
-            self._loop.remove_reader(self.rtp.fileno())
+            if self._rtp_reader:
+                self._loop.remove_reader(self.rtp.fileno())
             self._loop.remove_reader(self.rtcp.fileno())
         self.rtp.close()
         self.rtcp.close()

@@ -45,12 +45,18 @@ _RANGES: tuple[tuple[int, int, PacketKind], ...] = (
 )
 
 
+# The kind of every first-byte value, looked up once per datagram instead of a range scan.
+_BY_FIRST_BYTE: tuple[PacketKind, ...] = tuple(
+    next((k for low, high, k in _RANGES if low <= first <= high), PacketKind.UNKNOWN)
+    for first in range(256)
+)
+
+
 def classify(datagram: bytes | bytearray | memoryview) -> PacketKind:
     """The kind of one datagram (RFC 7983 §7; RTP vs RTCP by RFC 5761 §4)."""
     if not datagram:
         return PacketKind.UNKNOWN
-    first = datagram[0]
-    kind = next((k for low, high, k in _RANGES if low <= first <= high), PacketKind.UNKNOWN)
+    kind = _BY_FIRST_BYTE[datagram[0]]
     if kind is PacketKind.RTP and is_rtcp(datagram):
         return PacketKind.RTCP
     return kind

@@ -550,6 +550,8 @@ class MediaStream:
 
 def _same_host(a: str, b: str) -> bool:
     """True when two address literals name the same IP (``::1`` and ``0::1`` do); else equal text."""
+    if a == b:  # the usual case, every packet: no address parsing
+        return True
     try:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:

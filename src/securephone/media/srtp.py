@@ -40,6 +40,12 @@ from typing import Literal, TypedDict
 
 import pylibsrtp
 
+try:  # libsrtp's own calls, used directly on the per-packet path (see _direct)
+    from pylibsrtp._binding import ffi as _ffi
+    from pylibsrtp._binding import lib as _lib
+except ImportError:  # pragma: no cover - another pylibsrtp layout: its public methods serve
+    _ffi = _lib = None
+
 from securephone.errors import CryptoAttributeError, SrtpError
 from securephone.media.suites import DEFAULT_SUITES, SUITES, SrtpSuite
 from securephone.sdp import crypto
@@ -355,6 +361,7 @@ class SrtpContext:
         self._rx = pylibsrtp.Session(
             _policy(self.suite, self._remote_key, _Policy.SSRC_ANY_INBOUND)
         )
+        self._bind()
         self.allow_key_export = allow_key_export
         self.local_ssrc: int | None = None
         self.remote_ssrc: int | None = None
@@ -388,6 +395,14 @@ class SrtpContext:
             self._rx = pylibsrtp.Session(_policy(new_suite, remote, _Policy.SSRC_ANY_INBOUND))
             self._remote_key = remote
         self.suite = new_suite
+        self._bind()
+
+    def _bind(self) -> None:
+        """The per-packet calls of the current sessions (after creation and every rekey)."""
+        self._tx_protect = _direct(self._tx, "protect")
+        self._tx_protect_rtcp = _direct(self._tx, "protect_rtcp")
+        self._rx_unprotect = _direct(self._rx, "unprotect")
+        self._rx_unprotect_rtcp = _direct(self._rx, "unprotect_rtcp")
 
     def __repr__(self) -> str:
         return (
@@ -399,14 +414,14 @@ class SrtpContext:
     # -- outbound ------------------------------------------------------------------------------
     def protect(self, rtp: Packet) -> bytes:
         """RTP → SRTP (RFC 3711 §3.3); SrtpError for a packet libsrtp cannot take (a local bug)."""
-        srtp = _protect(self._tx.protect, rtp)
+        srtp = _protect(self._tx_protect, rtp)
         self.protected += 1
         self.local_ssrc = int.from_bytes(rtp[8:12], "big")
         return srtp
 
     def protect_rtcp(self, rtcp: Packet) -> bytes:
         """Compound RTCP → SRTCP with E flag and index (RFC 3711 §3.4)."""
-        srtcp = _protect(self._tx.protect_rtcp, rtcp)
+        srtcp = _protect(self._tx_protect_rtcp, rtcp)
         self.rtcp_protected += 1
         self.local_ssrc = int.from_bytes(rtcp[4:8], "big")
         return srtcp
@@ -414,7 +429,7 @@ class SrtpContext:
     # -- inbound -------------------------------------------------------------------------------
     def unprotect(self, srtp: Packet) -> bytes | None:
         """SRTP → RTP, or None if it fails authentication, replay or parsing (counted)."""
-        rtp = self._unprotect(self._rx.unprotect, srtp)
+        rtp = self._unprotect(self._rx_unprotect, srtp)
         if rtp is not None:
             self.unprotected += 1
             self.remote_ssrc = int.from_bytes(rtp[8:12], "big")
@@ -422,7 +437,7 @@ class SrtpContext:
 
     def unprotect_rtcp(self, srtcp: Packet) -> bytes | None:
         """SRTCP → RTCP, or None if it fails authentication, replay or parsing (counted)."""
-        rtcp = self._unprotect(self._rx.unprotect_rtcp, srtcp)
+        rtcp = self._unprotect(self._rx_unprotect_rtcp, srtcp)
         if rtcp is not None:
             self.rtcp_unprotected += 1
             self.remote_ssrc = int.from_bytes(rtcp[4:8], "big")
@@ -475,6 +490,43 @@ class SrtpContext:
     ) -> KeyExport:
         key_b64 = base64.b64encode(key).decode("ascii")
         return {"suite": self.suite.name, "key_b64": key_b64, "direction": direction, "ssrc": ssrc}
+
+
+_Process = Callable[[bytes], bytes]
+_TRAILER = {"protect": 16 + 128, "protect_rtcp": 4 + 16 + 128, "unprotect": 0, "unprotect_rtcp": 0}
+
+
+def _direct(session: pylibsrtp.Session, method: str) -> _Process:
+    """``session.<method>`` as one libsrtp call on the session's own buffer.
+
+    pylibsrtp's method allocates a length cell and checks types on every packet; here the cell
+    is allocated once. Same checks (the 1500-byte buffer less the trailer), same errors
+    (``pylibsrtp.Error`` with libsrtp's status text), same two copies (into libsrtp's buffer,
+    out as ``bytes``). Falls back to the public method when pylibsrtp is laid out otherwise.
+    """
+    public: _Process = getattr(session, method)
+    try:
+        context = session._srtp[0]
+        cdata, buffer = session._cdata, session._buffer
+        call = getattr(_lib, f"srtp_{method}")
+        length = _ffi.new("int *")
+        room = len(cdata) - _TRAILER[method]
+        errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
+    except (AttributeError, TypeError, KeyError):  # pragma: no cover - other pylibsrtp
+        return public
+
+    def process(data: bytes, _keep: pylibsrtp.Session = session) -> bytes:
+        size = len(data)
+        if size > room:
+            raise ValueError("packet is too long")
+        buffer[0:size] = data
+        length[0] = size
+        status = call(context, cdata, length)
+        if status:
+            raise error(errors[status])
+        return bytes(buffer[0 : length[0]])
+
+    return process
 
 
 def _protect(func: Callable[[bytes], bytes], data: Packet) -> bytes:

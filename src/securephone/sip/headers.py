@@ -39,6 +39,15 @@ _NEEDS_ESCAPE_RE = re.compile(r'[\\"\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 _PARAM_RE = re.compile(
     rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*(?:({_GEN_VALUE})|\"({_QUOTED_BODY})\"))?"
 )
+# Parameters without white space or quotes, matched whole and then only split (a fast path
+# giving the same result as the general loop below).
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{TOKEN}(?:={_GEN_VALUE})?)*")
+# The common name-addr in one match: optional quoted display name without escapes, or
+# display tokens, then <URI> and simple parameters.
+_SIMPLE_NAME_ADDR_RE = re.compile(
+    r'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"[ \t]*|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
+    rf"<([^>]*)>((?:;{TOKEN}(?:={_GEN_VALUE})?)*)"
+)
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _ADDR_SPEC_RE = re.compile(r"[^ \t;]+")
 _LIST_ITEM_RE = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?$)|<[^>]*>?|[^,"<]+|,', re.S)
@@ -245,6 +254,14 @@ def quote_string(text: str) -> str:
 
 def parse_params(text: str) -> Params:
     """``*( SEMI generic-param )`` (RFC 3261 §25.1): names lower-cased, quoted values unquoted."""
+    text = text.rstrip(" \t")
+    if _SIMPLE_PARAMS_RE.fullmatch(text):
+        return _split_params(text)
+    return parse_params_general(text)
+
+
+def parse_params_general(text: str) -> Params:
+    """The general loop of :func:`parse_params` (white space, quoted values)."""
     params: list[tuple[str, str | None]] = []
     text = text.rstrip(" \t")
     pos = 0
@@ -256,6 +273,17 @@ def parse_params(text: str) -> Params:
         value = match[2] if quoted is None else unquote_string(quoted)
         params.append((match[1].lower(), value))
         pos = match.end()
+    return tuple(params)
+
+
+def _split_params(text: str) -> Params:
+    """Parameters already matched by ``_SIMPLE_PARAMS_RE``: split on ';' and '=' only."""
+    if not text:
+        return ()
+    params: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, equals, value = item.partition("=")
+        params.append((name.lower(), value if equals else None))
     return tuple(params)
 
 
@@ -387,6 +415,16 @@ class NameAddr:
 
 @lru_cache(maxsize=512)
 def _parse_name_addr(text: str) -> NameAddr:
+    text = text.strip(" \t")
+    simple = _SIMPLE_NAME_ADDR_RE.fullmatch(text)
+    if simple is not None:
+        display = simple[1] if simple[2] is None else (" ".join(simple[2].split()) or None)
+        return NameAddr(parse_uri(simple[3]), display, _split_params(simple[4]))
+    return parse_name_addr_general(text)
+
+
+def parse_name_addr_general(text: str) -> NameAddr:
+    """The general name-addr parse (escaped display names, addr-spec, ``*``); see ``parse``."""
     text = text.strip(" \t")
     if text == "*":
         return NameAddr(WILDCARD_URI, is_wildcard=True)

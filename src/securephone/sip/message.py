@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeAlias
+from functools import lru_cache
+from typing import TypeAlias, TypeVar, cast
 
 from securephone.errors import LocalProtocolError, RemoteProtocolError
 
@@ -49,6 +50,7 @@ _KEEPALIVE_RE = re.compile(rb"[\r\n]+")
 _ESSENTIAL = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
 _RESPONSE_COPIED = frozenset({"Via", "From", "To", "Call-ID", "CSeq"})
+_T = TypeVar("_T")
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -146,21 +148,29 @@ def default_reason(status: int) -> str:
 class Headers:
     """Ordered multimap; lookups are case-insensitive and compact-form aware (RFC 3261 §7.3).
 
-    Names are stored in canonical form; values exactly as received (unfolded, trimmed).
+    Names are stored in canonical form; values exactly as received (unfolded, trimmed). Besides
+    the ordered lines, the values are indexed by name (built once, on the first look-up) and each
+    header value the message accessors parse is kept until the headers change, so a received
+    message parses every header at most once (validation and accessors share the result).
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items", "_parsed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] | None = None
+        self._parsed: dict[str, object] = {}
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _trusted(cls, items: list[tuple[str, str]]) -> Headers:
+    def _trusted(
+        cls, items: list[tuple[str, str]], index: dict[str, list[str]] | None = None
+    ) -> Headers:
         """Build from parser output whose names and values were already checked."""
         headers = cls()
         headers._items = items
+        headers._index = index
         return headers
 
     @staticmethod
@@ -171,18 +181,32 @@ class Headers:
             raise LocalProtocolError(f"header value contains CR/LF: {value!r}")
         return canonical_name(name), value.strip(" \t")
 
+    def _lines(self) -> dict[str, list[str]]:
+        """Values by canonical name, in order (rebuilt after a change that reorders lines)."""
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                lines = index.get(name)
+                if lines is None:
+                    index[name] = [value]
+                else:
+                    lines.append(value)
+            self._index = index
+        return index
+
+    def _changed(self) -> None:
+        self._index = None
+        self._parsed.clear()
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header line of that name."""
-        key = canonical_name(name)
-        for item_name, value in self._items:
-            if item_name == key:
-                return value
-        return default
+        lines = self._lines().get(canonical_name(name))
+        return lines[0] if lines else default
 
     def get_lines(self, name: str) -> list[str]:
         """Every header line's value, never split on commas."""
-        key = canonical_name(name)
-        return [value for item_name, value in self._items if item_name == key]
+        return list(self._lines().get(canonical_name(name), ()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value; comma lists split for list headers (RFC 3261 §7.3.1), empties dropped."""
@@ -193,23 +217,29 @@ class Headers:
 
     def count(self, name: str) -> int:
         """Number of header lines of that name."""
-        key = canonical_name(name)
-        return sum(1 for item_name, _ in self._items if item_name == key)
+        return len(self._lines().get(canonical_name(name), ()))
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        self._items.append(self._checked(name, value))
+        item = self._checked(name, value)
+        self._items.append(item)
+        if self._index is not None:
+            self._index.setdefault(item[0], []).append(item[1])
+        if self._parsed:
+            self._parsed.clear()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert before the first line of that name, or at the top (Via, Record-Route)."""
         item = self._checked(name, value)
-        index = self._index(item[0])
+        index = self._position(item[0])
         self._items.insert(0 if index is None else index, item)
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of that name by one, at the position of the first (or append)."""
         item = self._checked(name, value)
-        index = self._index(item[0])
+        index = self._position(item[0])
+        self._changed()
         if index is None:
             self._items.append(item)
             return
@@ -221,19 +251,29 @@ class Headers:
         """Remove every line of that name."""
         key = canonical_name(name)
         self._items = [item for item in self._items if item[0] != key]
+        self._changed()
 
     def copy(self) -> Headers:
         """An independent copy."""
         return Headers._trusted(list(self._items))
 
-    def _index(self, key: str) -> int | None:
+    def _position(self, key: str) -> int | None:
         for index, (item_name, _) in enumerate(self._items):
             if item_name == key:
                 return index
         return None
 
+    def _cached(self, key: str, parse: Callable[[Headers], _T]) -> _T:
+        """``parse(self)``, computed once until the headers change (errors are not kept)."""
+        parsed = self._parsed
+        if key in parsed:
+            return cast(_T, parsed[key])
+        value = parse(self)
+        parsed[key] = value
+        return value
+
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._index(canonical_name(name)) is not None
+        return isinstance(name, str) and canonical_name(name) in self._lines()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._items))
@@ -248,6 +288,83 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
+
+
+def _required(headers: Headers, name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        raise _error(f"missing {name} header")
+    return value
+
+
+def _parse_call_id(headers: Headers) -> str:
+    value = _required(headers, "Call-ID")
+    if not _CALL_ID_RE.fullmatch(value):
+        raise _error(f"bad Call-ID {value[:60]!r}")
+    return value
+
+
+def _parse_cseq(headers: Headers) -> CSeq:
+    return CSeq.parse(_required(headers, "CSeq"))
+
+
+def _parse_vias(headers: Headers) -> tuple[Via, ...]:
+    return tuple(via for line in headers.get_lines("Via") for via in Via.parse_list(line))
+
+
+def _parse_top_via(headers: Headers) -> Via:
+    vias = headers._parsed.get("Via")  # every Via, parsed by validation: no second parse
+    if vias:
+        return cast(tuple[Via, ...], vias)[0]
+    return Via.parse_list(_required(headers, "Via"))[0]
+
+
+def _parse_from(headers: Headers) -> NameAddr:
+    return NameAddr.parse(_required(headers, "From"))
+
+
+def _parse_to(headers: Headers) -> NameAddr:
+    return NameAddr.parse(_required(headers, "To"))
+
+
+def _address_list(headers: Headers, name: str) -> tuple[NameAddr, ...]:
+    return tuple(a for line in headers.get_lines(name) for a in parse_name_addr_list(line))
+
+
+def _parse_contacts(headers: Headers) -> tuple[NameAddr, ...]:
+    return _address_list(headers, "Contact")
+
+
+def _parse_routes(headers: Headers) -> tuple[NameAddr, ...]:
+    return _address_list(headers, "Route")
+
+
+def _parse_record_routes(headers: Headers) -> tuple[NameAddr, ...]:
+    return _address_list(headers, "Record-Route")
+
+
+def _parse_max_forwards(headers: Headers) -> int | None:
+    value = headers.get("Max-Forwards")
+    if value is None:
+        return None
+    if not _MAX_FORWARDS_RE.fullmatch(value) or int(value) > 255:
+        raise _error(f"bad Max-Forwards {value[:30]!r}")
+    return int(value)
+
+
+def _parse_expires(headers: Headers) -> int | None:
+    value = headers.get("Expires")
+    if value is None:
+        return None
+    seconds = parse_delta_seconds(value)
+    if seconds is None:
+        raise _error(f"bad Expires {value[:30]!r}")
+    return seconds
+
+
+def _parse_content_type(headers: Headers) -> str | None:
+    value = headers.get("Content-Type")
+    return None if value is None else parse_media_type(value)[0]
 
 
 class Message:
@@ -266,90 +383,67 @@ class Message:
         raise NotImplementedError
 
     def _required(self, name: str) -> str:
-        value = self.headers.get(name)
-        if value is None:
-            raise _error(f"missing {name} header")
-        return value
+        return _required(self.headers, name)
 
     @property
     def call_id(self) -> str:
         """Call-ID (RFC 3261 §20.8)."""
-        value = self._required("Call-ID")
-        if not _CALL_ID_RE.fullmatch(value):
-            raise _error(f"bad Call-ID {value[:60]!r}")
-        return value
+        return self.headers._cached("Call-ID", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
         """CSeq (RFC 3261 §20.16)."""
-        return CSeq.parse(self._required("CSeq"))
+        return self.headers._cached("CSeq", _parse_cseq)
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first (RFC 3261 §20.42); empty when there is none."""
-        return [via for line in self.headers.get_lines("Via") for via in Via.parse_list(line)]
+        return list(self.headers._cached("Via", _parse_vias))
 
     @property
     def top_via(self) -> Via:
         """The topmost Via (RFC 3261 §8.2.6.2, §18.2.2)."""
-        line = self._required("Via")
-        return Via.parse_list(line)[0]
+        return self.headers._cached("Via/top", _parse_top_via)
 
     @property
     def from_(self) -> NameAddr:
         """From (RFC 3261 §20.20)."""
-        return NameAddr.parse(self._required("From"))
+        return self.headers._cached("From", _parse_from)
 
     @property
     def to(self) -> NameAddr:
         """To (RFC 3261 §20.39)."""
-        return NameAddr.parse(self._required("To"))
-
-    def _address_list(self, name: str) -> list[NameAddr]:
-        lines = self.headers.get_lines(name)
-        return [addr for line in lines for addr in parse_name_addr_list(line)]
+        return self.headers._cached("To", _parse_to)
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value (RFC 3261 §20.10); empty when absent."""
-        return self._address_list("Contact")
+        return list(self.headers._cached("Contact", _parse_contacts))
 
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value in order (RFC 3261 §20.34)."""
-        return self._address_list("Route")
+        return list(self.headers._cached("Route", _parse_routes))
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value in order (RFC 3261 §20.30)."""
-        return self._address_list("Record-Route")
+        return list(self.headers._cached("Record-Route", _parse_record_routes))
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards 0-255 (RFC 3261 §20.22), None when absent."""
-        value = self.headers.get("Max-Forwards")
-        if value is None:
-            return None
-        if not _MAX_FORWARDS_RE.fullmatch(value) or int(value) > 255:
-            raise _error(f"bad Max-Forwards {value[:30]!r}")
-        return int(value)
+        return self.headers._cached("Max-Forwards", _parse_max_forwards)
 
     @property
     def expires(self) -> int | None:
         """The Expires header in seconds (RFC 3261 §20.19), capped at 2**32-1; None if absent."""
-        value = self.headers.get("Expires")
-        if value is None:
-            return None
-        seconds = parse_delta_seconds(value)
-        if seconds is None:
-            raise _error(f"bad Expires {value[:30]!r}")
-        return seconds
+        return self.headers._cached("Expires", _parse_expires)
 
     @property
     def content_type(self) -> str | None:
         """Lower-cased ``type/subtype`` of Content-Type (RFC 3261 §20.15), parameters dropped."""
-        value = self.headers.get("Content-Type")
-        return None if value is None else parse_media_type(value)[0]
+        return self.headers._cached("Content-Type", _parse_content_type)
 
     def __bytes__(self) -> bytes:
         """Start line, headers in order, Content-Length always = len(body) (RFC 3261 §7.5)."""
@@ -496,14 +590,20 @@ def _decode_head(head: bytes) -> list[str]:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _error("header section is not valid UTF-8") from exc
-    lines = text.split("\r\n")
-    if any("\r" in line or "\n" in line for line in lines):
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf:
         raise _error("bare CR or LF in header section")
-    return lines
+    return text.split("\r\n")
+
+
+@lru_cache(maxsize=512)
+def _header_name(name: str) -> str | None:
+    """The canonical form of a received header name, None when it is not a token (§7.3.1)."""
+    return canonical_name(name) if TOKEN_RE.fullmatch(name) else None
 
 
 def _unfold(lines: list[str]) -> list[tuple[str, str]]:
-    """Header lines to (name, value), joining continuation lines with one SP (§7.3.1)."""
+    """Header lines to (canonical name, value), continuation lines joined by one SP (§7.3.1)."""
     raw: list[tuple[str, str]] = []
     for line in lines:
         if line[:1] in (" ", "\t"):
@@ -512,26 +612,42 @@ def _unfold(lines: list[str]) -> list[tuple[str, str]]:
             name, value = raw[-1]
             raw[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
             continue
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not TOKEN_RE.fullmatch(name):
-            raise _error(f"malformed header line {line[:40]!r}")
-        raw.append((name, value.strip(" \t")))
+        raw.append(_header_line(line))
     return raw
 
 
 def _parse_head(head: bytes) -> tuple[_StartLine, Headers]:
-    """Start line and header section (RFC 3261 §7), with the header count and size limits."""
+    """Start line and header section (RFC 3261 §7), with the header count and size limits.
+
+    The values are indexed by name as they are read, so no look-up scans the lines.
+    """
     lines = _decode_head(head)
     if len(lines) - 1 > MAX_HEADERS:
         raise _error("too many header lines", 413)
     start = _parse_start_line(lines[0])
-    items = []
-    for name, value in _unfold(lines[1:]):
+    if any(line[:1] in (" ", "\t") for line in lines):
+        items = _unfold(lines[1:])
+    else:
+        items = [_header_line(line) for line in lines[1:]]
+    index: dict[str, list[str]] = {}
+    for name, value in items:
         if len(value) > MAX_HEADER_LINE:
             raise _error(f"{name[:40]} header too long", 413)
-        items.append((canonical_name(name), value))
-    return start, Headers._trusted(items)
+        values = index.get(name)
+        if values is None:
+            index[name] = [value]
+        else:
+            values.append(value)
+    return start, Headers._trusted(items, index)
+
+
+def _header_line(line: str) -> tuple[str, str]:
+    """One unfolded ``name: value`` line (RFC 3261 §7.3.1)."""
+    name, colon, value = line.partition(":")
+    canonical = _header_name(name.rstrip(" \t"))
+    if not colon or canonical is None:
+        raise _error(f"malformed header line {line[:40]!r}")
+    return canonical, value.strip(" \t")
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -566,20 +682,20 @@ def _reject(message: Request | Response, exc: RemoteProtocolError) -> RemoteProt
 
 def _check_essentials(message: Request | Response) -> None:
     """RFC 3261 §8.1.1, §8.2.2: the mandatory headers, once each, and all well-formed."""
-    headers = message.headers
+    lines = message.headers._lines()
     for name in _ESSENTIAL:
-        if name not in headers:
+        if name not in lines:
             raise _error(f"missing {name} header")
     for name in _SINGLE:
-        if headers.count(name) > 1:
+        if len(lines.get(name, ())) > 1:
             raise _error(f"more than one {name} header")
     if not message.vias:
         raise _error("empty Via header")
     _ = (message.call_id, message.cseq, message.from_, message.to, message.max_forwards)
     _ = (message.contacts, message.routes, message.record_routes, message.content_type)
-    date = headers.get("Date")
+    date = lines.get("Date")
     if date is not None:
-        parse_sip_date(date)
+        parse_sip_date(date[0])
 
 
 def _check_request_line(request: Request, target: str) -> None:

@@ -36,6 +36,15 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _ABSOLUTE_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):([A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+)")
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
 
+# The common SIP URI in one match: lower-case scheme, a user without ';', '?', '/', ':' or
+# escapes, a hostname or IPv4 host, a port, parameters without escapes, no headers. Whatever it
+# accepts, the general parser accepts with the same result; anything else goes the long way.
+_SIMPLE_PARAM = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
+_SIMPLE_SIP_URI_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9][A-Za-z0-9\-.]*)"
+    rf"(?::([0-9]{{1,5}}))?((?:;{_SIMPLE_PARAM}(?:={_SIMPLE_PARAM})?)*)"
+)
+
 # Parameters that must match when either URI has them (RFC 3261 §19.1.4).
 _MUST_MATCH_PARAMS = frozenset({"user", "ttl", "method", "maddr", "transport"})
 
@@ -114,6 +123,17 @@ def _format_uri_params(params: Params) -> str:
         if value is not None:
             parts.append("=" + _escape_paramchars(value))
     return "".join(parts)
+
+
+def _split_simple_params(text: str) -> Params:
+    """``;name[=value]...`` already matched as plain characters (no escapes): split only."""
+    if not text:
+        return ()
+    params: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, equals, value = item.partition("=")
+        params.append((name.lower(), value if equals else None))
+    return tuple(params)
 
 
 def _parse_uri_params(texts: list[str]) -> Params:
@@ -234,6 +254,21 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a SIP/SIPS URI; 416 for another well-formed scheme, 400 for anything malformed."""
+        simple = _SIMPLE_SIP_URI_RE.fullmatch(text)
+        if simple is not None and (simple[4] is None or int(simple[4]) <= 65535):
+            return cls(
+                simple[1],
+                simple[3],
+                simple[2],
+                None,
+                None if simple[4] is None else int(simple[4]),
+                _split_simple_params(simple[5]),
+            )
+        return cls.parse_general(text)
+
+    @classmethod
+    def parse_general(cls, text: str) -> SipUri:
+        """The full RFC 3261 §25.1 parse (escapes, passwords, IPv6, headers); see ``parse``."""
         scheme, colon, rest = text.partition(":")
         lowered = scheme.lower()
         if not colon or lowered not in ("sip", "sips"):

@@ -1,0 +1,69 @@
+"""The parser's one-match fast paths give exactly what the general parsers give.
+
+``SipUri.parse``, ``parse_params`` and the name-addr parser first try one regular expression
+for the common form and fall back to the general RFC 3261 §25.1 parse. For any text, both
+must agree: the same value, or both a 400/416 error. Texts are drawn from the characters that
+matter to the grammar (separators, quotes, escapes, white space) around common forms.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from securephone.errors import RemoteProtocolError
+from securephone.sip.headers import (
+    _parse_name_addr,
+    parse_name_addr_general,
+    parse_params,
+    parse_params_general,
+)
+from securephone.sip.uri import SipUri
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PIECES = [
+    "sip:", "sips:", "SIP:", "tel:", "alice", "Bob", "@", ":", "5060", "99999", "example.com",
+    "10.0.0.1", "[::1]", ";", "=", "tag", "lr", "transport=udp", "%41", "%4", "?", "&", "h=v",
+    "<", ">", '"', "\\", " ", "\t", ",", "/", "*", "+", "$", "'", "~", "-", ".", "é", "\x01",
+]  # fmt: skip
+texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
+
+
+def outcome(parse: object, text: str) -> object:
+    """The parse result, or the error's status when it raises RemoteProtocolError."""
+    assert callable(parse)
+    try:
+        return parse(text)
+    except RemoteProtocolError as exc:
+        return ("error", exc.status_hint)
+
+
+@SETTINGS
+@given(st.one_of(texts, texts.map(lambda t: "sip:" + t), texts.map(lambda t: "sip:a@h" + t)))
+def test_sip_uri_fast_path_matches_general(text: str) -> None:
+    assert outcome(SipUri.parse, text) == outcome(SipUri.parse_general, text)
+
+
+@SETTINGS
+@given(st.one_of(texts, texts.map(lambda t: ";" + t)))
+def test_params_fast_path_matches_general(text: str) -> None:
+    assert outcome(parse_params, text) == outcome(parse_params_general, text)
+
+
+@SETTINGS
+@given(st.one_of(texts, texts.map(lambda t: "<sip:a@h>" + t), texts.map(lambda t: t + "<sip:x>")))
+def test_name_addr_fast_path_matches_general(text: str) -> None:
+    _parse_name_addr.cache_clear()
+    assert outcome(_parse_name_addr, text) == outcome(parse_name_addr_general, text)
+
+
+def test_common_forms_take_the_fast_path_with_the_general_result() -> None:
+    """Hand-picked common values: equal results, and the values a caller reads."""
+    uri = "sip:alice@10.0.0.1:5062;transport=udp;lr"
+    assert SipUri.parse(uri) == SipUri.parse_general(uri)
+    assert SipUri.parse(uri).port == 5062 and SipUri.parse(uri).param("lr") == ""
+    value = '"Alice A" <sip:alice@example.com>;tag=abc;expires=60'
+    parsed = _parse_name_addr(value)
+    assert parsed == parse_name_addr_general(value)
+    assert (parsed.display_name, parsed.tag, parsed.expires) == ("Alice A", "abc", 60)
+    assert parse_params(";Branch=z9hG4bK1;rport") == (("branch", "z9hG4bK1"), ("rport", None))
