@@ -28,11 +28,9 @@ def data_dir() -> Path | None:
     env = os.environ.get("SECUREPHONE_ZRTP_DATA")
     if env:
         return Path(env) if (Path(env) / "expected.json").is_file() else None
-    for parent in REPO.parents:
-        candidate = parent / "shared" / "zrtp" / "data"
-        if (candidate / "expected.json").is_file():
-            return candidate
-    return None
+    candidates = [REPO / "tests" / "vectors" / "zrtp"]
+    candidates += [parent / "shared" / "zrtp" / "data" for parent in REPO.parents]
+    return next((c for c in candidates if (c / "expected.json").is_file()), None)
 
 
 def require_data() -> Path:
@@ -40,8 +38,8 @@ def require_data() -> Path:
     found = data_dir()
     if found is None:
         pytest.skip(
-            "recorded linphonec ZRTP calls not found: set SECUREPHONE_ZRTP_DATA or provide "
-            "../shared/zrtp/data next to the repository"
+            "recorded linphonec ZRTP calls not found: set SECUREPHONE_ZRTP_DATA, or restore "
+            "tests/vectors/zrtp"
         )
     return found
 
