@@ -26,6 +26,7 @@ from .uri import (
     merge_params,
     parse_port,
     parse_uri,
+    split_simple_params,
 )
 
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
@@ -256,7 +257,7 @@ def parse_params(text: str) -> Params:
     """``*( SEMI generic-param )`` (RFC 3261 §25.1): names lower-cased, quoted values unquoted."""
     text = text.rstrip(" \t")
     if _SIMPLE_PARAMS_RE.fullmatch(text):
-        return _split_params(text)
+        return split_simple_params(text)
     return parse_params_general(text)
 
 
@@ -273,17 +274,6 @@ def parse_params_general(text: str) -> Params:
         value = match[2] if quoted is None else unquote_string(quoted)
         params.append((match[1].lower(), value))
         pos = match.end()
-    return tuple(params)
-
-
-def _split_params(text: str) -> Params:
-    """Parameters already matched by ``_SIMPLE_PARAMS_RE``: split on ';' and '=' only."""
-    if not text:
-        return ()
-    params: list[tuple[str, str | None]] = []
-    for item in text[1:].split(";"):
-        name, equals, value = item.partition("=")
-        params.append((name.lower(), value if equals else None))
     return tuple(params)
 
 
@@ -419,7 +409,7 @@ def _parse_name_addr(text: str) -> NameAddr:
     simple = _SIMPLE_NAME_ADDR_RE.fullmatch(text)
     if simple is not None:
         display = simple[1] if simple[2] is None else (" ".join(simple[2].split()) or None)
-        return NameAddr(parse_uri(simple[3]), display, _split_params(simple[4]))
+        return NameAddr(parse_uri(simple[3]), display, split_simple_params(simple[4]))
     return parse_name_addr_general(text)
 
 

@@ -125,7 +125,7 @@ def _format_uri_params(params: Params) -> str:
     return "".join(parts)
 
 
-def _split_simple_params(text: str) -> Params:
+def split_simple_params(text: str) -> Params:
     """``;name[=value]...`` already matched as plain characters (no escapes): split only."""
     if not text:
         return ()
@@ -262,7 +262,7 @@ class SipUri:
                 simple[2],
                 None,
                 None if simple[4] is None else int(simple[4]),
-                _split_simple_params(simple[5]),
+                split_simple_params(simple[5]),
             )
         return cls.parse_general(text)
 
