@@ -28,7 +28,7 @@ from securephone.store.config import parse_config
 from ..helpers import await_until, free_port
 from .capture import LoopbackCapture
 
-PORTS = (46000, 46999)
+PORTS = (54000, 54999)  # no other test uses this block (captures must not see their calls)
 
 
 def phone(data_dir: Path, **calls: Any) -> Phone:
@@ -106,7 +106,8 @@ async def test_rewritten_fingerprint_fails_the_call_and_no_rtp_leaves(
             lambda: relay, local_addr=("127.0.0.1", relay_port)
         )
         with LoopbackCapture(
-            tmp_path / "media.pcap", f"udp portrange {PORTS[0]}-{PORTS[1]}"
+            tmp_path / "media.pcap",
+            f"udp src portrange {PORTS[0]}-{PORTS[1]} and udp dst portrange {PORTS[0]}-{PORTS[1]}",
         ) as cap:
             call = alice.dial(f"sip:bob@127.0.0.1:{relay_port}")
             await call.wait_ended(20)
