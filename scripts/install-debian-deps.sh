@@ -18,6 +18,10 @@ compgen -G '/usr/lib/*/libportaudio.so.2' >/dev/null || need+=(libportaudio2)
 have pulseaudio || need+=(pulseaudio)
 have paplay || need+=(pulseaudio-utils)
 compgen -G '/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so' >/dev/null || need+=(libasound2-plugins)
+have sipp || need+=(sip-tester)
+have turnserver || need+=(coturn)
+have nft || [ -x /usr/sbin/nft ] || need+=(nftables)
+have ip || [ -x /usr/sbin/ip ] || need+=(iproute2)
 ((${#need[@]})) || exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""
