@@ -1,6 +1,7 @@
 """RFC 3263 with real servers: dnsmasq publishes NAPTR/SRV/A/AAAA records for a test domain and two
 Kamailio instances are its SRV targets. securephone registers to the higher-priority one and,
-once that one is stopped, fails over to the other; a sips: domain offering only UDP is refused."""
+once that one is stopped, fails over to the other, and returns to the first once it is back
+(OPTIONS probes every [dns] failback_interval); a sips: domain offering only UDP is refused."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def phone_config(dns_port: int, trace: Path) -> Any:
                 "tcp_port": 0,
                 "trace_file": str(trace),
             },
-            "dns": {"servers": ["127.0.0.1"], "port": dns_port},
+            "dns": {"servers": ["127.0.0.1"], "port": dns_port, "failback_interval": 1.0},
             "accounts": [
                 {
                     "name": "alice",
@@ -85,7 +86,7 @@ def phone_config(dns_port: int, trace: Path) -> Any:
     )
 
 
-async def test_register_to_srv_priority_then_fail_over(
+async def test_register_to_srv_priority_fail_over_and_return(
     kamailio_factory: KamailioFactory, dnsmasq_factory: Any, tmp_path: Path
 ) -> None:
     primary = kamailio_factory(users=USERS, domain=DOMAIN)
@@ -113,6 +114,18 @@ async def test_register_to_srv_priority_then_fail_over(
         (failover,) = status["servers"]["failovers"]
         assert failover["from"] == f"tcp:127.0.0.1:{primary.port}"
         assert failover["to"] == f"tcp:127.0.0.1:{backup.port}"
+
+        # While the primary is down the probes fail and the phone stays on the backup.
+        await asyncio.to_thread(primary.start, keep_ports=True)  # back, with an empty location
+        await asyncio.to_thread(primary.wait_registered, "alice", 15.0)
+        state = await phone.wait_registration("alice", (RegState.REGISTERED,), 10)
+        assert state is RegState.REGISTERED
+        status = phone.status()
+        assert status["accounts"][0]["server"] == f"tcp:127.0.0.1:{primary.port}"
+        back = status["servers"]["failovers"][-1]
+        assert (back["from"], back["to"]) == (failover["to"], failover["from"])
+        assert back["why"].startswith("back: answered OPTIONS with ")
+        assert status["servers"]["located"][DOMAIN]["in_use"] == f"tcp:127.0.0.1:{primary.port}"
     finally:
         await phone.stop()
     text = trace.read_text()

@@ -209,3 +209,56 @@ def test_invite_fails_over_on_refusal_then_503_and_keeps_one_call() -> None:
         ("127.0.0.1", "127.0.0.2"),
         ("127.0.0.2", "127.0.0.3"),
     ]
+
+
+# -- returning to the preferred server ([dns] failback_interval) ---------------------------------------
+def registered_on_b(interval: float) -> UserAgent:
+    """A phone that failed over from A to B and holds a binding at B (B asked for credentials)."""
+    ua = phone()
+    ua.failback_interval = interval
+    ua.register("a", 0.0)
+    ua.outgoing()
+    ua.transport_failed(A, "connection refused", 0.1)
+    (out,) = ua.outgoing()
+    challenge = make_response(parse_message(out.data), 401, to_tag="x")  # type: ignore[arg-type]
+    challenge.headers.add("WWW-Authenticate", 'Digest realm="b", nonce="nonce-of-b"')
+    ua.receive_message(challenge, B, 0.2)
+    (out,) = ua.outgoing()
+    assert b"nonce-of-b" in out.data
+    ua.receive_message(make_response(parse_message(out.data), 200, to_tag="x"), B, 0.3)  # type: ignore[arg-type]
+    assert ua.registrations["a"].state.value == "registered"
+    return ua
+
+
+def test_probes_the_preferred_server_and_registers_there_once_it_answers() -> None:
+    ua = registered_on_b(5.0)
+    ua.handle_timer(5.0)
+    assert sent_to(ua) == []  # the first probe comes one interval after the failover
+    ua.handle_timer(5.1)
+    (probe,) = ua.outgoing()
+    assert probe.peer == A and probe.data.startswith(b"OPTIONS sip:example.test SIP/2.0")
+    ua.transport_failed(A, "connection refused", 5.2)  # still down: stay on B, ask again later
+    assert sent_to(ua) == []
+    assert ua.router.registrar_peer("a") == B
+    ua.handle_timer(10.0)
+    assert sent_to(ua) == []
+    ua.handle_timer(10.1)
+    (probe,) = ua.outgoing()
+    assert probe.peer == A
+    answer = make_response(parse_message(probe.data), 405, to_tag="y")  # type: ignore[arg-type]
+    ua.receive_message(answer, A, 10.2)  # any answer means it is up
+    (register,) = ua.outgoing()
+    assert register.peer == A and register.data.startswith(b"REGISTER ")
+    assert b"nonce-of-b" not in register.data  # A challenges anew: B's nonce is not replayed
+    assert ua.router.registrar_peer("a") == A
+    assert ua.router.failovers[-1] == (B, A, "back: answered OPTIONS with 405")
+    ua.receive_message(make_response(parse_message(register.data), 200, to_tag="z"), A, 10.3)  # type: ignore[arg-type]
+    ua.handle_timer(15.2)
+    assert sent_to(ua) == []  # back on A: no more probes
+
+
+def test_no_probe_when_failback_is_off() -> None:
+    ua = registered_on_b(0.0)
+    ua.handle_timer(540.3)  # the refresh (a minute before 600 s): it goes to B, nothing to A
+    assert [out.peer for out in ua.outgoing()] == [B]
+    assert ua.router.registrar_peer("a") == B

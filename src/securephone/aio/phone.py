@@ -209,6 +209,7 @@ class Phone:
             user_agent=self.config.sip.user_agent,
             max_calls=self.config.calls.max_calls,
             incoming_ring_timeout=self.config.calls.ring_timeout,
+            failback_interval=self.config.dns.failback_interval,
         )
         self.ua.calls.offer_check = self._check_offer
         for account in self.config.accounts:

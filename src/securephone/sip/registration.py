@@ -230,6 +230,7 @@ class Registration:
     def new_server(self) -> None:
         """RFC 3263 §4.3 failover: the next server challenges anew, so forget this one's nonce."""
         self._auth_tries = 0
+        self._challenges = []
 
     def flow_failed(self, reason: str, now: float) -> None:
         """The connection carrying a live registration broke (RFC 5626 §4.4): register again soon."""

@@ -58,6 +58,7 @@ class Router:
         self.accounts: dict[str, AccountSpec] = {}
         # RFC 3263 §4.3: the servers found in DNS for a host name, the one in use first.
         self.resolved: dict[str, list[Peer]] = {}
+        self.ranked: dict[str, list[Peer]] = {}  # the same servers in DNS's own order
         self.failovers: list[tuple[Peer, Peer, str]] = []  # (from, to, why), newest last
 
     def account(self, name: str | None) -> AccountSpec | None:
@@ -136,6 +137,7 @@ class Router:
     def use_targets(self, host: str, peers: list[Peer]) -> None:
         """The shell located ``host`` (RFC 3263 §4): requests to it go to ``peers``, in order."""
         self.resolved[host.lower()] = list(peers)
+        self.ranked[host.lower()] = list(peers)
 
     def failover(self, peer: Peer, why: str) -> Peer | None:
         """RFC 3263 §4.3: ``peer`` did not answer, refused or said 503 — the next server, if any.
@@ -152,6 +154,23 @@ class Router:
             del self.failovers[:-20]
             return peers[0]
         return None
+
+    def preferred_over(self, peer: Peer) -> Peer | None:
+        """The server DNS ranks first, when ``peer`` is a server we failed over to; else None."""
+        for ranked in self.ranked.values():
+            if any(_same_target(p, peer) for p in ranked[1:]):
+                return ranked[0]
+        return None
+
+    def fail_back(self, peer: Peer, why: str) -> None:
+        """``peer``, the server DNS ranks first, answers again: its list returns to DNS's order."""
+        for host, ranked in self.ranked.items():
+            if ranked and _same_target(ranked[0], peer):
+                current = self.resolved[host][0]
+                self.resolved[host] = list(ranked)
+                self.failovers.append((current, peer, why))
+                del self.failovers[:-20]
+                return
 
     def registrar_peer(self, name: str) -> Peer:
         """Where account ``name`` registers."""

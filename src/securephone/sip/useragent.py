@@ -63,8 +63,14 @@ class UserAgent:
         max_calls: int = 4,
         incoming_ring_timeout: float = DEFAULT_INCOMING_RING,
         identity: SipUri | None = None,
+        failback_interval: float = 0.0,
     ) -> None:
         self.router = Router(listen, user_agent, identity)
+        # After a failover (RFC 3263 §4.3), probe the server DNS ranks first this often with
+        # OPTIONS and register there again once it answers; 0: stay where the failover led.
+        self.failback_interval = failback_interval
+        self._next_failback: float | None = None
+        self._probes: dict[str, tuple[str, Peer]] = {}  # transaction id -> (account, server)
         self.endpoint = SipEndpoint(timers)
         self._events: deque[Event] = deque()
         self._auth: dict[str, DigestClient] = {}
@@ -141,6 +147,8 @@ class UserAgent:
         following = self.router.failover(peer, why)
         if following is None:
             return False
+        if self.failback_interval > 0 and self._next_failback is None:
+            self._next_failback = now + self.failback_interval
         del self._reg_tx[key]
         _drop_credentials(request)
         self.registrations[name].new_server()
@@ -162,6 +170,15 @@ class UserAgent:
     ) -> str:
         """Send an out-of-dialog request (e.g. OPTIONS); returns a handle for RequestCompleted/Failed."""
         spec = self.accounts[account] if account else None
+        request = self._new_request(method, target, spec)
+        peer = self.router.route_peer(spec, target)
+        handle = secrets.token_hex(8)
+        key = self._send(request, peer, now)
+        self._pending[key] = _Pending(handle, request, peer, account)
+        return handle
+
+    def _new_request(self, method: str, target: SipUri, spec: AccountSpec | None) -> Request:
+        """A request outside any dialog (RFC 3261 §8.1.1), from the account's AOR."""
         aor = spec.aor if spec else SipUri("sip", "invalid", "anonymous")
         headers = Headers()
         headers.add("From", str(NameAddr(aor, params=(("tag", new_tag()),))))
@@ -171,12 +188,7 @@ class UserAgent:
         headers.add("Max-Forwards", "70")
         if spec is not None:
             headers.add("Contact", str(self.router.contact_for(spec)))
-        request = Request(method, target, headers)
-        peer = self.router.route_peer(spec, target)
-        handle = secrets.token_hex(8)
-        key = self._send(request, peer, now)
-        self._pending[key] = _Pending(handle, request, peer, account)
-        return handle
+        return Request(method, target, headers)
 
     # -- calls: typed commands, each a method of the call manager -------------------------------------
     def dial(
@@ -238,7 +250,7 @@ class UserAgent:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of the transactions, the calls and the registrations."""
-        times = [self.endpoint.get_timer(), self.calls.get_timer()]
+        times = [self.endpoint.get_timer(), self.calls.get_timer(), self._next_failback]
         times += [r.get_timer() for r in self.registrations.values()]
         return min((t for t in times if t is not None), default=None)
 
@@ -250,7 +262,46 @@ class UserAgent:
             request = reg.handle_timer(now)
             if request is not None:
                 self._send_register(name, request, now)
+        if self._next_failback is not None and now >= self._next_failback:
+            self._probe_preferred_servers(now)
         self._drain(now)
+
+    # -- returning to the preferred server after a failover -------------------------------------------
+    def _probe_preferred_servers(self, now: float) -> None:
+        """Send OPTIONS to the server DNS ranks first for each account that failed over from it.
+
+        A server that answers at all (any final response, 401/407/405 included) is up: the
+        account registers there again. No answer: ask again after ``failback_interval``.
+        """
+        self._next_failback = None
+        for name, reg in self.registrations.items():
+            if reg.state not in (RegState.REGISTERED, RegState.FAILED):
+                continue
+            preferred = self.router.preferred_over(self.router.registrar_peer(name))
+            if preferred is None or any(p == (name, preferred) for p in self._probes.values()):
+                continue
+            spec = self.accounts[name]
+            key = self._send(self._new_request("OPTIONS", spec.registrar, spec), preferred, now)
+            self._probes[key] = (name, preferred)
+            log.info(
+                "account %s: asking %s, the preferred server, whether it is back", name, preferred
+            )
+            self._next_failback = now + self.failback_interval
+
+    def _probe_done(self, key: str, response: Response | None, why: str, now: float) -> None:
+        name, server = self._probes.pop(key)
+        if response is None:
+            log.info("preferred server %s still unreachable (%s)", server, why)
+            self._next_failback = self._next_failback or now + self.failback_interval
+            return
+        reg = self.registrations[name]
+        if self.router.preferred_over(self.router.registrar_peer(name)) != server:
+            return  # already back there (another account's probe, or a later failover)
+        self.router.fail_back(server, f"back: answered OPTIONS with {response.status}")
+        log.info("account %s: %s answers again, registering there", name, server)
+        if reg.state in (RegState.REGISTERED, RegState.FAILED):
+            reg.new_server()
+            self._send_register(name, reg.start(), now)
 
     def outgoing(self) -> list[Outgoing]:
         """Bytes to send."""
@@ -282,6 +333,9 @@ class UserAgent:
         key, response = event.transaction_id, event.response
         if self.calls.on_response(key, response, now) or response.status < 200:
             return
+        if key in self._probes:
+            self._probe_done(key, response, "", now)
+            return
         if response.status == 503 and self._register_failover(key, "answered 503", now):
             return
         self._reg_sent.pop(key, None)
@@ -310,6 +364,9 @@ class UserAgent:
     def _on_failure(self, key: str, reason: str, now: float, *, timeout: bool) -> None:
         ending = CallEnding.TIMED_OUT if timeout else CallEnding.TRANSPORT_FAILED
         if self.calls.on_failure(key, reason, now, ending):
+            return
+        if key in self._probes:
+            self._probe_done(key, None, reason, now)
             return
         if self._register_failover(key, reason, now):
             return

@@ -346,6 +346,9 @@ class DnsSettings(_Model):
     servers: list[str] = []  # e.g. ["127.0.0.1"]; empty: /etc/resolv.conf
     port: Port = 53
     timeout: float = Field(default=3.0, gt=0, le=60)
+    # After a failover, ask the server DNS ranks first this often (OPTIONS) and register there
+    # again once it answers; 0: stay on the server the failover led to.
+    failback_interval: float = Field(default=300.0, ge=0, le=86400)
 
     @field_validator("servers")
     @classmethod
