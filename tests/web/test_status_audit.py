@@ -51,3 +51,33 @@ async def test_a_changed_tls_key_is_a_red_banner_and_in_the_json(tmp_path: Path)
         assert 'class="alarm" role="alert" data-tls-peer="sip.example:5061"' in html
     finally:
         await mgr.shutdown()
+
+
+async def test_status_page_and_api_show_the_servers_dns_gave_and_the_failovers(
+    tmp_path: Path,
+) -> None:
+    from securephone.aio.dns import Located
+    from securephone.sip.locate import Target
+    from securephone.sip.transport import Peer
+
+    mgr = make_manager(tmp_path)
+    await mgr.start_phone()
+    try:
+        assert mgr.phone is not None and mgr.phone.ua is not None
+        first, second = Peer("tcp", "127.0.0.1", 5070), Peer("tcp", "127.0.0.1", 5080)
+        targets = [Target(first, 60, "srv"), Target(second, 60, "srv")]
+        mgr.phone.located["example.test"] = Located("sip:example.test", targets, 1e12)
+        mgr.phone.ua.router.use_targets("example.test", [first, second])
+        mgr.phone.ua.router.failover(first, "cannot connect")
+        servers = actions.status(mgr)["servers"]
+        assert servers["located"]["example.test"]["in_use"] == "tcp:127.0.0.1:5080"
+        assert servers["failovers"] == [
+            {"from": "tcp:127.0.0.1:5070", "to": "tcp:127.0.0.1:5080", "why": "cannot connect"}
+        ]
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        assert "<strong>tcp:127.0.0.1:5080 (from srv, ttl 60s) (in use)</strong>" in html
+        assert "tcp:127.0.0.1:5070 → tcp:127.0.0.1:5080 (cannot connect)" in html
+    finally:
+        await mgr.shutdown()

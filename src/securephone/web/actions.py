@@ -203,6 +203,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "media_certificate": {"fingerprint": None},
         "tls_alarms": [],
         "accounts": [],
+        "servers": {"located": {}, "failovers": []},
         "calls": [],
         "recent_calls": [r.to_dict() for r in manager.history.recent(history)],
         "audit": [f.to_dict() for f in _audit(manager)],
@@ -213,6 +214,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         data["media_certificate"] = raw["media_certificate"]
         data["tls_alarms"] = raw["tls_alarms"]
         data["accounts"] = account_views(raw)
+        data["servers"] = raw["servers"]
         data["calls"] = [call_view(c) for c in phone.calls.values() if not c.ended]
     return data
 
