@@ -14,6 +14,7 @@ import pytest
 
 from securephone.aio.dns import SipResolver
 from securephone.aio.phone import Phone
+from securephone.pki.certs import issue_certificate
 from securephone.sip.locate import LocateError
 from securephone.sip.registration import RegState
 from securephone.sip.uri import SipUri
@@ -22,6 +23,7 @@ from securephone.store.config import DnsSettings, parse_config
 from .conftest import KamailioFactory
 from .dnsmasq import Dnsmasq, DnsRecords, find_dnsmasq
 from .kamailio import Kamailio
+from .pki_tools import _write_pair, kam_tls, make_pki
 
 DOMAIN = "example.test"
 USERS = {"alice": "alice-pw-1"}
@@ -149,3 +151,54 @@ async def test_resolver_reads_real_records_and_refuses_udp_only_sips(
     assert [str(t.peer) for t in v6.targets] == ["udp:[::1]:5062"]  # AAAA
     with pytest.raises(LocateError, match="no TLS server"):
         await resolver.locate(SipUri("sips", f"udponly.{DOMAIN}", "bob"))
+
+
+@pytest.mark.parametrize("names", ["the SIP domain", "only the SRV target"])
+async def test_tls_through_srv_checks_the_sip_domain_rfc5922(
+    kamailio_factory: KamailioFactory, dnsmasq_factory: Any, tmp_path: Path, names: str
+) -> None:
+    """RFC 5922 §4: after NAPTR/SRV the certificate must name the SIP domain, not the target host."""
+    pki = make_pki(tmp_path)
+    host = DOMAIN if names == "the SIP domain" else f"a.{DOMAIN}"
+    cert, key = _write_pair(
+        pki.dir, "srv", issue_certificate(pki.ca, host, kind="server", dns=[host])
+    )
+    kam = kamailio_factory(users=USERS, domain=DOMAIN, tls=kam_tls(pki, cert, key))
+    tls_port = kam.address("tls")[1]
+    srv = f"_sips._tcp.{DOMAIN}"
+    dns_server = dnsmasq_factory(
+        DnsRecords(
+            naptr=[(DOMAIN, 10, 10, "S", "SIPS+D2T", srv)],
+            srv=[(srv, f"a.{DOMAIN}", tls_port, 10, 0)],
+            hosts=[(f"a.{DOMAIN}", "127.0.0.1")],
+        )
+    )
+    config = parse_config(
+        {
+            "data_dir": str(pki.dir),
+            "sip": {"listen_address": "127.0.0.1", "transports": ["tcp"], "tcp_port": 0},
+            "tls": {"ca_file": str(pki.sips), "use_system_cas": False},
+            "dns": {"servers": ["127.0.0.1"], "port": dns_server.port},
+            "accounts": [
+                {
+                    "name": "alice", "user": "alice", "domain": DOMAIN, "registrar": f"sips:{DOMAIN}",
+                    "password": USERS["alice"], "transport": "tls", "expires": 120, "retry_base": 300,
+                }
+            ],
+        }
+    )  # fmt: skip
+    phone = Phone(config)
+    await phone.start()
+    try:
+        state = await phone.wait_registration("alice", (RegState.REGISTERED, RegState.FAILED), 15)
+        account = phone.status()["accounts"][0]
+    finally:
+        await phone.stop()
+    assert account["server"] == f"tls:127.0.0.1:{tls_port}"
+    if names == "the SIP domain":
+        assert state is RegState.REGISTERED, account["reason"]
+        assert account["tls"]["peer_subject"].endswith(f"CN={DOMAIN}")
+    else:
+        assert state is RegState.FAILED
+        assert f"the certificate names a.{DOMAIN}, not {DOMAIN}" in account["reason"]
+        assert kam.contacts("alice") == []
