@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from securephone.aio.call import Call, CallKeyingChanged
+from securephone.aio.call import Call
 from securephone.aio.phone import Phone
 from securephone.media import negotiation
 from securephone.media.keying import KeyingFailed, KeysAgreed
@@ -18,6 +18,7 @@ from securephone.sip.callstate import CallEnding, CallState
 from securephone.store.config import parse_config
 
 from ..helpers import await_until
+from .calls import connected_pair, keying_event, uri
 
 
 def config(
@@ -42,31 +43,6 @@ def config(
     )
 
 
-def keying_event(call: Call, kind: type[Any]) -> Any:
-    for event in call.events:
-        if isinstance(event, CallKeyingChanged) and isinstance(event.keying, kind):
-            return event.keying
-    return None
-
-
-def uri(phone: Phone) -> str:
-    host, port = phone.status()["listen"]["udp"].split(":")
-    return f"sip:bob@{host}:{port}"
-
-
-async def connected_pair(alice: Phone, bob: Phone) -> tuple[Call, Call]:
-    call = alice.dial(uri(bob))
-    assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
-    await await_until(lambda: bool(bob.calls), 5, message="no call at bob")
-    their = next(c for c in bob.calls.values() if not c.ended)
-    await await_until(
-        lambda: keying_event(call, KeysAgreed) and keying_event(their, KeysAgreed),
-        10,
-        message="DTLS-SRTP did not agree keys",
-    )
-    return call, their
-
-
 def srtp_received(call: Call) -> int:
     return int((call.summary()["media"]["srtp"] or {}).get("packets_unprotected", 0))
 
@@ -85,7 +61,7 @@ async def test_dtls_srtp_call(tmp_path: Path, suite: str, profile: str, mux: boo
     await alice.start()
     await bob.start()
     try:
-        call, their = await connected_pair(alice, bob)
+        call, their = await connected_pair(alice, bob, "DTLS-SRTP")
         mine, theirs = keying_event(call, KeysAgreed), keying_event(their, KeysAgreed)
         assert mine.suite == theirs.suite == suite
         assert mine.details["srtp_profile"] == theirs.details["srtp_profile"] == profile
@@ -129,7 +105,7 @@ async def test_answerer_may_choose_passive(tmp_path: Path, monkeypatch: pytest.M
     await alice.start()
     await bob.start()
     try:
-        call, their = await connected_pair(alice, bob)
+        call, their = await connected_pair(alice, bob, "DTLS-SRTP")
         mine, theirs = keying_event(call, KeysAgreed), keying_event(their, KeysAgreed)
         assert (mine.details["role"], theirs.details["role"]) == ("client", "server")
         assert their.sdp is not None and their.sdp.local is not None
@@ -165,7 +141,7 @@ async def test_keying_preference_of_the_answerer(
             assert call.summary()["media"]["packets_sent"] == 0
             assert alice.media_fingerprint is not None and bob.media_fingerprint is None
         else:
-            call, their = await connected_pair(alice, bob)
+            call, their = await connected_pair(alice, bob, "DTLS-SRTP")
             assert their.summary()["security"]["keying"] == outcome
             call.hangup()
             await call.wait_ended(5)

@@ -3,7 +3,6 @@ through the listener API and on the Call handle alike; endings and the summary s
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from securephone.aio.call import Call
@@ -17,6 +16,9 @@ from securephone.sip.events import (
     IncomingCall,
 )
 from securephone.store.config import parse_config
+
+from ..helpers import await_until
+from .calls import uri
 
 CALL_EVENTS = (CallStateChanged, CallMediaUpdated, HoldChanged, IncomingCall)
 
@@ -51,20 +53,6 @@ class Recorder:
         return seen
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def uri(phone: Phone) -> str:
-    host, port = phone.status()["listen"]["udp"].split(":")
-    return f"sip:bob@{host}:{port}"
-
-
 async def test_events_in_order_on_both_phones() -> None:
     alice, bob = Phone(config()), Phone(config(auto_answer=True))
     seen_a, seen_b = Recorder(alice), Recorder(bob)
@@ -74,7 +62,9 @@ async def test_events_in_order_on_both_phones() -> None:
         call = alice.dial(uri(bob))
         await call.wait_for(CallState.CONNECTED, timeout=5)
         their: Call = next(iter(bob.calls.values()))
-        await until(lambda: "CallMediaUpdated" in seen_b.seen and "CallMediaUpdated" in seen_a.seen)
+        await await_until(
+            lambda: "CallMediaUpdated" in seen_b.seen and "CallMediaUpdated" in seen_a.seen, 5.0
+        )
         assert seen_a.take() == ["ringing", "connected", "CallMediaUpdated"]
         assert seen_b.take() == ["IncomingCall", "answering", "connected", "CallMediaUpdated"]
         assert [name(e) for e in their.events] == [
@@ -84,10 +74,10 @@ async def test_events_in_order_on_both_phones() -> None:
             "CallMediaUpdated",
         ]
         call.hold()
-        await until(lambda: their.remote_hold)
+        await await_until(lambda: their.remote_hold, 5.0)
         call.resume()
-        await until(lambda: not their.remote_hold and not call.local_hold)
-        await until(lambda: len(seen_b.seen) >= 4)
+        await await_until(lambda: not their.remote_hold and not call.local_hold, 5.0)
+        await await_until(lambda: len(seen_b.seen) >= 4, 5.0)
         held = ["HoldChanged", "CallMediaUpdated"]
         assert seen_a.take() == held + held
         assert seen_b.take() == held + held
@@ -137,7 +127,7 @@ async def test_a_far_end_that_goes_silent_is_hung_up() -> None:
         call = alice.dial(uri(bob))
         await call.wait_for(CallState.CONNECTED, timeout=5)
         their: Call = next(iter(bob.calls.values()))
-        await until(lambda: their.summary()["media"]["packets_received"] > 5)
+        await await_until(lambda: their.summary()["media"]["packets_received"] > 5, 5.0)
         assert call.channel is not None
         call.channel.close()  # alice's media stops; her signalling stays up
         await their.wait_ended(5)
@@ -183,13 +173,15 @@ async def test_a_reinvite_to_plain_rtp_is_refused_with_an_alarm() -> None:
         assert call.sdp is not None
         call.sdp.srtp = SrtpPolicy(mode="off")  # alice turns hostile: her next offer has no keys
         call.hold()
-        await until(lambda: bool(alarms))
+        await await_until(lambda: bool(alarms), 5.0)
         assert alarms[0].call_id == their.key and "downgrade refused" in alarms[0].text
         assert any(isinstance(e, SecurityAlarm) for e in their.events)
         assert their.state is CallState.CONNECTED and their.channel.stream.srtp is not None
         assert their.security["alarms"] and not their.remote_hold  # the hold was refused too
         before = their.summary()["media"]["srtp"]["packets_unprotected"]
-        await until(lambda: their.summary()["media"]["srtp"]["packets_unprotected"] > before + 10)
+        await await_until(
+            lambda: their.summary()["media"]["srtp"]["packets_unprotected"] > before + 10, 5.0
+        )
         call.hangup()
         await their.wait_ended(5)
     finally:

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from securephone.aio.call import Call, CallKeyingChanged
+from securephone.aio.call import CallKeyingChanged
 from securephone.aio.phone import Phone, zrtp_config
-from securephone.media.keying import KeysAgreed
 from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import Event
@@ -21,6 +20,7 @@ from securephone.store import zrtpcache
 from securephone.store.config import MediaSettings, parse_config
 
 from ..helpers import await_until
+from .calls import connected_pair, keying_event, uri
 
 
 def config(data_dir: Path, auto_answer: bool = False, **media: Any) -> Any:
@@ -34,27 +34,6 @@ def config(data_dir: Path, auto_answer: bool = False, **media: Any) -> Any:
     )
 
 
-def agreed(call: Call) -> KeysAgreed | None:
-    for event in call.events:
-        if isinstance(event, CallKeyingChanged) and isinstance(event.keying, KeysAgreed):
-            return event.keying
-    return None
-
-
-def uri(phone: Phone) -> str:
-    host, port = phone.status()["listen"]["udp"].split(":")
-    return f"sip:bob@{host}:{port}"
-
-
-async def one_call(alice: Phone, bob: Phone) -> tuple[Call, Call]:
-    call = alice.dial(uri(bob))
-    assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
-    await await_until(lambda: bool(bob.calls), 5, message="no call at bob")
-    their = next(c for c in bob.calls.values() if not c.ended)
-    await await_until(lambda: agreed(call) and agreed(their), 10, message="ZRTP did not agree keys")
-    return call, their
-
-
 async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
     alice = Phone(config(tmp_path / "alice"))
     bob = Phone(config(tmp_path / "bob", auto_answer=True))
@@ -63,8 +42,8 @@ async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
     await alice.start()
     await bob.start()
     try:
-        call, their = await one_call(alice, bob)
-        mine, theirs = agreed(call), agreed(their)
+        call, their = await connected_pair(alice, bob, "ZRTP")
+        mine, theirs = keying_event(call), keying_event(their)
         assert mine is not None and theirs is not None
         assert mine.details["sas"] == theirs.details["sas"]
         assert mine.details["previously_verified"] is False
@@ -96,8 +75,8 @@ async def test_zrtp_call_between_two_phones(tmp_path: Path) -> None:
         (bob_peer,) = caches[1].peers.values()
         assert alice_peer.rs1 == bob_peer.rs1 and alice_peer.rs1
         # the next call: both were confirmed, so it is "previously verified"
-        call, their = await one_call(alice, bob)
-        again, again_theirs = agreed(call), agreed(their)
+        call, their = await connected_pair(alice, bob, "ZRTP")
+        again, again_theirs = keying_event(call), keying_event(their)
         assert again is not None and again_theirs is not None
         assert again.details["previously_verified"] and again_theirs.details["previously_verified"]
         assert not again.details["cache_mismatch"]
@@ -153,8 +132,8 @@ async def test_configured_zrtp_algorithms(
     await alice.start()
     await bob.start()
     try:
-        call, their = await one_call(alice, bob)
-        mine, theirs = agreed(call), agreed(their)
+        call, their = await connected_pair(alice, bob, "ZRTP")
+        mine, theirs = keying_event(call), keying_event(their)
         assert mine is not None and theirs is not None
         algorithms = mine.details["algorithms"]
         assert isinstance(algorithms, dict)
