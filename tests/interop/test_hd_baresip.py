@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from securephone.aio.call import Call
 from securephone.aio.phone import Phone
-from securephone.audio.sinks import WavRecorder
-from securephone.audio.sources import WavSource
 from securephone.media.codecs.opus import opus_available
 from securephone.sip.callstate import CallState
-from securephone.store.config import parse_config
 
-from ..helpers import await_until
 from .audio_tools import (
     assert_audio_matches,
     make_wideband_wav,
@@ -34,28 +29,7 @@ from .audio_tools import (
 )
 from .baresip import MODULE_DIR, Baresip
 from .conftest import BaresipFactory
-
-SECONDS = 4.0
-# codec -> (audio rate of our recording, does the 6 kHz tone get through)
-CODECS = {"G722": (16000, True), "opus": (48000, True), "PCMU": (8000, False)}
-
-
-def our_phone(tmp_path: Path, source: Path, codec: str, **calls: Any) -> Phone:
-    config = parse_config(
-        {
-            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
-            "media": {
-                "port_min": 30000, "port_max": 39999, "codecs": [codec],
-                "srtp": "mandatory", "keying": ["sdes"],
-                "allow_sdes_over_plaintext": True,  # lab: SIP over UDP on loopback
-            },
-            "calls": calls,
-        }
-    )  # fmt: skip
-    phone = Phone(config)
-    phone.source_factory = lambda call: WavSource(source)
-    phone.sink_factory = lambda call: WavRecorder(tmp_path / "we-heard.wav")
-    return phone
+from .hd import CODECS, SECONDS, first_call, hd_phone
 
 
 def skip_without(codec: str) -> None:
@@ -64,12 +38,6 @@ def skip_without(codec: str) -> None:
         pytest.skip(f"baresip has no {module}")
     if codec == "opus" and not opus_available():
         pytest.skip("libopus is not installed")
-
-
-async def first_call(phone: Phone) -> Call:
-    return await await_until(
-        lambda: next(iter(phone.calls.values()), None), 5, message="no call reached securephone"
-    )
 
 
 async def call_out(phone: Phone, peer: Baresip) -> Call:
@@ -126,7 +94,7 @@ async def test_hd_codecs_with_baresip(
         user="bob", audio_codecs=(codec,), audio_source=theirs, mediaenc="srtp-mand",
         sample_rate=48000,
     )  # fmt: skip
-    phone = our_phone(tmp_path, ours, codec, auto_answer=True)
+    phone = hd_phone(tmp_path, ours, codec, auto_answer=True)
     await phone.start()
     try:
         call = await (call_out(phone, peer) if direction == "we_call" else call_in(phone, peer))

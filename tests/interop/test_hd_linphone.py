@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from securephone.aio.call import Call
 from securephone.aio.phone import Phone
-from securephone.audio.sinks import WavRecorder
-from securephone.audio.sources import WavSource
 from securephone.media.codecs.opus import opus_available
 from securephone.sip.callstate import CallState
-from securephone.store.config import parse_config
 
-from ..helpers import await_until
 from .audio_tools import (
     assert_audio_matches,
     make_wideband_wav,
@@ -31,34 +26,8 @@ from .audio_tools import (
     tone_share,
 )
 from .conftest import LinphonecFactory
+from .hd import CODECS, SECONDS, first_call, hd_phone
 from .linphone import Linphonec
-
-SECONDS = 4.0
-CODECS = {"G722": (16000, True), "opus": (48000, True), "PCMU": (8000, False)}
-
-
-def our_phone(tmp_path: Path, source: Path, codec: str, **calls: Any) -> Phone:
-    config = parse_config(
-        {
-            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "tcp_port": 0},
-            "media": {
-                "port_min": 30000, "port_max": 39999, "codecs": [codec],
-                "srtp": "mandatory", "keying": ["sdes"],
-                "allow_sdes_over_plaintext": True,  # lab: direct SIP over UDP on loopback
-            },
-            "calls": calls,
-        }
-    )  # fmt: skip
-    phone = Phone(config)
-    phone.source_factory = lambda call: WavSource(source)
-    phone.sink_factory = lambda call: WavRecorder(tmp_path / "we-heard.wav")
-    return phone
-
-
-async def first_call(phone: Phone) -> Call:
-    return await await_until(
-        lambda: next(iter(phone.calls.values()), None), 10, message="no call reached securephone"
-    )
 
 
 async def call_out(phone: Phone, peer: Linphonec) -> Call:
@@ -120,7 +89,7 @@ async def test_hd_codecs_with_linphonec(
         audio_source=theirs, sample_rate=48000, trailing_silence=6.0, adaptive_jitter=False,
     )  # fmt: skip
     heard_by_peer = await asyncio.to_thread(peer.record_to)
-    phone = our_phone(tmp_path, ours, codec, auto_answer=True)
+    phone = hd_phone(tmp_path, ours, codec, auto_answer=True)
     await phone.start()
     try:
         call = await (call_out(phone, peer) if direction == "we_call" else call_in(phone, peer))
