@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from securephone.sip.callstate import CallEnding, CallState
-from securephone.sip.message import Request, Response, parse_message
+from securephone.sip.message import Request, Response, make_response, parse_message
 from securephone.sip.uri import SipUri
 
-from .test_calls import Pair, connect, media
+from .test_calls import B, Pair, connect, media
 
 
 def _sent(pair: Pair, name: str, start: str) -> list[Request | Response]:
@@ -51,15 +51,42 @@ def test_a_session_not_refreshed_is_ended_with_bye_408() -> None:
     assert {m.cseq.seq for m in _sent(pair, "a", "INVITE")} == {1, 2}
 
 
-def test_too_small_an_interval_gets_422_with_min_se_before_ringing() -> None:
+def test_too_small_an_interval_gets_422_and_the_caller_asks_again_with_min_se() -> None:
     pair = Pair()
     pair.a.calls.session_expires = 30
     key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
     pair.flush()
     refusal = _sent(pair, "b", "SIP/2.0 422")
     assert len(refusal) == 1 and refusal[0].headers.get("Min-SE") == "90"
-    assert pair.sent("b", "SIP/2.0 180") == [] and not pair.b.calls.active()
-    assert pair.a.calls.get(key).status == 422
+    b_first = next(data for name, data in pair.wire if name == "b")
+    assert b_first.startswith(b"SIP/2.0 422")  # refused before ringing (RFC 4028 §8.1)
+    first, again = _sent(pair, "a", "INVITE")  # RFC 4028 §7.4: once more, asking for 90 s
+    assert again.cseq.seq == first.cseq.seq + 1 and again.call_id == first.call_id
+    assert again.headers.get("Session-Expires") == "90" and again.headers.get("Min-SE") == "90"
+    incoming = next(iter(pair.b.calls.active())).key
+    pair.b.answer(incoming, media(40002), pair.now)
+    pair.flush()
+    caller, callee = pair.a.calls.get(key), pair.b.calls.get(incoming)
+    assert caller.state is CallState.CONNECTED and callee.state is CallState.CONNECTED
+    assert caller.session_refresh_at == pair.now + 45  # half of the 90 s agreed
+
+
+def test_a_second_422_ends_the_call() -> None:
+    pair = Pair()
+    pair.a.calls.session_expires = 30
+    # b never sees the retry; a proxy on the way answers it with 422 once more
+    pair.drop = lambda sender, data: sender == "a" and b"\r\nCSeq: 2 INVITE" in data
+    key = pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(40000), pair.now).key
+    pair.flush()
+    _, again = _sent(pair, "a", "INVITE")
+    assert again.headers.get("Session-Expires") == "90"
+    reply = make_response(again, 422, "Session Interval Too Small", to_tag="t")  # type: ignore[arg-type]
+    reply.headers.add("Min-SE", "900")
+    pair.a.receive_message(reply, B, pair.now)
+    pair.flush()
+    call = pair.a.calls.get(key)
+    assert call.state is CallState.TERMINATED and call.status == 422
+    assert len(_sent(pair, "a", "INVITE")) == 2
 
 
 def test_no_timer_when_the_caller_asks_for_none() -> None:

@@ -212,7 +212,7 @@ class CallManager:
             self._on_provisional(call, response, now)
         elif status < 300:
             self._on_invite_success(call, response, now)
-        elif status == 503 and self._invite_failover(call, "answered 503", now):
+        elif self._retried(call, response, now):
             return
         elif not self._retry_with_auth(call, response, now):
             self._on_invite_failure(call, response, now)
@@ -252,6 +252,40 @@ class CallManager:
         call.invite.headers.remove("Proxy-Authorization")
         call.auth_tries = 0
         self._send_invite(call, call.invite, following, now)
+        return True
+
+    def _retried(self, call: CallSession, response: Response, now: float) -> bool:
+        """A failure that a new INVITE may cure: 503 (another server), 422 (a longer interval)."""
+        if response.status == 503:
+            return self._invite_failover(call, "answered 503", now)
+        return response.status == 422 and self._retry_with_min_se(call, response, now)
+
+    def _retry_with_min_se(self, call: CallSession, response: Response, now: float) -> bool:
+        """RFC 4028 §7.4: after 422, the INVITE once more asking for at least the Min-SE."""
+        value = (response.headers.get("Min-SE") or "").split(";")[0].strip()
+        if call.min_se_retried or call.invite is None or call.peer is None:
+            return False
+        if (
+            call.state is not CallState.CALLING
+            or not value.isdigit()
+            or not 0 < int(value) <= 86400
+        ):
+            return False
+        min_se = int(value)
+        asked = (call.invite.headers.get("Session-Expires") or "").split(";")[0].strip()
+        if asked.isdigit() and min_se <= int(asked):
+            return False  # we already asked for that much: retrying cannot help
+        headers = call.invite.headers.copy()
+        headers.set("CSeq", f"{call.invite.cseq.seq + 1} INVITE")
+        headers.set("Session-Expires", str(min_se))
+        headers.set("Min-SE", str(min_se))
+        call.min_se_retried = True
+        call.auth_tries = 0  # the proxy may challenge the new request afresh
+        call.provisional = False
+        log.info("INVITE %s: 422, asking again with Session-Expires %d", call.key[:8], min_se)
+        self._send_invite(
+            call, Request("INVITE", call.invite.uri, headers, call.invite.body), call.peer, now
+        )
         return True
 
     def _retry_with_auth(self, call: CallSession, response: Response, now: float) -> bool:

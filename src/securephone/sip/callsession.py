@@ -79,6 +79,7 @@ class CallSession:
             None  # how the call ends once BYE/CANCEL is done
         )
         self.auth_tries = 0
+        self.min_se_retried = False  # RFC 4028 §7.4: one retry after 422 with the larger interval
         self.offer_in_ack = False  # we sent the offer in our 2xx (INVITE without SDP)
         self.reinvite_tx: str | None = None
         self.reinvite_wanted: bool | None = None  # hold state asked while a re-INVITE is busy
