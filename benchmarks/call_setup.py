@@ -4,7 +4,8 @@ For each keying, ROUNDS calls from alice to bob (auto-answer, UDP signalling, SR
 SDES is allowed over plaintext here because this is a lab measurement). The time is from
 ``dial()`` until alice has received the first SRTP packet that authenticated with the agreed
 keys — the moment both directions of the call are encrypted and audible. Printed, never
-asserted.
+asserted. (``sipp_setup.py`` measures the signalling alone, INVITE -> 200 OK, with SIPp as
+the caller, against securephone and baresip.)
 
     PYTHONPATH=src python benchmarks/call_setup.py [ROUNDS]
 """

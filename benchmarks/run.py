@@ -31,6 +31,7 @@ if __name__ == "__main__":
         "zrtp.py",
         "dtls.py",
         "call_setup.py",
+        "sipp_setup.py",
         "codecs.py",
         "hd_voice.py",
         "parser.py",

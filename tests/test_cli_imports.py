@@ -57,3 +57,27 @@ def test_subcommand_help_stays_lean() -> None:
         modules = _modules(command, "--help")
         assert _loaded(modules, heavy) == [], command
         assert _loaded(modules, PHONE) == [], command
+
+
+CALL_PATH_PROBE = """
+import json, sys
+import securephone.cli
+from securephone.aio.runner import answer_calls, place_call
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_call_path_loads_no_capture_and_no_dns_library() -> None:
+    # ``call``/``answer`` import the command line and the runner: dpkt (packet capture) and
+    # dnspython load only when capturing or on the first DNS query (docs/performance.md).
+    result = subprocess.run(
+        [sys.executable, "-c", CALL_PATH_PROBE],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    modules = list(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert "securephone.aio.phone" in modules
+    assert _loaded(modules, ("dpkt", "dns", "securephone.capture.backends")) == []

@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 
 from securephone.errors import RemoteProtocolError
 from securephone.sip.headers import (
+    NameAddr,
+    Via,
     _parse_name_addr,
+    _parse_name_addr_tuple,
+    _parse_via_tuple,
+    is_plain_address,
+    is_plain_via,
     parse_name_addr_general,
+    parse_name_addr_list,
     parse_params,
     parse_params_general,
 )
@@ -25,6 +32,7 @@ PIECES = [
     "sip:", "sips:", "SIP:", "tel:", "alice", "Bob", "@", ":", "5060", "99999", "example.com",
     "10.0.0.1", "[::1]", ";", "=", "tag", "lr", "transport=udp", "%41", "%4", "?", "&", "h=v",
     "<", ">", '"', "\\", " ", "\t", ",", "/", "*", "+", "$", "'", "~", "-", ".", "é", "\x01",
+    "65535", "65536", "0", "SIP/2.0/UDP ", "rport", "RPORT=", "branch=z9hG4bK1",
 ]  # fmt: skip
 texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
 
@@ -55,6 +63,65 @@ def test_params_fast_path_matches_general(text: str) -> None:
 def test_name_addr_fast_path_matches_general(text: str) -> None:
     _parse_name_addr.cache_clear()
     assert outcome(_parse_name_addr, text) == outcome(parse_name_addr_general, text)
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        texts,
+        texts.map(lambda t: "<sip:" + t + ">"),
+        texts.map(lambda t: '"A" <sip:a@h' + t),
+        texts.map(lambda t: "<sip:a@h>" + t),
+    )
+)
+def test_a_plain_address_always_parses(text: str) -> None:
+    """Validation skips building a plain address; its parse must then never fail."""
+    if is_plain_address(text):
+        _parse_name_addr_tuple.cache_clear()
+        (one,) = parse_name_addr_list(text)
+        assert one == NameAddr.parse(text) == parse_name_addr_general(text)
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        texts.map(lambda t: "SIP/2.0/UDP " + t),
+        texts.map(lambda t: "SIP/2.0/TCP h" + t),
+        texts.map(lambda t: "SIP/2.0/UDP h:5060;" + t),
+    )
+)
+def test_a_plain_via_always_parses(text: str) -> None:
+    """Validation skips building every Via but the top one; a plain Via must parse."""
+    if is_plain_via(text):
+        _parse_via_tuple.cache_clear()
+        (one,) = Via.parse_list(text)
+        assert one == Via.parse(text)
+
+
+def test_common_header_values_are_plain_and_odd_ones_are_not() -> None:
+    """The benchmark's and a phone's usual values skip the build at parse time; values that
+    would fail, or that need the general parse, are not plain (they are parsed at once)."""
+    for value in (
+        '"Caller 1" <sip:user1@10.0.0.1>;tag=f11',
+        "<sip:callee@example.org>",
+        "<sip:user@10.1.2.3:5061;transport=udp>;expires=600",
+        "<sip:proxy.example.net;lr>",
+    ):
+        assert is_plain_address(value), value
+    for value in (
+        "<sip:a@h:65536>",  # port out of range: the parse raises
+        "<sip:a@h>, <sip:b@h>",  # a list: parsed
+        "sip:a@h",  # addr-spec without brackets: general parse
+        '"A\\"B" <sip:a@h>',  # escaped quote: general parse
+        "<tel:+123>",
+        "*",
+    ):
+        assert not is_plain_address(value), value
+    assert is_plain_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport")
+    assert not is_plain_via("SIP/2.0/UDP 10.0.0.1:5060;rport=99999")  # parse raises
+    assert not is_plain_via("SIP/2.0/UDP 10.0.0.1:70000")
+    assert not is_plain_via("SIP/2.0/UDP [::1]:5060")  # IPv6 reference: parsed
+    assert not is_plain_via("SIP/2.0/UDP a;branch=1, SIP/2.0/UDP b")
 
 
 def test_common_forms_take_the_fast_path_with_the_general_result() -> None:

@@ -12,14 +12,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from securephone.sip.locate import Address, Locator, Naptr, Query, Records, Srv, Target
 from securephone.sip.uri import SipUri
 from securephone.store.config import DnsSettings
+
+if TYPE_CHECKING:  # dnspython loads on the first query: a call to an IP address needs none
+    import dns.asyncresolver
+    import dns.resolver
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,21 @@ class SipResolver:
         self._rng = rng or random.Random()
         self._cache: dict[Query, tuple[float, Records]] = {}
         self.on_answer: AnswerCallback | None = None
-        self._resolver = dns.asyncresolver.Resolver(configure=not settings.servers)
-        if settings.servers:
-            self._resolver.nameservers = list(settings.servers)
-            self._resolver.port = settings.port
-        self._resolver.lifetime = settings.timeout
+        self._resolver: dns.asyncresolver.Resolver | None = None
+
+    def _dns(self) -> dns.asyncresolver.Resolver:
+        """The dnspython resolver, made (and dnspython imported) on the first query."""
+        if self._resolver is None:
+            import dns.asyncresolver
+
+            settings = self.settings
+            resolver = dns.asyncresolver.Resolver(configure=not settings.servers)
+            if settings.servers:
+                resolver.nameservers = list(settings.servers)
+                resolver.port = settings.port
+            resolver.lifetime = settings.timeout
+            self._resolver = resolver
+        return self._resolver
 
     async def locate(self, uri: SipUri, transport: str | None = None) -> Located:
         """The ordered servers for ``uri`` (raises ``LocateError`` when there are none)."""
@@ -79,8 +90,12 @@ class SipResolver:
         cached = self._cache.get(query)
         if cached is not None and cached[0] > now:
             return cached[1]
+        resolver = self._dns()
+        import dns.exception
+        import dns.resolver
+
         try:
-            answer = await self._resolver.resolve(query.name, query.rdtype, search=False)
+            answer = await resolver.resolve(query.name, query.rdtype, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             self._cache[query] = (now + 30, [])  # negative answers: a short while (RFC 2308)
             return []

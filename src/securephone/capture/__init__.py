@@ -26,19 +26,37 @@ its raw socket, tcpdump and dumpcap backends), :mod:`~securephone.capture.cli` (
 
 from __future__ import annotations
 
-from securephone.capture.backends import (
-    Backend,
-    CaptureSummary,
-    CaptureUnavailable,
-    PacketCapture,
-)
-from securephone.capture.bpf import (
-    PortRange,
-    bpf_expression,
-    bpf_program,
-    frame_matches,
-    parse_ports,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from securephone.capture.backends import (
+        Backend,
+        CaptureSummary,
+        CaptureUnavailable,
+        PacketCapture,
+    )
+    from securephone.capture.bpf import (
+        PortRange,
+        bpf_expression,
+        bpf_program,
+        frame_matches,
+        parse_ports,
+    )
+
+# The names load with their module on first use (PEP 562), so importing the command
+# (``capture.cli``, registered by ``securephone``) does not load dpkt and the backends.
+_MODULE_OF = {
+    "Backend": "backends",
+    "CaptureSummary": "backends",
+    "CaptureUnavailable": "backends",
+    "PacketCapture": "backends",
+    "PortRange": "bpf",
+    "bpf_expression": "bpf",
+    "bpf_program": "bpf",
+    "frame_matches": "bpf",
+    "parse_ports": "bpf",
+}
 
 __all__ = [
     "Backend",
@@ -51,3 +69,10 @@ __all__ = [
     "frame_matches",
     "parse_ports",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -11,8 +11,6 @@ from typing import Annotated
 
 import typer
 
-from securephone.capture.bpf import parse_ports
-
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -41,6 +39,8 @@ def capture(
 ) -> None:
     """Capture UDP and TCP packets to or from PORT on INTERFACE until --duration or Ctrl-C."""
     try:
+        from securephone.capture.bpf import parse_ports  # dpkt: only when capturing
+
         ports = parse_ports(port)
     except ValueError as exc:
         raise _fail(str(exc)) from None

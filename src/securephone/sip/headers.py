@@ -49,6 +49,28 @@ _SIMPLE_NAME_ADDR_RE = re.compile(
     r'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"[ \t]*|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
     rf"<([^>]*)>((?:;{TOKEN}(?:={_GEN_VALUE})?)*)"
 )
+# A port the URI parser accepts: 0-65535 in at most five digits.
+_PORT_0_65535 = (
+    r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[0-5][0-9]{4}|[0-9]{1,4})"
+)
+_PLAIN_PARAM = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
+# A name-addr that ``_parse_name_addr`` certainly parses by its fast path: the shape of
+# _SIMPLE_NAME_ADDR_RE with, between the brackets, a SIP URI of the shape the URI fast path
+# takes (lower-case scheme, plain user, hostname or IPv4 host, a port 0-65535, plain
+# parameters). Validation only needs to know that the value parses; the value is built when
+# it is read (see ``is_plain_address``).
+_PLAIN_ADDRESS_RE = re.compile(
+    r'(?:"[^"\\\x00-\x08\x0a-\x1f\x7f]*"[ \t]*|[A-Za-z0-9\-.!%*_+`\'~ \t]*)'
+    r"<sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,]+@)?[A-Za-z0-9][A-Za-z0-9\-.]*"
+    rf"(?::{_PORT_0_65535})?(?:;{_PLAIN_PARAM}(?:={_PLAIN_PARAM})?)*>"
+    rf"(?:;{TOKEN}(?:={_GEN_VALUE})?)*"
+)
+# One via-parm that ``Via.parse`` certainly accepts: token/token/token, a hostname or IPv4
+# host, a port 0-65535 and plain parameters (``is_plain_via`` also refuses a valued rport).
+_PLAIN_VIA_RE = re.compile(
+    rf"{TOKEN}/{TOKEN}/{TOKEN} [A-Za-z0-9][A-Za-z0-9\-.]*(?::{_PORT_0_65535})?"
+    rf"(?:;{TOKEN}(?:={_GEN_VALUE})?)*"
+)
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _ADDR_SPEC_RE = re.compile(r"[^ \t;]+")
 _LIST_ITEM_RE = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?$)|<[^>]*>?|[^,"<]+|,', re.S)
@@ -426,6 +448,30 @@ def parse_name_addr_general(text: str) -> NameAddr:
         display = " ".join(text[:less].split()) or None
         return NameAddr._angle(text[less:], display)
     return NameAddr._addr_spec(text)
+
+
+def is_plain_address(value: str) -> bool:
+    """True when ``value`` is one name-addr that certainly parses (RFC 3261 §20.10, §20.20).
+
+    It holds no comma, so as a Contact/Route/Record-Route line it is a list of one, and it has
+    the common form both fast paths take (see ``_PLAIN_ADDRESS_RE``): ``NameAddr.parse`` and
+    ``parse_name_addr_list`` succeed on it. False says nothing: such a value needs the parse.
+    """
+    return "," not in value and _PLAIN_ADDRESS_RE.fullmatch(value.strip(" \t")) is not None
+
+
+def is_plain_via(value: str) -> bool:
+    """True when a Via line is one via-parm that certainly parses (RFC 3261 §20.42).
+
+    No comma (a list of one), single spaces, a plain host and port and parameters without
+    quotes or white space, and no ``rport=`` value (whose port the parse checks).
+    False says nothing: such a line needs the parse.
+    """
+    return (
+        "," not in value
+        and _PLAIN_VIA_RE.fullmatch(value) is not None
+        and "rport=" not in value.lower()
+    )
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:

@@ -26,6 +26,8 @@ from .headers import (
     NameAddr,
     Via,
     canonical_name,
+    is_plain_address,
+    is_plain_via,
     parse_delta_seconds,
     parse_media_type,
     parse_name_addr_list,
@@ -598,7 +600,9 @@ def _decode_head(head: bytes) -> list[str]:
 
 @lru_cache(maxsize=512)
 def _header_name(name: str) -> str | None:
-    """The canonical form of a received header name, None when it is not a token (§7.3.1)."""
+    """The canonical form of a received header name (trailing white space allowed before the
+    colon), None when it is not a token (RFC 3261 §7.3.1)."""
+    name = name.rstrip(" \t")
     return canonical_name(name) if TOKEN_RE.fullmatch(name) else None
 
 
@@ -628,7 +632,7 @@ def _parse_head(head: bytes) -> tuple[_StartLine, Headers]:
     if any(line[:1] in (" ", "\t") for line in lines):
         items = _unfold(lines[1:])
     else:
-        items = [_header_line(line) for line in lines[1:]]
+        items = _header_lines(lines)
     index: dict[str, list[str]] = {}
     for name, value in items:
         if len(value) > MAX_HEADER_LINE:
@@ -641,10 +645,22 @@ def _parse_head(head: bytes) -> tuple[_StartLine, Headers]:
     return start, Headers._trusted(items, index)
 
 
+def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
+    """``_header_line`` of every line after the start line, in one loop (no folding)."""
+    items = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        canonical = _header_name(name)
+        if not colon or canonical is None:
+            raise _error(f"malformed header line {line[:40]!r}")
+        items.append((canonical, value.strip(" \t")))
+    return items
+
+
 def _header_line(line: str) -> tuple[str, str]:
     """One unfolded ``name: value`` line (RFC 3261 §7.3.1)."""
     name, colon, value = line.partition(":")
-    canonical = _header_name(name.rstrip(" \t"))
+    canonical = _header_name(name)
     if not colon or canonical is None:
         raise _error(f"malformed header line {line[:40]!r}")
     return canonical, value.strip(" \t")
@@ -689,13 +705,35 @@ def _check_essentials(message: Request | Response) -> None:
     for name in _SINGLE:
         if len(lines.get(name, ())) > 1:
             raise _error(f"more than one {name} header")
-    if not message.vias:
+    headers = message.headers
+    if not all(is_plain_via(value) for value in lines["Via"]) and not message.vias:
         raise _error("empty Via header")
-    _ = (message.call_id, message.cseq, message.from_, message.to, message.max_forwards)
-    _ = (message.contacts, message.routes, message.record_routes, message.content_type)
+    _ = (message.call_id, message.cseq)
+    _check_addresses(headers, lines, "From", _parse_from)
+    _check_addresses(headers, lines, "To", _parse_to)
+    _ = message.max_forwards
+    _check_addresses(headers, lines, "Contact", _parse_contacts)
+    _check_addresses(headers, lines, "Route", _parse_routes)
+    _check_addresses(headers, lines, "Record-Route", _parse_record_routes)
+    _ = message.content_type
     date = lines.get("Date")
     if date is not None:
         parse_sip_date(date[0])
+
+
+def _check_addresses(
+    headers: Headers, lines: dict[str, list[str]], name: str, parse: Callable[[Headers], object]
+) -> None:
+    """Check that every line of an address header parses (RFC 3261 §20.10, §20.20, §20.30).
+
+    A line of the plain common form (``is_plain_address``) certainly parses, so it is only
+    matched here and built when it is read; any other line is parsed now (the same parse and
+    the same error as the accessor's), and the result kept.
+    """
+    values = lines.get(name)
+    if values is None or all(is_plain_address(value) for value in values):
+        return
+    headers._cached(name, parse)
 
 
 def _check_request_line(request: Request, target: str) -> None:
