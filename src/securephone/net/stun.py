@@ -150,7 +150,7 @@ class StunMessage:
             return None
         head = self._head_up_to(at, 8)
         expected = (binascii.crc32(head) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
-        return struct.unpack_from("!I", self.raw, at + 4)[0] == expected
+        return bool(struct.unpack_from("!I", self.raw, at + 4)[0] == expected)
 
     def check_integrity(self, key: bytes) -> bool | None:
         """None without MESSAGE-INTEGRITY; else whether its HMAC-SHA1 with ``key`` matches (§14.5)."""
@@ -394,6 +394,11 @@ class StunAgent:
         """Check flow ``key`` to ``server`` every ``interval`` seconds (first one now)."""
         self._keepalives[key] = _Keepalive(server, interval, now)
         self.handle_timer(now)
+
+    @property
+    def keeping(self) -> list[str]:
+        """The flows kept alive."""
+        return list(self._keepalives)
 
     def stop_keepalive(self, key: str) -> None:
         self._keepalives.pop(key, None)
