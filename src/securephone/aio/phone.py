@@ -284,7 +284,12 @@ class Phone:
         """An RTP/RTCP socket pair and what the STUN server saw of its RTP socket."""
         media = self.config.media
         sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
-        return sockets, await self.nat.map_media(sockets[0])
+        try:
+            return sockets, await self.nat.map_media(sockets[0])
+        except BaseException:  # cancelled at stop: the pair goes with it
+            for sock in sockets:
+                sock.close()
+            raise
 
     def _media_sockets(self) -> MediaSpare:
         """The spare pair when its mapping is known (then prepare the next one), else a new pair."""

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import random
 import secrets
 import struct
 from dataclasses import dataclass, field
@@ -375,8 +376,14 @@ class _Keepalive:
 class StunAgent:
     """Every STUN transaction of one UDP socket: discoveries and RFC 5626 §4.4.2 keep-alives."""
 
-    def __init__(self, policy: RetransmitPolicy | None = None, software: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetransmitPolicy | None = None,
+        software: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.policy = policy or RetransmitPolicy()
+        self.rng = rng or random.Random()
         self.software = software
         self._pending: dict[bytes, tuple[str, BindingTransaction]] = {}
         self._keepalives: dict[str, _Keepalive] = {}
@@ -391,7 +398,7 @@ class StunAgent:
         self._out.append((tx.request, server))
 
     def keep_alive(self, key: str, server: Address, interval: float, now: float) -> None:
-        """Check flow ``key`` to ``server`` every ``interval`` seconds (first one now)."""
+        """Check flow ``key`` to ``server`` every 80–100 % of ``interval`` seconds (first one now)."""
         self._keepalives[key] = _Keepalive(server, interval, now)
         self.handle_timer(now)
 
@@ -430,7 +437,7 @@ class StunAgent:
                 self._done(key, tx.result, now)
         for key, keep in self._keepalives.items():
             if now >= keep.due and not self._in_flight(key):
-                keep.due = now + keep.interval
+                keep.due = now + keep.interval * self.rng.uniform(0.8, 1.0)  # RFC 5626 §4.4.1
                 self.discover(key, keep.server, now)
 
     def _in_flight(self, key: str) -> bool:
