@@ -22,7 +22,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 ROOT = "securephone"
-CORE = ("sip", "sdp", "media", "zrtp", "dtls", "errors")  # errors: the core's error types
+CORE = ("sip", "sdp", "media", "net", "zrtp", "dtls", "errors")  # errors: the core's error types
 STORE_MUST_NOT_IMPORT = ("web", "aio", "cli", "run", "demo")
 # Standard modules that bring sockets, clocks, files, processes or the event loop.
 IO_MODULES = frozenset(

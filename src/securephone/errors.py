@@ -74,3 +74,7 @@ class SrtpError(MediaError):
 
 class CallError(Exception):
     """A call operation that cannot be done now (wrong state, unknown call, unknown account)."""
+
+
+class StunError(RemoteProtocolError, ValueError):
+    """A datagram is not a well-formed STUN message (RFC 8489 §5, §14)."""

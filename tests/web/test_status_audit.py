@@ -81,3 +81,22 @@ async def test_status_page_and_api_show_the_servers_dns_gave_and_the_failovers(
         assert "tcp:127.0.0.1:5070 → tcp:127.0.0.1:5080 (cannot connect)" in html
     finally:
         await mgr.shutdown()
+
+
+async def test_status_page_and_api_show_the_learnt_public_address(tmp_path: Path) -> None:
+    """actions.status is what GET /api/v1/status returns; the page shows the same address."""
+    from ..aio.test_nat_stun import PUBLIC_IP, FakeStun, serve
+
+    stun_transport, stun_port = await serve(FakeStun())
+    mgr = make_manager(tmp_path, nat={"stun_server": f"127.0.0.1:{stun_port}"})
+    await mgr.start_phone()
+    try:
+        nat = actions.status(mgr)["nat"]
+        assert nat["public_address"] is not None and nat["public_address"].startswith(PUBLIC_IP)
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        assert 'id="nat"' in html and nat["public_address"] in html
+    finally:
+        await mgr.shutdown()
+        stun_transport.close()

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from securephone.aio.call import Call, CallKeyingChanged, TlsPeerChanged
 from securephone.aio.dns import Located, SipResolver
 from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
+from securephone.aio.nat import NatTraversal
 from securephone.aio.transport import TransportLayer, is_ip
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
@@ -40,6 +42,7 @@ from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
 from securephone.media.zrtp.session import ZrtpConfig
+from securephone.net.stun import FlowVerdict, StunEvent
 from securephone.sdp.crypto import redact
 from securephone.sdp.offer_answer import MediaCapabilities
 from securephone.sip.callstate import CallEnding, CallState
@@ -64,6 +67,7 @@ from securephone.sip.uri import SipUri
 from securephone.sip.useragent import UserAgent
 from securephone.store import knownpeers, media_cert, zrtpcache
 from securephone.store.config import AccountConfig, Config, MediaSettings
+from securephone.store.instance import instance_urn
 from securephone.tls import TlsConfigError, client_context, server_context
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,7 @@ EventCallback = Callable[[Event], None]
 KEEP_ENDED_CALLS = 50
 SourceFactory = Callable[[Call], AudioSource]
 SinkFactory = Callable[[Call], AudioSink]
+MediaSpare = tuple[tuple[socket.socket, socket.socket], tuple[str, int] | None]
 
 
 class PhoneError(Exception):
@@ -101,6 +106,7 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         accept_only_from_proxy=account.register_
         if account.accept_only_from_proxy is None
         else account.accept_only_from_proxy,
+        outbound=account.outbound,
     )
 
 
@@ -180,6 +186,12 @@ class Phone:
         self._media_certificate: DtlsCertificate | None = None
         self._known_peers: knownpeers.KnownPeers | None = None
         self.tls_alarms: dict[str, TlsPeerChanged] = {}  # by host:port, the latest one
+        self.nat = NatTraversal(
+            config.nat, self._transports.send_stun, software=config.sip.user_agent, note=self._note
+        )
+        self.nat.on_event = self._nat_event
+        self._transports.on_stun = self.nat.receive
+        self._media_spare: asyncio.Task[MediaSpare] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,6 +224,7 @@ class Phone:
             failback_interval=self.config.dns.failback_interval,
         )
         self.ua.calls.offer_check = self._check_offer
+        await self._learn_public_address()
         for account in self.config.accounts:
             try:
                 self.ua.add_account(account_spec(account))
@@ -224,6 +237,85 @@ class Phone:
             if account.register_:
                 self.ua.register(account.name, now)
         self._pump()
+        self._keep_flows_alive()
+
+    # -- NAT (STUN, RFC 5626 outbound) -------------------------------------------------------------
+    async def _learn_public_address(self) -> None:
+        """STUN for the SIP UDP socket (Contact) and a first RTP socket (SDP); the instance id."""
+        router = self._core().router
+        if any(a.outbound for a in self.config.accounts):
+            router.instance = instance_urn(self.config.data_path)
+        if not self.nat.enabled or "udp" not in router.listen:
+            return
+        public = await self.nat.start()
+        if public is not None:
+            router.public["udp"] = public
+            self._media_spare = asyncio.create_task(self._spare_media())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(self._media_spare), self.config.nat.stun_timeout
+                )
+
+    def _keep_flows_alive(self) -> None:
+        """RFC 5626 §4.4.2: STUN keep-alives to the registrar of each outbound UDP account."""
+        ua, interval = self._core(), self.config.nat.keepalive_interval
+        for name, spec in ua.accounts.items():
+            peer = ua.router.registrar_peer(name)
+            udp = peer.transport == "udp" and is_ip(peer.host)
+            if spec.outbound and spec.register and udp and interval > 0:
+                self.nat.keep_alive(name, (peer.host.strip("[]"), peer.port), interval)
+
+    def _nat_event(self, event: StunEvent) -> None:
+        """A keep-alive said a flow broke or moved: new Contact, register again (RFC 5626 §4.5)."""
+        if event.verdict in (None, FlowVerdict.ALIVE) or self.ua is None:
+            return
+        name = event.key.removeprefix("flow:")
+        if name not in self.ua.registrations:
+            return
+        if event.verdict is FlowVerdict.MAPPING_CHANGED and event.result.mapped is not None:
+            if "udp" in self.ua.router.public:
+                self.ua.router.public["udp"] = event.result.mapped
+            self.ua.refresh_contacts()
+        reason = f"keep-alive: {event.verdict.value} ({event.result.reason or event.result.mapped})"
+        self._note(f"flow of {name}: {reason}")
+        self.ua.flow_failed(name, reason, self._now())
+        self._pump()
+
+    async def _spare_media(self) -> MediaSpare:
+        """An RTP/RTCP socket pair and what the STUN server saw of its RTP socket."""
+        media = self.config.media
+        sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
+        try:
+            return sockets, await self.nat.map_media(sockets[0])
+        except BaseException:  # cancelled at stop: the pair goes with it
+            for sock in sockets:
+                sock.close()
+            raise
+
+    def _media_sockets(self) -> MediaSpare:
+        """The spare pair when its mapping is known (then prepare the next one), else a new pair."""
+        spare, mapped = self._media_spare, None
+        if spare is not None and spare.done() and not spare.cancelled() and not spare.exception():
+            sockets, mapped = spare.result()
+            self._media_spare = None
+        else:
+            media = self.config.media
+            sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
+            if self.nat.server is not None:
+                log.warning("RTP mapping not learnt yet: SDP carries the local address")
+        if self.nat.server is not None and self._media_spare is None:
+            self._media_spare = asyncio.create_task(self._spare_media())
+        return sockets, mapped
+
+    def _drop_spare(self) -> None:
+        spare, self._media_spare = self._media_spare, None
+        if spare is None:
+            return
+        if spare.done() and not spare.cancelled() and not spare.exception():
+            for sock in spare.result()[0]:
+                sock.close()
+        else:
+            spare.cancel()
 
     async def _locate_accounts(self) -> None:
         """Locate every account's registrar or proxy at once, within ``[dns] timeout`` in all."""
@@ -403,6 +495,8 @@ class Phone:
                 await asyncio.wait_for(self._until_unregistered(waiting), timeout)
         if self._timer is not None:
             self._timer.cancel()
+        self.nat.close()
+        self._drop_spare()
         await self._transports.close()
         if self._trace is not None:
             self._trace.close()
@@ -657,12 +751,12 @@ class Phone:
             methods=parse_methods(keying),
         )
 
-    def _caps(self, account: str | None = None) -> MediaCapabilities:
+    def _caps(self, account: str | None = None, address: str | None = None) -> MediaCapabilities:
         media = self.config.media
         spec = next((a for a in self.config.accounts if a.name == account), None)
         codecs = (spec.codecs if spec is not None else None) or media.codecs
         return MediaCapabilities(
-            local_address=self.config.media_address,
+            local_address=address or self.config.media_address,
             codecs=tuple(codecs),
             opus_payload_type=opus_payload_type(media.dtmf_payload_type),
             opus_fmtp=opus_fmtp(media.opus_bitrate),
@@ -673,7 +767,7 @@ class Phone:
     def _new_media(self, transport: str, account: str | None) -> tuple[SdpMedia, MediaChannel]:
         """RTP sockets, a media stream and the SDP negotiator for one call."""
         media = self.config.media
-        sockets = bind_rtp_pair(self.config.media_address, media.port_min, media.port_max)
+        sockets, mapped = self._media_sockets()
         stream = MediaStream(
             f"{secrets.token_hex(4)}@{self.config.media_address}",
             jitter_depth=media.jitter_buffer_frames,
@@ -681,9 +775,8 @@ class Phone:
         stream.symmetric_rtp = media.symmetric_rtp
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
-        sdp = SdpMedia(
-            self._caps(account), channel.local_port, policy, self._resources(stream.ssrc)
-        )
+        address, port = mapped or (None, channel.local_port)  # the STUN mapping goes in SDP
+        sdp = SdpMedia(self._caps(account, address), port, policy, self._resources(stream.ssrc))
         return sdp, channel
 
     def _resources(self, ssrc: int) -> KeyingResources:
@@ -893,6 +986,9 @@ class Phone:
                     if reg.expires_at is None
                     else max(0, round(reg.expires_at - self._now())),
                     "server": str(ua.router.registrar_peer(name)),
+                    "contact": str(reg.contact),
+                    "outbound": spec.outbound,
+                    "outbound_granted": reg.outbound_granted,
                     "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )
@@ -905,4 +1001,5 @@ class Phone:
             "calls": calls,
             "media_certificate": {"fingerprint": self.media_fingerprint},
             "tls_alarms": [dataclasses.asdict(a) for a in self.tls_alarms.values()],
+            "nat": self.nat.status(),
         }

@@ -179,6 +179,9 @@ class TransportLayer:
         self.bad_input = LogLimiter(log)
         self.accept_failures = 0
         self._watching_accept = False
+        # STUN on the SIP UDP socket (RFC 8489 responses, RFC 5626 §4.4.2 keep-alives): the
+        # handler returns True when it took the datagram.
+        self.on_stun: Callable[[bytes, tuple[str, int]], bool] | None = None
 
     def note_bad(self, what: str, detail: str) -> None:
         """Log bad input from the network, rate-limited (counts per interval, not lines)."""
@@ -256,6 +259,8 @@ class TransportLayer:
             data = bytes(view[:size])
             if data.strip(b"\r\n") == b"":
                 continue  # keep-alive
+            if data[0] < 4 and self.on_stun is not None and self.on_stun(data, addr[:2]):
+                continue  # STUN (RFC 7983 first byte 0..3), never SIP
             self._deliver(data, Peer("udp", addr[0], addr[1]))
 
     def _deliver(self, message: bytes | Request | Response, peer: Peer) -> None:
@@ -345,6 +350,15 @@ class TransportLayer:
             self._send_udp(out)
         else:
             self._send_stream(out)
+
+    def send_stun(self, data: bytes, address: tuple[str, int]) -> None:
+        """A STUN datagram from the SIP UDP socket (so the server sees that socket's mapping)."""
+        if self._udp is None:
+            return
+        try:
+            self._udp.sendto(data, address)
+        except OSError as exc:
+            log.info("cannot send STUN to %s:%d: %s", *address, exc.strerror or exc)
 
     def _send_udp(self, out: Outgoing) -> None:
         if self._udp is None:

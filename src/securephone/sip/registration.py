@@ -104,6 +104,8 @@ class Registration:
         self._challenges: list[Challenge] = []
         self._wake_at: float | None = None
         self._want_expires = expires
+        self.supported: str | None = None  # a Supported header value (RFC 5626 §4.2.1)
+        self.outbound_granted: bool | None = None  # the registrar answered Require: outbound
 
     # -- state -----------------------------------------------------------------------------------
     def _set_state(self, new: RegState, reason: str, status: int | None = None) -> None:
@@ -153,6 +155,8 @@ class Registration:
         headers.add("Max-Forwards", "70")
         headers.add("Contact", str(self.contact))
         headers.add("Expires", str(expires))
+        if self.supported:
+            headers.add("Supported", self.supported)
         request = Request("REGISTER", self.registrar, headers)
         for challenge in self._challenges:
             name, value = self.auth.authorize(challenge, "REGISTER", str(self.registrar))
@@ -186,6 +190,9 @@ class Registration:
             self._set_state(RegState.UNREGISTERED, "unregistered", response.status)
             return
         granted = self._granted_expiry(response)
+        if self.supported:
+            require = (response.headers.get("Require") or "").lower()
+            self.outbound_granted = "outbound" in [t.strip() for t in require.split(",")]
         self._failures = 0
         self.granted = granted
         self.expires_at = now + granted

@@ -39,6 +39,8 @@ class AccountSpec:
     display_name: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     accept_only_from_proxy: bool = False
+    outbound: bool = False  # RFC 5626: instance id, reg-id, ;ob, flow keep-alives
+    reg_id: int = 1
 
 
 class Router:
@@ -60,6 +62,9 @@ class Router:
         self.resolved: dict[str, list[Peer]] = {}
         self.ranked: dict[str, list[Peer]] = {}  # the same servers in DNS's own order
         self.failovers: list[tuple[Peer, Peer, str]] = []  # (from, to, why), newest last
+        # What a STUN server saw of our listener, per transport: Contact carries it (RFC 8489).
+        self.public: dict[str, tuple[str, int]] = {}
+        self.instance: str | None = None  # RFC 5626 §4.1 +sip.instance (urn:uuid:...)
 
     def account(self, name: str | None) -> AccountSpec | None:
         """The account called ``name``, or None for direct (account-less) calls."""
@@ -92,21 +97,35 @@ class Router:
         return NameAddr(spec.aor, spec.display_name) if spec else NameAddr(self.identity)
 
     def contact_for(
-        self, spec: AccountSpec | None, transport: str | None = None, *, secure: bool = False
+        self,
+        spec: AccountSpec | None,
+        transport: str | None = None,
+        *,
+        secure: bool = False,
+        register: bool = False,
     ) -> NameAddr:
         """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1).
 
         A sips: request carries a sips: Contact (RFC 5630 §3.1.3), with no ``transport=tls``.
+        The address a STUN server saw replaces the listener's (``public``). With RFC 5626
+        outbound, REGISTER's Contact carries ``reg-id`` and ``+sip.instance`` (§4.2.1) and
+        every other Contact the ``ob`` URI parameter (§4.3).
         """
         transport = transport or (spec.transport if spec else "udp")
-        host, port = self.listener(transport)
+        host, port = self.public.get(transport) or self.listener(transport)
         aor = spec.aor if spec else self.identity
         sips = transport == "tls" and (secure or aor.scheme == "sips")
         params: tuple[tuple[str, str | None], ...] = ()
         if transport != "udp" and not sips:
             params = (("transport", transport),)
+        if spec is not None and spec.outbound and not register:
+            params += (("ob", None),)  # RFC 5626 §4.3: route this dialog over the flow
         uri = SipUri("sips" if sips else "sip", bracket(host), aor.user, port=port, params=params)
-        return NameAddr(uri)
+        contact = NameAddr(uri)
+        if register and spec is not None and spec.outbound and self.instance:
+            contact = contact.with_params(**{"reg-id": str(spec.reg_id)})
+            contact = contact.with_params(**{"+sip.instance": f"<{self.instance}>"})
+        return contact
 
     def listener(self, transport: str) -> tuple[str, int]:
         """Our address for ``transport``: its listener, else a stream one (connection reuse), else any."""

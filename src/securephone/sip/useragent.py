@@ -106,13 +106,25 @@ class UserAgent:
         self.registrations[spec.name] = Registration(
             aor=spec.aor,
             registrar=spec.registrar,
-            contact=self.router.contact_for(spec),
+            contact=self.router.contact_for(spec, register=True),
             auth=auth,
             expires=spec.expires,
             call_id=secrets.token_hex(16),
             from_tag=new_tag(),
             retry=spec.retry,
         )
+        if spec.outbound:
+            self.registrations[spec.name].supported = "outbound, path"  # RFC 5626 §4.2.1
+
+    def refresh_contacts(self) -> None:
+        """Our address changed (a new STUN mapping): later REGISTERs carry the new Contact."""
+        for name, reg in self.registrations.items():
+            reg.contact = self.router.contact_for(self.accounts[name], register=True)
+
+    def flow_failed(self, name: str, reason: str, now: float) -> None:
+        """RFC 5626 §4.4.2/§4.5: a keep-alive found the flow of account ``name`` broken."""
+        self.registrations[name].flow_failed(reason, now)
+        self._emit_changes(name)
 
     def register(self, name: str, now: float) -> None:
         """Start registering account ``name``."""

@@ -310,6 +310,8 @@ class AccountConfig(_Model):
     # Desk-phone rule against scanner "ghost calls": take requests only from the registrar or
     # outbound proxy. None: on for accounts that register, off otherwise.
     accept_only_from_proxy: bool | None = None
+    # RFC 5626 outbound: +sip.instance and reg-id on REGISTER, ;ob on dialog Contacts, keep-alives
+    outbound: bool = False
 
     @field_validator("keying")
     @classmethod
@@ -358,6 +360,32 @@ class DnsSettings(_Model):
         return value
 
 
+class NatSettings(_Model):
+    """``[nat]``: learn the public address with STUN (RFC 8489) and keep NAT bindings open."""
+
+    stun_server: str | None = None  # "host:port" (port 3478 when left out); None: off
+    stun_timeout: float = Field(default=3.0, gt=0, le=40)  # waiting for the first answer at start
+    keepalive_interval: float = Field(default=25.0, ge=0, le=3600)  # UDP flows of outbound accounts
+
+    @field_validator("stun_server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        stun_address(str(value))  # ValueError names what is wrong
+        return str(value)
+
+
+def stun_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``host`` or ``[v6]:port`` -> (host, port); 3478 is STUN's port (RFC 8489 §18.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (host.count(":") and not host.endswith("]")):
+        host, port = text, "3478"
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host.strip("[]"):
+        raise ValueError(f"{text!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -369,6 +397,7 @@ class Config(_Model):
     audio: AudioSettings = AudioSettings()
     web: WebSettings = WebSettings()
     dns: DnsSettings = DnsSettings()
+    nat: NatSettings = NatSettings()
     accounts: list[AccountConfig] = []
 
     @property

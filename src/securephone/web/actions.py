@@ -202,6 +202,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "listen": {},
         "media_certificate": {"fingerprint": None},
         "tls_alarms": [],
+        "nat": None,
         "accounts": [],
         "servers": {"located": {}, "failovers": []},
         "calls": [],
@@ -213,6 +214,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         data["listen"] = raw["listen"]
         data["media_certificate"] = raw["media_certificate"]
         data["tls_alarms"] = raw["tls_alarms"]
+        data["nat"] = raw["nat"]
         data["accounts"] = account_views(raw)
         data["servers"] = raw["servers"]
         data["calls"] = [call_view(c) for c in phone.calls.values() if not c.ended]
