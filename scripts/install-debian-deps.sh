@@ -5,6 +5,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have kamailio || need+=(kamailio)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+ls /usr/lib/*/kamailio/modules/outbound.so >/dev/null 2>&1 || need+=(kamailio-outbound-modules)
 have baresip || need+=(baresip-core)
 have espeak-ng || need+=(espeak-ng)
 have sox || need+=(sox)
