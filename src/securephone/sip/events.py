@@ -75,10 +75,11 @@ class MalformedMessage(Event):
 
 @dataclass(frozen=True)
 class RegistrationChanged(Event):
-    """An account's registration state changed."""
+    """An account's registration state changed (``flow``: the reg-id, with several flows)."""
 
     account: str
     change: StateChange
+    flow: int | None = None
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,18 @@ TRANSITIONS: dict[RegState, frozenset[RegState]] = {
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """RFC 5626 §4.5 back-off: base doubles per failure, capped, randomised to 50–100 %."""
+    """RFC 5626 §4.5 back-off: base doubles per failure, capped, randomised to 50–100 %.
+
+    The base is ``base`` (30 s) when no flow of the account works and three times that (the
+    RFC's 90 s) while another flow still carries the registration.
+    """
 
     base: float = 30.0
     maximum: float = 1800.0
 
-    def delay(self, failures: int, rng: random.Random) -> float:
-        upper = min(self.maximum, self.base * 2 ** max(0, failures - 1))
+    def delay(self, failures: int, rng: random.Random, *, others_up: bool = False) -> float:
+        base = self.base * 3 if others_up else self.base
+        upper = min(self.maximum, base * 2 ** max(0, failures - 1))
         return float(upper * rng.uniform(0.5, 1.0))
 
 
@@ -82,6 +87,8 @@ class Registration:
         from_tag: str,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        reg_id: int | None = None,
+        proxy: SipUri | None = None,
     ) -> None:
         self.aor = aor
         self.registrar = registrar
@@ -106,6 +113,11 @@ class Registration:
         self._want_expires = expires
         self.supported: str | None = None  # a Supported header value (RFC 5626 §4.2.1)
         self.outbound_granted: bool | None = None  # the registrar answered Require: outbound
+        # RFC 5626 §4.2: with several outbound proxies, one registration per flow: its reg-id,
+        # the proxy it goes through (a pre-loaded Route ``;lr;ob``), whether another flow works.
+        self.reg_id = reg_id
+        self.proxy = proxy
+        self.other_flows_up = False
 
     # -- state -----------------------------------------------------------------------------------
     def _set_state(self, new: RegState, reason: str, status: int | None = None) -> None:
@@ -153,6 +165,8 @@ class Registration:
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{self._cseq} REGISTER")
         headers.add("Max-Forwards", "70")
+        if self.proxy is not None:
+            headers.add("Route", str(NameAddr(flow_route(self.proxy))))
         headers.add("Contact", str(self.contact))
         headers.add("Expires", str(expires))
         if self.supported:
@@ -257,7 +271,7 @@ class Registration:
             return
         self._failures += 1
         self._auth_tries = 0
-        delay = self.retry.delay(self._failures, self.rng)
+        delay = self.retry.delay(self._failures, self.rng, others_up=self.other_flows_up)
         self._wake_at = now + delay
         self._set_state(RegState.FAILED, f"{reason}; retrying in {delay:.0f} s", status)
 
@@ -274,6 +288,11 @@ class Registration:
             self._wake_at = None
             return None
         return self.start()
+
+
+def flow_route(proxy: SipUri) -> SipUri:
+    """The pre-loaded Route of a flow's REGISTER: its outbound proxy, ``lr`` and ``ob`` (RFC 5626 §4.2.1)."""
+    return proxy.with_params(lr=None, ob=None)
 
 
 def _same_contact(a: NameAddr, b: NameAddr) -> bool:

@@ -41,6 +41,8 @@ class AccountSpec:
     accept_only_from_proxy: bool = False
     outbound: bool = False  # RFC 5626: instance id, reg-id, ;ob, flow keep-alives
     reg_id: int = 1
+    # RFC 5626 §4.2: several outbound proxies, one flow (and registration, reg-id 1, 2 …) each
+    outbound_proxies: tuple[SipUri, ...] = ()
 
 
 class Router:
@@ -65,6 +67,8 @@ class Router:
         # What a STUN server saw of our listener, per transport: Contact carries it (RFC 8489).
         self.public: dict[str, tuple[str, int]] = {}
         self.instance: str | None = None  # RFC 5626 §4.1 +sip.instance (urn:uuid:...)
+        # RFC 5626 §4.3: the outbound proxy of a working flow, per account with several flows.
+        self.flow_in_use: dict[str, SipUri] = {}
 
     def account(self, name: str | None) -> AccountSpec | None:
         """The account called ``name``, or None for direct (account-less) calls."""
@@ -88,6 +92,9 @@ class Router:
         enforcing = [s for s in self.accounts.values() if s.accept_only_from_proxy]
         hops = [self.route_peer(s, s.registrar) for s in enforcing]
         hops += [self.route_peer(s, s.registrar, use_proxy=False) for s in enforcing]
+        hops += [
+            self.route_peer(s, p, use_proxy=False) for s in enforcing for p in s.outbound_proxies
+        ]
         if not hops:
             return None
         return any(_same_server(hop, peer) for hop in hops)
@@ -103,6 +110,7 @@ class Router:
         *,
         secure: bool = False,
         register: bool = False,
+        reg_id: int | None = None,
     ) -> NameAddr:
         """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1).
 
@@ -123,7 +131,7 @@ class Router:
         uri = SipUri("sips" if sips else "sip", bracket(host), aor.user, port=port, params=params)
         contact = NameAddr(uri)
         if register and spec is not None and spec.outbound and self.instance:
-            contact = contact.with_params(**{"reg-id": str(spec.reg_id)})
+            contact = contact.with_params(**{"reg-id": str(reg_id or spec.reg_id)})
             contact = contact.with_params(**{"+sip.instance": f"<{self.instance}>"})
         return contact
 
@@ -137,8 +145,11 @@ class Router:
     def route_peer(
         self, spec: AccountSpec | None, target: SipUri, *, use_proxy: bool = True
     ) -> Peer:
-        """Where a request goes: the outbound proxy, else the target (RFC 3263 without DNS SRV)."""
-        proxy = spec.outbound_proxy if spec and use_proxy else None
+        """Where a request goes: the outbound proxy, else the target (RFC 3263 without DNS SRV).
+
+        With several outbound proxies (RFC 5626 §4.3) the proxy of a working flow, else the first.
+        """
+        proxy = self._proxy_of(spec) if spec and use_proxy else None
         hop = proxy or target
         if target.scheme == "sips" and hop.scheme != "sips" and (hop.transport or "") != "tls":
             raise ValueError(
@@ -152,6 +163,11 @@ class Router:
         if targets:
             return targets[0]
         return Peer(transport, hop.host.strip("[]"), port)
+
+    def _proxy_of(self, spec: AccountSpec) -> SipUri | None:
+        if spec.outbound_proxies:
+            return self.flow_in_use.get(spec.name, spec.outbound_proxies[0])
+        return spec.outbound_proxy
 
     def use_targets(self, host: str, peers: list[Peer]) -> None:
         """The shell located ``host`` (RFC 3263 §4): requests to it go to ``peers``, in order."""

@@ -31,6 +31,7 @@ from securephone.sip.events import (
 )
 from securephone.sip.headers import NameAddr
 from securephone.sip.message import Headers, Request, Response, make_response
+from securephone.sip.outbound import account_state, note_other_flows, working_flow
 from securephone.sip.registration import Registration, RegState
 from securephone.sip.router import AccountSpec, Router
 from securephone.sip.transaction import TimerSettings
@@ -82,8 +83,9 @@ class UserAgent:
             max_calls=max_calls,
             incoming_ring_timeout=incoming_ring_timeout,
         )
-        self.registrations: dict[str, Registration] = {}
-        self._reg_tx: dict[str, str] = {}  # transaction id -> account name
+        self.registrations: dict[str, Registration] = {}  # the first (or only) flow's
+        self.flows: dict[str, list[Registration]] = {}  # every flow's, reg-id order (RFC 5626)
+        self._reg_tx: dict[str, tuple[str, Registration]] = {}  # transaction id -> whose
         self._reg_sent: dict[str, tuple[Request, Peer]] = {}  # transaction id -> what went where
         self._pending: dict[str, _Pending] = {}  # transaction id -> pending request
 
@@ -103,58 +105,87 @@ class UserAgent:
         self.accounts[spec.name] = spec
         auth = DigestClient(DigestCredentials(spec.auth_user, spec.password))
         self._auth[spec.name] = auth
-        self.registrations[spec.name] = Registration(
+        proxies = spec.outbound_proxies or (None,)
+        flows = [self._new_flow(spec, auth, i + 1, p) for i, p in enumerate(proxies)]
+        self.flows[spec.name] = flows
+        self.registrations[spec.name] = flows[0]
+
+    def _new_flow(
+        self, spec: AccountSpec, auth: DigestClient, reg_id: int, proxy: SipUri | None
+    ) -> Registration:
+        """One registration; with several outbound proxies, one per flow (RFC 5626 §4.2)."""
+        reg = Registration(
             aor=spec.aor,
             registrar=spec.registrar,
-            contact=self.router.contact_for(spec, register=True),
+            contact=self.router.contact_for(spec, register=True, reg_id=reg_id),
             auth=auth,
             expires=spec.expires,
             call_id=secrets.token_hex(16),
             from_tag=new_tag(),
             retry=spec.retry,
+            reg_id=reg_id if proxy is not None else None,
+            proxy=proxy,
         )
         if spec.outbound:
-            self.registrations[spec.name].supported = "outbound, path"  # RFC 5626 §4.2.1
+            reg.supported = "outbound, path"  # RFC 5626 §4.2.1
+        return reg
+
+    def _all_flows(self) -> list[tuple[str, Registration]]:
+        return [(name, reg) for name, flows in self.flows.items() for reg in flows]
+
+    def flow_peer(self, name: str, reg: Registration) -> Peer:
+        """Where one flow's REGISTER goes: its own outbound proxy, else the account's next hop."""
+        spec = self.accounts[name]
+        if reg.proxy is not None:
+            return self.router.route_peer(spec, reg.proxy, use_proxy=False)
+        return self.router.registrar_peer(name)
 
     def refresh_contacts(self) -> None:
         """Our address changed (a new STUN mapping): later REGISTERs carry the new Contact."""
-        for name, reg in self.registrations.items():
-            reg.contact = self.router.contact_for(self.accounts[name], register=True)
+        for name, reg in self._all_flows():
+            spec = self.accounts[name]
+            reg.contact = self.router.contact_for(spec, register=True, reg_id=reg.reg_id)
 
-    def flow_failed(self, name: str, reason: str, now: float) -> None:
-        """RFC 5626 §4.4.2/§4.5: a keep-alive found the flow of account ``name`` broken."""
-        self.registrations[name].flow_failed(reason, now)
+    def flow_failed(self, name: str, reason: str, now: float, reg_id: int | None = None) -> None:
+        """RFC 5626 §4.4.2/§4.5: a keep-alive found a flow of account ``name`` broken."""
+        flows = self.flows[name]
+        chosen = [r for r in flows if r.reg_id == reg_id] if reg_id is not None else flows[:1]
+        for reg in chosen:
+            reg.flow_failed(reason, now)
         self._emit_changes(name)
 
     def register(self, name: str, now: float) -> None:
-        """Start registering account ``name``."""
-        reg = self.registrations[name]
-        self._send_register(name, reg.start(), now)
+        """Start registering account ``name`` (every flow of it)."""
+        for reg in self.flows[name]:
+            self._send_register(name, reg, reg.start(), now)
 
     def unregister(self, name: str, now: float) -> bool:
-        """Remove the binding; False when there was nothing to remove."""
-        request = self.registrations[name].stop()
+        """Remove the bindings; False when there was nothing to remove."""
+        sent = False
+        for reg in self.flows[name]:
+            request = reg.stop()
+            if request is not None:
+                self._send_register(name, reg, request, now)
+                sent = True
         self._emit_changes(name)
-        if request is None:
-            return False
-        self._send_register(name, request, now)
-        return True
+        return sent
 
     def _send_register(
-        self, name: str, request: Request, now: float, peer: Peer | None = None
+        self, name: str, reg: Registration, request: Request, now: float, peer: Peer | None = None
     ) -> None:
-        peer = peer or self.router.registrar_peer(name)
+        peer = peer or self.flow_peer(name, reg)
         key = self._send(request, peer, now)
-        self._reg_tx[key] = name
+        self._reg_tx[key] = (name, reg)
         self._reg_sent[key] = (request, peer)
         self._emit_changes(name)
 
     def _register_failover(self, key: str, why: str, now: float) -> bool:
         """RFC 3263 §4.3: the REGISTER again, to the registrar's next server, when there is one."""
         sent = self._reg_sent.pop(key, None)
-        name = self._reg_tx.get(key)
-        if sent is None or name is None:
+        whose = self._reg_tx.get(key)
+        if sent is None or whose is None:
             return False
+        name, reg = whose
         request, peer = sent
         following = self.router.failover(peer, why)
         if following is None:
@@ -163,14 +194,26 @@ class UserAgent:
             self._next_failback = now + self.failback_interval
         del self._reg_tx[key]
         _drop_credentials(request)
-        self.registrations[name].new_server()
+        reg.new_server()
         log.info("REGISTER for %s: %s %s, trying %s", name, peer, why, following)
-        self._send_register(name, request, now, following)
+        self._send_register(name, reg, request, now, following)
         return True
 
     def _emit_changes(self, name: str) -> None:
-        for change in self.registrations[name].take_changes():
-            self._events.append(RegistrationChanged(name, change))
+        flows = self.flows[name]
+        several = len(flows) > 1
+        for reg in flows:
+            for change in reg.take_changes():
+                self._events.append(
+                    RegistrationChanged(name, change, reg.reg_id if several else None)
+                )
+        if several:
+            note_other_flows(flows)
+            working = working_flow(flows)
+            if working is not None and working.proxy is not None:
+                self.router.flow_in_use[name] = working.proxy
+            else:
+                self.router.flow_in_use.pop(name, None)
 
     def _send(self, request: Request, peer: Peer, now: float) -> str:
         self.router.stamp_request(request, peer)
@@ -249,8 +292,8 @@ class UserAgent:
     def transport_failed(self, peer: Peer, reason: str, now: float) -> None:
         """The shell could not reach ``peer``: fail what waits on it."""
         self.endpoint.transport_failed(peer, reason)
-        for name, reg in self.registrations.items():
-            hop = self.router.registrar_peer(name)
+        for name, reg in self._all_flows():
+            hop = self.flow_peer(name, reg)
             if peer.reliable and (hop.transport, hop.host, hop.port) == (
                 peer.transport,
                 peer.host,
@@ -263,17 +306,17 @@ class UserAgent:
     def get_timer(self) -> float | None:
         """The earliest deadline of the transactions, the calls and the registrations."""
         times = [self.endpoint.get_timer(), self.calls.get_timer(), self._next_failback]
-        times += [r.get_timer() for r in self.registrations.values()]
+        times += [r.get_timer() for _, r in self._all_flows()]
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
         """Run everything that is due."""
         self.endpoint.handle_timer(now)
         self.calls.handle_timer(now)
-        for name, reg in self.registrations.items():
+        for name, reg in self._all_flows():
             request = reg.handle_timer(now)
             if request is not None:
-                self._send_register(name, request, now)
+                self._send_register(name, reg, request, now)
         if self._next_failback is not None and now >= self._next_failback:
             self._probe_preferred_servers(now)
         self._drain(now)
@@ -287,7 +330,7 @@ class UserAgent:
         """
         self._next_failback = None
         for name, reg in self.registrations.items():
-            if reg.state not in (RegState.REGISTERED, RegState.FAILED):
+            if reg.state not in (RegState.REGISTERED, RegState.FAILED) or len(self.flows[name]) > 1:
                 continue
             preferred = self.router.preferred_over(self.router.registrar_peer(name))
             if preferred is None or any(p == (name, preferred) for p in self._probes.values()):
@@ -313,7 +356,7 @@ class UserAgent:
         log.info("account %s: %s answers again, registering there", name, server)
         if reg.state in (RegState.REGISTERED, RegState.FAILED):
             reg.new_server()
-            self._send_register(name, reg.start(), now)
+            self._send_register(name, reg, reg.start(), now)
 
     def outgoing(self) -> list[Outgoing]:
         """Bytes to send."""
@@ -351,10 +394,11 @@ class UserAgent:
         if response.status == 503 and self._register_failover(key, "answered 503", now):
             return
         self._reg_sent.pop(key, None)
-        if (name := self._reg_tx.pop(key, None)) is not None:
-            follow = self.registrations[name].on_response(response, now)
+        if (whose := self._reg_tx.pop(key, None)) is not None:
+            name, reg = whose
+            follow = reg.on_response(response, now)
             if follow is not None:
-                self._send_register(name, follow, now)
+                self._send_register(name, reg, follow, now)
             self._emit_changes(name)
         elif (pending := self._pending.pop(key, None)) is not None:
             self._on_pending_response(pending, response, now)
@@ -382,8 +426,9 @@ class UserAgent:
             return
         if self._register_failover(key, reason, now):
             return
-        if (name := self._reg_tx.pop(key, None)) is not None:
-            self.registrations[name].on_timeout(reason, now)
+        if (whose := self._reg_tx.pop(key, None)) is not None:
+            name, reg = whose
+            reg.on_timeout(reason, now)
             self._emit_changes(name)
         elif (pending := self._pending.pop(key, None)) is not None:
             self._events.append(RequestFailed(pending.handle, reason))
@@ -423,8 +468,8 @@ class UserAgent:
         return False
 
     def registration_state(self, name: str) -> RegState:
-        """Shortcut for status displays."""
-        return self.registrations[name].state
+        """Shortcut for status displays: with several flows, registered while any flow is."""
+        return account_state(self.flows[name])
 
 
 def _drop_credentials(request: Request) -> None:
