@@ -60,6 +60,7 @@ from securephone.sip.events import (
 )
 from securephone.sip.locate import LocateError, NoServerFound
 from securephone.sip.message import Request, Response
+from securephone.sip.outbound import flow_summary
 from securephone.sip.registration import RegState, RetryPolicy
 from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
@@ -107,6 +108,7 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         if account.accept_only_from_proxy is None
         else account.accept_only_from_proxy,
         outbound=account.outbound,
+        outbound_proxies=tuple(SipUri.parse(uri) for uri in account.outbound_proxies),
     )
 
 
@@ -259,17 +261,18 @@ class Phone:
     def _keep_flows_alive(self) -> None:
         """RFC 5626 §4.4.2: STUN keep-alives to the registrar of each outbound UDP account."""
         ua, interval = self._core(), self.config.nat.keepalive_interval
-        for name, spec in ua.accounts.items():
-            peer = ua.router.registrar_peer(name)
+        for name, reg in ua.flows_of_all():
+            spec, peer = ua.accounts[name], ua.flow_peer(name, reg)
             udp = peer.transport == "udp" and is_ip(peer.host)
             if spec.outbound and spec.register and udp and interval > 0:
-                self.nat.keep_alive(name, (peer.host.strip("[]"), peer.port), interval)
+                key = name if (reg.reg_id or 1) == 1 else f"{name}/{reg.reg_id}"
+                self.nat.keep_alive(key, (peer.host.strip("[]"), peer.port), interval)
 
     def _nat_event(self, event: StunEvent) -> None:
         """A keep-alive said a flow broke or moved: new Contact, register again (RFC 5626 §4.5)."""
         if event.verdict in (None, FlowVerdict.ALIVE) or self.ua is None:
             return
-        name = event.key.removeprefix("flow:")
+        name, _, flow = event.key.removeprefix("flow:").partition("/")
         if name not in self.ua.registrations:
             return
         if event.verdict is FlowVerdict.MAPPING_CHANGED and event.result.mapped is not None:
@@ -278,7 +281,7 @@ class Phone:
             self.ua.refresh_contacts()
         reason = f"keep-alive: {event.verdict.value} ({event.result.reason or event.result.mapped})"
         self._note(f"flow of {name}: {reason}")
-        self.ua.flow_failed(name, reason, self._now())
+        self.ua.flow_failed(name, reason, self._now(), int(flow) if flow else None)
         self._pump()
 
     async def _spare_media(self) -> MediaSpare:
@@ -589,8 +592,9 @@ class Phone:
         if isinstance(event, RegistrationChanged):
             change = event.change
             log.info(
-                "account %s: %s -> %s: %s",
+                "account %s%s: %s -> %s: %s",
                 event.account,
+                "" if event.flow is None else f" flow {event.flow}",
                 change.old.value,
                 change.new.value,
                 change.reason,
@@ -979,7 +983,7 @@ class Phone:
                     "name": name,
                     "aor": str(spec.aor),
                     "transport": spec.transport,
-                    "registration": reg.state.value,
+                    "registration": ua.registration_state(name).value,
                     "reason": reg.reason,
                     "status": reg.status,
                     "expires_in": None
@@ -989,6 +993,7 @@ class Phone:
                     "contact": str(reg.contact),
                     "outbound": spec.outbound,
                     "outbound_granted": reg.outbound_granted,
+                    "flows": [flow_summary(f, self._now()) for f in ua.flows[name] if f.proxy],
                     "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )

@@ -130,7 +130,8 @@ class UserAgent:
             reg.supported = "outbound, path"  # RFC 5626 §4.2.1
         return reg
 
-    def _all_flows(self) -> list[tuple[str, Registration]]:
+    def flows_of_all(self) -> list[tuple[str, Registration]]:
+        """Every (account, registration) pair: one per flow (RFC 5626), one per plain account."""
         return [(name, reg) for name, flows in self.flows.items() for reg in flows]
 
     def flow_peer(self, name: str, reg: Registration) -> Peer:
@@ -142,7 +143,7 @@ class UserAgent:
 
     def refresh_contacts(self) -> None:
         """Our address changed (a new STUN mapping): later REGISTERs carry the new Contact."""
-        for name, reg in self._all_flows():
+        for name, reg in self.flows_of_all():
             spec = self.accounts[name]
             reg.contact = self.router.contact_for(spec, register=True, reg_id=reg.reg_id)
 
@@ -292,7 +293,7 @@ class UserAgent:
     def transport_failed(self, peer: Peer, reason: str, now: float) -> None:
         """The shell could not reach ``peer``: fail what waits on it."""
         self.endpoint.transport_failed(peer, reason)
-        for name, reg in self._all_flows():
+        for name, reg in self.flows_of_all():
             hop = self.flow_peer(name, reg)
             if peer.reliable and (hop.transport, hop.host, hop.port) == (
                 peer.transport,
@@ -306,14 +307,14 @@ class UserAgent:
     def get_timer(self) -> float | None:
         """The earliest deadline of the transactions, the calls and the registrations."""
         times = [self.endpoint.get_timer(), self.calls.get_timer(), self._next_failback]
-        times += [r.get_timer() for _, r in self._all_flows()]
+        times += [r.get_timer() for _, r in self.flows_of_all()]
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
         """Run everything that is due."""
         self.endpoint.handle_timer(now)
         self.calls.handle_timer(now)
-        for name, reg in self._all_flows():
+        for name, reg in self.flows_of_all():
             request = reg.handle_timer(now)
             if request is not None:
                 self._send_register(name, reg, request, now)

@@ -312,6 +312,8 @@ class AccountConfig(_Model):
     accept_only_from_proxy: bool | None = None
     # RFC 5626 outbound: +sip.instance and reg-id on REGISTER, ;ob on dialog Contacts, keep-alives
     outbound: bool = False
+    # RFC 5626 §4.2: two or more edge proxies, one flow and registration (reg-id 1, 2 …) each
+    outbound_proxies: list[str] = Field(default=[], max_length=8)
 
     @field_validator("keying")
     @classmethod
@@ -339,6 +341,19 @@ class AccountConfig(_Model):
         if any(c.isspace() or c in '<>@"' for c in value):
             raise ValueError("must not contain spaces, quotes, '<', '>' or '@'")
         return value
+
+    @field_validator("outbound_proxies")
+    @classmethod
+    def _proxy_uris(cls, value: list[str]) -> list[str]:
+        return [_check_sip_uri(str(uri), "SIP") for uri in value]
+
+    @model_validator(mode="after")
+    def _flows(self) -> AccountConfig:
+        if self.outbound_proxies and not self.outbound:
+            raise ValueError("outbound_proxies needs outbound = true (RFC 5626 flows)")
+        if self.outbound_proxies and self.outbound_proxy:
+            raise ValueError("give either outbound_proxy or outbound_proxies, not both")
+        return self
 
 
 class DnsSettings(_Model):
