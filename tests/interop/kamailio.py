@@ -223,6 +223,7 @@ modparam("registrar", "outbound_mode", 1)
 modparam("registrar", "use_path", 1)
 modparam("tm", "contacts_avp", "tm_contacts")
 modparam("tm", "contact_flows_avp", "tm_contact_flows")
+modparam("tm", "restart_fr_on_each_reply", 0)
 #!endif
 #!ifdef WITH_TLS
 modparam("tls", "config", "@@TLS_CFG@@")
@@ -302,6 +303,7 @@ request_route {
 		record_route();
 	}
 	if (@via[2] == "") {
+		xlog("L_NOTICE", "HARNESS-EDGE $rm $ci from the client\n");
 		remove_hf("Route");
 		$du = "sip:@@REGISTRAR@@";
 		route(RELAY);
@@ -552,10 +554,11 @@ route[LOCATION] {
 		}
 	}
 #!ifdef WITH_OUTBOUND
-	if (!t_load_contacts() || !t_next_contacts()) {
+	if (!t_load_contacts()) {
 		sl_reply_error();
 		exit;
 	}
+	t_next_contacts();  # -2 (nothing loaded): a single contact stays in the R-URI
 	t_on_failure("NEXT_CONTACTS");
 	t_on_branch_failure("NEXT_FLOW");
 #!endif

@@ -6,7 +6,7 @@ the registrar holds two bindings of one instance, reg-id 1 and 2, each with its 
 bob (a second securephone registered straight at the registrar) calls alice. Edge 1 is stopped:
 alice's phone sees its flow close, the account stays registered through edge 2, and a second call
 reaches alice through edge 2 (the registrar tries the next flow of the instance). Edge 1 is started
-again on its port: alice's flow 1 registers again, with reg-id 1.
+again on its port: alice's flow 1 registers again, with reg-id 1. While edge 1 is down alice also calls bob: the INVITE leaves through edge 2.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def bob_config(registrar: Kamailio, data_dir: Path) -> Any:
             "sip": {"listen_address": "127.0.0.1", "transports": ["udp"], "udp_port": 0},
             "media": {"port_min": 56750, "port_max": 56999, "srtp": "off"},
             "dns": {"enabled": False},
+            "calls": {"auto_answer": True},
             "accounts": [
                 {
                     "name": "bob",
@@ -91,6 +92,11 @@ def reg_ids(contacts: list[ContactInfo]) -> list[str]:
 def invites_to_client(edge: Kamailio) -> list[str]:
     """Call-IDs of the INVITEs an edge handed to its client over the client's flow."""
     return re.findall(r"HARNESS-EDGE INVITE (\S+) to the client", edge.log_text())
+
+
+def from_client(edge: Kamailio, method: str) -> list[str]:
+    """Call-IDs of the ``method`` requests an edge received from its client."""
+    return re.findall(rf"HARNESS-EDGE {method} (\S+) from the client", edge.log_text())
 
 
 async def call_alice(bob: Phone, registrar: Kamailio, alice: Phone) -> str:
@@ -147,6 +153,14 @@ async def test_two_flows_through_two_edges_and_failover_when_one_dies(
 
         second = await call_alice(bob, registrar, alice)
         assert second in invites_to_client(edges[1])
+
+        # alice calls out: the INVITE leaves over the working flow, through edge 2 (§4.3)
+        out = alice.dial(f"sip:bob@127.0.0.1:{registrar.port}", account="alice")
+        state = await out.wait_for(CallState.CONNECTED, timeout=20)
+        assert state is CallState.CONNECTED, out.summary()
+        out.hangup()
+        await out.wait_ended(10)
+        assert str(out.summary()["call_id"]) in from_client(edges[1], "INVITE")
 
         await asyncio.to_thread(edges[0].start, keep_ports=True)
         await await_until(
