@@ -100,3 +100,35 @@ async def test_status_page_and_api_show_the_learnt_public_address(tmp_path: Path
     finally:
         await mgr.shutdown()
         stun_transport.close()
+
+
+async def test_status_page_lists_each_outbound_flow(tmp_path: Path) -> None:
+    from tests.helpers import free_port
+
+    edges = [
+        free_port("udp"),
+        free_port("udp"),
+    ]  # nothing answers there: the flows stay unregistered
+    account = {
+        "name": "alice", "user": "alice", "domain": "example.test", "password": "pw",
+        "outbound": True, "outbound_proxies": [f"sip:127.0.0.1:{p}" for p in edges],
+        "retry_base": 300,
+    }  # fmt: skip
+    mgr = make_manager(tmp_path, accounts=[account])
+    await mgr.start_phone()
+    try:
+        (view,) = actions.status(mgr)["accounts"]
+        assert [(f["reg_id"], f["proxy"]) for f in view["flows"]] == [
+            (1, f"sip:127.0.0.1:{edges[0]}"),
+            (2, f"sip:127.0.0.1:{edges[1]}"),
+        ]
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        for reg_id, port in ((1, edges[0]), (2, edges[1])):
+            assert (
+                f'<li data-reg-id="{reg_id}" class="danger">flow {reg_id} via sip:127.0.0.1:{port}: '
+                in html
+            )
+    finally:
+        await mgr.shutdown()
