@@ -164,7 +164,7 @@ class CallManager:
         if ring_timeout is not None:
             call.ring_deadline = now + ring_timeout
         headers = Headers()
-        local = self.router.local_identity(spec)
+        local = self.router.local_identity(spec, peer)
         headers.add("From", str(local.with_params(tag=call.local_tag)))
         headers.add("To", str(NameAddr(target)))
         headers.add("Call-ID", key)

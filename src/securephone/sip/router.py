@@ -60,6 +60,7 @@ class Router:
         self.routes: dict[str, str] = {}
         host = bracket(self.local_host(None, next(iter(self.listen.values()))[0]))
         self.identity = identity or SipUri("sip", host, "securephone")
+        self._own_identity = identity is None  # ours to adapt to the peer (wildcard listeners)
         self.accounts: dict[str, AccountSpec] = {}
         # RFC 3263 §4.3: the servers found in DNS for a host name, the one in use first.
         self.resolved: dict[str, list[Peer]] = {}
@@ -91,9 +92,11 @@ class Router:
             return None
         return any(_same_server(hop, peer) for hop in hops)
 
-    def local_identity(self, spec: AccountSpec | None) -> NameAddr:
-        """Our From for a new request."""
-        return NameAddr(spec.aor, spec.display_name) if spec else NameAddr(self.identity)
+    def local_identity(self, spec: AccountSpec | None, peer: Peer | None = None) -> NameAddr:
+        """Our From for a new request (without an account: our address toward ``peer``)."""
+        if spec is not None:
+            return NameAddr(spec.aor, spec.display_name)
+        return NameAddr(self._identity_toward(peer))
 
     def contact_for(
         self,
@@ -117,7 +120,7 @@ class Router:
             except ValueError:
                 peer = None
         host = self.local_host(peer.host if peer is not None else None, host)
-        aor = spec.aor if spec else self.identity
+        aor = spec.aor if spec else self._identity_toward(peer)
         sips = transport == "tls" and (secure or aor.scheme == "sips")
         params: tuple[tuple[str, str | None], ...] = ()
         if transport != "udp" and not sips:
@@ -150,6 +153,14 @@ class Router:
         if same:
             return same[-1]
         return "::1" if v6 and listening == "::" else "127.0.0.1"
+
+    def _identity_toward(self, peer: Peer | None) -> SipUri:
+        """``sip:securephone@HOST`` with HOST our address toward ``peer`` (wildcard listeners)."""
+        listening = next(iter(self.listen.values()))[0]
+        if peer is None or listening not in WILDCARDS or not self._own_identity:
+            return self.identity
+        host = bracket(self.local_host(peer.host, listening))
+        return SipUri(self.identity.scheme, host, self.identity.user)
 
     def listener(self, transport: str) -> tuple[str, int]:
         """Our address for ``transport``: its listener, else a stream one (connection reuse), else any."""
