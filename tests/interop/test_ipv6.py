@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -484,3 +486,26 @@ async def test_a_media_family_the_phone_cannot_reach_is_refused_with_the_reason(
                      (tmp_path / "alice-trace.txt").read_text(), re.M)  # fmt: skip
     assert re.search(r'^Warning: 304 securephone "' + re.escape(v6_refused),
                      (tmp_path / "bob-trace.txt").read_text(), re.M)  # fmt: skip
+
+
+async def test_cli_calls_an_ipv6_uri(
+    baresip_factory: BaresipFactory, speech: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``securephone call 'sip:bob@[::1]:P;transport=tcp' --listen '[::1]:0'`` as a user types it."""
+    peer = baresip_factory(user="bob", transport="tcp", audio_source=speech[1], ipv6=True)
+    uri = f"sip:bob@{V6}:{peer.sip_port};transport=tcp"
+    caller = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "securephone.cli", "call", uri, "--listen", "[::1]:0",
+         "--play", str(speech[0]), "--duration", "3", "--json", "--srtp", "off"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert caller.returncode == 0, caller.stderr
+    summary = json.loads(caller.stdout)
+    assert summary["answered"] and summary["signalling"]["transport"] == "tcp"
+    media = summary["media"]
+    assert media["local_rtp"].startswith("[::1]:") and media["remote_rtp"].startswith("[::1]:")
+    assert media["packets_received"] >= 3 * 50 * 0.8
+    assert set(peer.logged_sdp_addresses()) == {"::1"}
+    recordings = await asyncio.to_thread(peer.wait_recordings, 1, 10)
+    assert_audio_matches(read_wav(speech[0])[0], read_wav(recordings[0])[0])
