@@ -302,8 +302,14 @@ async def test_calls_with_baresip_through_kamailio_on_ipv6(
             await phone.stop()
     # every SDP that crossed the proxy, and every one we sent or received, named ::1 only
     assert {a for sdp in kam.logged_sdp() for a in sdp.connection_addresses()} == {"::1"}
+    trace = (tmp_path / "alice-trace.txt").read_text()
     assert sdp_addresses(tmp_path / "alice-trace.txt") == {"::1"}
     assert set(peer.logged_sdp_addresses()) == {"::1"}
+    # the proxy record-routed with its bracketed address; our in-dialog requests followed it
+    hop = rf"<sips?:\[::1\]:{port}(;transport={transport})?;lr>"
+    assert re.search(rf"^Record-Route: {hop}", trace, re.M)
+    bye = re.search(r"^BYE .*?\r?\n\r?\n", trace, re.M | re.S)
+    assert bye is not None and re.search(rf"^Route: {hop}", bye[0], re.M), trace[-3000:]
     segments = capture.segments()
     if not secure:
         assert plaintext_sip(segments)  # the same capture does see SIP when it is in clear
@@ -403,18 +409,23 @@ async def test_two_securephones_call_over_ipv6_with_zrtp(
 # -- dual stack ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_dual_stack_phone_on_any_address_reaches_ipv4_and_ipv6_peers(
-    baresip_factory: BaresipFactory, pki: Pki, speech: tuple[Path, Path], tmp_path: Path
+    baresip_factory: BaresipFactory,
+    pki: Pki,
+    speech: tuple[Path, Path],
+    tmp_path: Path,
+    transport: str,
 ) -> None:
     """Listening on ``::`` with IPV6_V6ONLY off: a baresip on 127.0.0.1 and one on ::1 call us
     and we call them; each sees our address of its own family in Via, Contact and SDP."""
-    v4 = baresip_factory(user="bob", audio_source=speech[1])
-    v6 = baresip_factory(user="carol", audio_source=speech[1], ipv6=True)
+    v4 = baresip_factory(user="bob", transport=transport, audio_source=speech[1])
+    v6 = baresip_factory(user="carol", transport=transport, audio_source=speech[1], ipv6=True)
     phone = v6_phone(tmp_path, pki, speech[0], listen="::", auto_answer=True)
     await phone.start()
     try:
         status = phone.status()
-        port = listen_port(phone, "udp")
+        port = listen_port(phone, transport)
         calls: dict[str, tuple[Call, Call]] = {}
         for peer, host in ((v4, "127.0.0.1"), (v6, V6)):
             call = phone.dial(peer.sip_uri)
@@ -423,7 +434,7 @@ async def test_dual_stack_phone_on_any_address_reaches_ipv4_and_ipv6_peers(
             call.hangup()
             await call.wait_ended(10)
             phone.calls.clear()
-            await asyncio.to_thread(peer.dial, f"sip:alice@{host}:{port}")
+            await asyncio.to_thread(peer.dial, f"sip:alice@{host}:{port};transport={transport}")
             their = await first_call(phone)
             assert await their.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED
             await asyncio.sleep(1.0)
@@ -433,8 +444,8 @@ async def test_dual_stack_phone_on_any_address_reaches_ipv4_and_ipv6_peers(
             calls[host] = (call, their)
     finally:
         await phone.stop()
-    assert status["listen"]["udp"] == f"[::]:{port}"
-    assert status["listen_families"]["udp"] == ["IPv6", "IPv4"]
+    assert status["listen"][transport] == f"[::]:{port}"
+    assert status["listen_families"][transport] == ["IPv6", "IPv4"]
     for host, pair in calls.items():
         remote = f"{host}:" if host != V6 else "[::1]:"
         for call in pair:
@@ -448,9 +459,11 @@ async def test_dual_stack_phone_on_any_address_reaches_ipv4_and_ipv6_peers(
     assert set(v4.logged_sdp_addresses()) == {"127.0.0.1"}
     assert set(v6.logged_sdp_addresses()) == {"::1"}
     v4_log, v6_log = v4.log_text(), v6.log_text()
-    assert f"Contact: <sip:securephone@127.0.0.1:{port}>" in v4_log and "[::" not in v4_log
-    assert f"Contact: <sip:securephone@[::1]:{port}>" in v6_log
-    assert f"Via: SIP/2.0/UDP [::1]:{port};" in v6_log
+    param = "" if transport == "udp" else f";transport={transport}"
+    assert f"Contact: <sip:securephone@127.0.0.1:{port}{param}>" in v4_log
+    assert "[::" not in v4_log
+    assert f"Contact: <sip:securephone@[::1]:{port}{param}>" in v6_log
+    assert f"Via: SIP/2.0/{transport.upper()} [::1]:{port};" in v6_log
 
 
 async def test_a_media_family_the_phone_cannot_reach_is_refused_with_the_reason(

@@ -179,6 +179,7 @@ class Phone:
         self._pumping = False
         self._zrtp_cache: ZrtpCache | None = None
         self._media_certificate: DtlsCertificate | None = None
+        self._wildcard = False  # a listener on :: or 0.0.0.0: Via/Contact/SDP follow each peer
         self._known_peers: knownpeers.KnownPeers | None = None
         self.tls_alarms: dict[str, TlsPeerChanged] = {}  # by host:port, the latest one
 
@@ -205,6 +206,7 @@ class Phone:
         self._load_known_peers()
         self._media_certificate = self._load_media_certificate()
         listen = await self._open_listeners()
+        self._wildcard = any(is_wildcard(host) for host, _ in listen.values())
         self.ua = UserAgent(
             listen,
             user_agent=self.config.sip.user_agent,
@@ -456,7 +458,7 @@ class Phone:
         """With a wildcard listener: our address toward ``host`` for Via, Contact and SDP (a route
         lookup; nothing is sent). Concrete listeners and host names need none."""
         ua = self.ua
-        if ua is None or not any(is_wildcard(h) for h, _ in ua.listen.values()):
+        if ua is None or not self._wildcard:
             return
         key = host.strip("[]").lower()
         if key in ua.router.routes:
