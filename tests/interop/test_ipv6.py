@@ -522,3 +522,40 @@ async def test_cli_calls_an_ipv6_uri(
     assert set(peer.logged_sdp_addresses()) == {"::1"}
     recordings = await asyncio.to_thread(peer.wait_recordings, 1, 10)
     assert_audio_matches(read_wav(speech[0])[0], read_wav(recordings[0])[0])
+
+
+async def test_a_dual_stack_media_socket_talks_ipv4_to_an_ipv4_peer(
+    pki: Pki, speech: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """bob's SIP is on 127.0.0.1 and his RTP sockets on ``::`` (dual stack): he answers alice's
+    c=IN IP4 offer with c=IN IP4, and her packets, arriving as ::ffff:127.0.0.1, are taken as
+    coming from 127.0.0.1, the negotiated address (none counted as a stranger's)."""
+    alice = v6_phone(tmp_path, pki, speech[0], listen="::", transports=("udp",))
+    bob = v6_phone(
+        tmp_path, pki, speech[1], name="bob", listen="127.0.0.1", transports=("udp",),
+        media={"address": "::"}, auto_answer=True,
+    )  # fmt: skip
+    bob.sink_factory = lambda call: WavRecorder(tmp_path / "bob-heard.wav")
+    await alice.start()
+    await bob.start()
+    try:
+        call = alice.dial(f"sip:bob@127.0.0.1:{listen_port(bob, 'udp')}")
+        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED
+        their = await first_call(bob)
+        await asyncio.sleep(CALL_SECONDS)
+        call.hangup()
+        await call.wait_ended(10)
+    finally:
+        await alice.stop()
+        await bob.stop()
+    trace = (tmp_path / "alice-trace.txt").read_text()
+    assert set(re.findall(r"^c=IN (IP[46] \S+)", trace, re.M)) == {"IP4 127.0.0.1"}
+    ours, theirs = call.summary()["media"], their.summary()["media"]
+    assert ours["local_rtp"].startswith("[::]:") and theirs["local_rtp"].startswith("[::]:")
+    for media in (ours, theirs):
+        assert media["remote_rtp"].startswith("127.0.0.1:")
+        assert media["last_source"].startswith("127.0.0.1:")  # not ::ffff:127.0.0.1
+        assert media["packets_received"] >= CALL_SECONDS * 50 * 0.8
+        assert media["foreign_source"] == 0 and media["foreign_dropped"] == 0
+    assert_audio_matches(read_wav(speech[0])[0], read_wav(tmp_path / "bob-heard.wav")[0])
+    assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
