@@ -39,7 +39,8 @@ from .test_calls_baresip import CALL_SECONDS, check_audio, first_call
 from .test_tls_calls import check_srtp
 
 USERS = {"alice": "alice-v6-pw", "bob": "bob-v6-pw"}
-MEDIA = {"port_min": 55000, "port_max": 55999}  # this file's media block
+MEDIA = {"port_min": 55000, "port_max": 55899}  # this file's media block ...
+CAPTURED = {"port_min": 55900, "port_max": 55999}  # ... and the captured test's own part of it
 V6 = "[::1]"
 
 
@@ -283,13 +284,15 @@ async def test_calls_with_baresip_through_kamailio_on_ipv6(
         pki,
         speech[0],
         account=v6_account(kam, transport),
-        media={"srtp": "mandatory" if secure else "off"},
+        media={**CAPTURED, "srtp": "mandatory" if secure else "off"},
         auto_answer=True,
     )
     assert peer.rtp_ports is not None
-    rtp = f"portrange {MEDIA['port_min']}-{MEDIA['port_max']}"
-    theirs = f"portrange {peer.rtp_ports.first}-{peer.rtp_ports.last}"
-    bpf = f"ip6 and (port {kam.port} or tcp port {port} or udp {rtp} or udp {theirs})"
+    # media only when both ends are this test's (parallel tests use other blocks or ends)
+    our_block = f"portrange {CAPTURED['port_min']}-{CAPTURED['port_max']}"
+    their_block = f"portrange {peer.rtp_ports.first}-{peer.rtp_ports.last}"
+    media = f"udp and {our_block} and {their_block}"
+    bpf = f"ip6 and (port {kam.port} or tcp port {port} or ({media}))"
     scheme = "sips" if secure else "sip"
     with LoopbackCapture(tmp_path / "v6.pcap", bpf) as capture:
         await phone.start()
