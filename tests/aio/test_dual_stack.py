@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,23 @@ def test_media_sockets_on_any_address_are_dual_stack() -> None:
     finally:
         rtp.close()
         rtcp.close()
+
+
+async def test_connections_accepted_on_any_address_send_without_delay() -> None:
+    """TCP_NODELAY on accepted connections, as on single-address listeners (no Nagle wait)."""
+    accepted: list[socket.socket] = []
+
+    class Keep(TransportLayer):
+        def flow_opened(self, conn: Any) -> bool:
+            accepted.append(conn.transport.get_extra_info("socket"))
+            return super().flow_opened(conn)
+
+    layer = Keep(lambda message, peer: None, lambda peer, reason: None)
+    _, port = await layer.listen_stream("tcp", "::", 0)
+    try:
+        client = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", port), 3)
+        await await_until(lambda: bool(accepted), 3, message="connection accepted")
+        assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        client.close()
+    finally:
+        await layer.close()

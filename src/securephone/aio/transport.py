@@ -136,8 +136,12 @@ class _StreamConnection(asyncio.Protocol):
 
 
 def _dual_stack_listener(port: int) -> socket.socket:
-    """A TCP socket listening on ``[::]:port`` with IPV6_V6ONLY off (IPv4 clients too)."""
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    """A TCP socket listening on ``[::]:port`` with IPV6_V6ONLY off (IPv4 clients too).
+
+    Protocol IPPROTO_TCP, as asyncio's own listeners have it: asyncio sets TCP_NODELAY on the
+    connections it accepts only then.
+    """
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         dual_stack_options(sock, "::")
