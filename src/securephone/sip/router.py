@@ -19,10 +19,10 @@ from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
-WILDCARDS = ("0.0.0.0", "::")  # listening on every address (``::`` also takes IPv4: dual stack)
-ROUTES_KEPT = 256  # our address toward this many peers (wildcard listeners)
 ACCEPT = "application/sdp"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+WILDCARDS = ("0.0.0.0", "::")  # listening on every address (``::`` also takes IPv4: dual stack)
+ROUTES_KEPT = 256  # our address toward this many peers (wildcard listeners)
 
 
 @dataclass(frozen=True)
