@@ -33,6 +33,7 @@ from .audio_tools import assert_audio_matches, read_wav
 from .baresip import Baresip, ProxyAccount, TlsFiles
 from .capture import LoopbackCapture, Segment, plaintext_sip, tls_records
 from .conftest import BaresipFactory, KamailioFactory
+from .dnsmasq import Dnsmasq, DnsRecords, find_dnsmasq
 from .kamailio import Kamailio, TlsConfig
 from .pki_tools import Pki, kam_tls
 from .test_calls_baresip import CALL_SECONDS, check_audio, first_call
@@ -79,6 +80,7 @@ def v6_phone(
     transports: tuple[str, ...] = ("udp", "tcp"),
     account: dict[str, Any] | None = None,
     media: dict[str, Any] | None = None,
+    dns: dict[str, Any] | None = None,
     **calls: Any,
 ) -> Phone:
     data: dict[str, Any] = {
@@ -96,6 +98,8 @@ def v6_phone(
         data["tls"]["certificate"] = str(issue_v6(pki, f"{name}-server"))
     if account is not None:
         data["accounts"] = [account]
+    if dns is not None:
+        data["dns"] = dns
     phone = Phone(parse_config(data))
     phone.source_factory = lambda call: WavSource(speech)
     phone.sink_factory = lambda call: WavRecorder(tmp_path / "we-heard.wav")
@@ -562,3 +566,41 @@ async def test_a_dual_stack_media_socket_talks_ipv4_to_an_ipv4_peer(
         assert media["foreign_source"] == 0 and media["foreign_dropped"] == 0
     assert_audio_matches(read_wav(speech[0])[0], read_wav(tmp_path / "bob-heard.wav")[0])
     assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
+
+
+async def test_registers_to_an_srv_target_with_only_an_ipv6_address(
+    kamailio_factory: KamailioFactory, pki: Pki, speech: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """RFC 3263 to IPv6: ``_sip._tcp.v6zone.test`` points at a host with only an AAAA record
+    (::1); the phone on ::1 registers there over TCP (dnsmasq on 127.0.0.1 answers)."""
+    if find_dnsmasq() is None:
+        pytest.skip("dnsmasq not installed (apt-get install -y dnsmasq-base)")
+    zone = "v6zone.test"
+    kam = kamailio_factory(users=USERS, domain=zone, ipv6=True)
+    records = DnsRecords(
+        srv=[(f"_sip._tcp.{zone}", f"pbx.{zone}", kam.port, 10, 0)],
+        hosts=[(f"ready.{zone}", "127.0.0.1"), (f"pbx.{zone}", "::1")],
+    )
+    dns_server = Dnsmasq(tmp_path / "dnsmasq", records)
+    account = {"name": "alice", "user": "alice", "domain": zone, "password": USERS["alice"],
+               "transport": "tcp", "expires": 120}  # fmt: skip
+    dns_server.start()
+    try:
+        phone = v6_phone(
+            tmp_path, pki, speech[0], transports=("tcp",), account=account,
+            dns={"servers": ["127.0.0.1"], "port": dns_server.port},
+        )  # fmt: skip
+        await phone.start()
+        try:
+            await registered(phone)
+            (contact,) = kam.contacts("alice")
+            status = phone.status()
+        finally:
+            await phone.stop()
+    finally:
+        dns_server.stop()
+    assert status["servers"]["located"][zone]["in_use"] == f"tcp:[::1]:{kam.port}"
+    assert status["accounts"][0]["server"] == f"tcp:[::1]:{kam.port}"
+    assert re.fullmatch(r"sip:alice@\[::1\]:\d+;transport=tcp", contact["contact"])
+    trace = (tmp_path / "alice-trace.txt").read_text()
+    assert f"## DNS sip:{zone}: tcp:[::1]:{kam.port}" in trace
