@@ -274,6 +274,8 @@ class Phone:
         except LocateError as exc:
             raise PhoneError(str(exc)) from None
         self.located[host] = found
+        for located in found.targets:
+            self._learn_route(located.peer.host)
         if any(t.source != "a" for t in found.targets):
             ua.router.use_targets(host, [t.peer for t in found.targets])
 
