@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from securephone.aio import netaddr
 from securephone.aio.media import bind_rtp_pair
 from securephone.aio.transport import TransportLayer
+from securephone.pki.certs import create_ca, issue_certificate
 from securephone.sip.message import Request, Response
 from securephone.sip.transport import Outgoing, Peer
 
@@ -151,5 +154,36 @@ async def test_connections_accepted_on_any_address_send_without_delay() -> None:
         await await_until(lambda: bool(accepted), 3, message="connection accepted")
         assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         client.close()
+    finally:
+        await layer.close()
+
+
+async def test_tls_on_any_address_serves_ipv4_and_ipv6_clients_checking_ip_sans(
+    tmp_path: Path,
+) -> None:
+    """One TLS listener on ``::``; clients over 127.0.0.1 and ::1 each check the server's IP SAN
+    for the address they dialled (RFC 5922 §7.2)."""
+    ca = create_ca("dual-stack test CA")
+    server = issue_certificate(ca, "phone", kind="server", ips=["127.0.0.1", "::1"])
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(server.combined_pem())
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(pem))
+    client_ctx = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    seen = Collector()
+    layer = TransportLayer(seen.message, seen.error)
+    _, port = await layer.listen_stream("tls", "::", 0, server_ctx)
+    try:
+        for address in ("127.0.0.1", "::1"):
+            _, writer = await asyncio.open_connection(
+                address, port, ssl=client_ctx, server_hostname=address
+            )
+            writer.write(OPTIONS)
+            await writer.drain()
+            await await_until(lambda: len(seen.peers) == 1, 3, message=f"OPTIONS from {address}")
+            peer = seen.peers.pop()
+            assert (peer.transport, peer.host) == ("tls", address)
+            writer.close()
+            await writer.wait_closed()
     finally:
         await layer.close()
