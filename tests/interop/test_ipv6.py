@@ -568,11 +568,17 @@ async def test_a_dual_stack_media_socket_talks_ipv4_to_an_ipv4_peer(
     assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
 
 
+@pytest.mark.parametrize("listen", ["::1", "::"])
 async def test_registers_to_an_srv_target_with_only_an_ipv6_address(
-    kamailio_factory: KamailioFactory, pki: Pki, speech: tuple[Path, Path], tmp_path: Path
+    kamailio_factory: KamailioFactory,
+    pki: Pki,
+    speech: tuple[Path, Path],
+    tmp_path: Path,
+    listen: str,
 ) -> None:
     """RFC 3263 to IPv6: ``_sip._tcp.v6zone.test`` points at a host with only an AAAA record
-    (::1); the phone on ::1 registers there over TCP (dnsmasq on 127.0.0.1 answers)."""
+    (::1); the phone registers there over TCP (dnsmasq on 127.0.0.1 answers), also when it
+    listens on ``::``."""
     if find_dnsmasq() is None:
         pytest.skip("dnsmasq not installed (apt-get install -y dnsmasq-base)")
     zone = "v6zone.test"
@@ -587,7 +593,7 @@ async def test_registers_to_an_srv_target_with_only_an_ipv6_address(
     dns_server.start()
     try:
         phone = v6_phone(
-            tmp_path, pki, speech[0], transports=("tcp",), account=account,
+            tmp_path, pki, speech[0], listen=listen, transports=("tcp",), account=account,
             dns={"servers": ["127.0.0.1"], "port": dns_server.port},
         )  # fmt: skip
         await phone.start()
@@ -604,3 +610,4 @@ async def test_registers_to_an_srv_target_with_only_an_ipv6_address(
     assert re.fullmatch(r"sip:alice@\[::1\]:\d+;transport=tcp", contact["contact"])
     trace = (tmp_path / "alice-trace.txt").read_text()
     assert f"## DNS sip:{zone}: tcp:[::1]:{kam.port}" in trace
+    assert re.search(r"^Via: SIP/2.0/TCP \[::1\]:\d+;", trace, re.M)

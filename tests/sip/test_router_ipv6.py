@@ -70,3 +70,25 @@ def test_learnt_routes_are_bounded() -> None:
         router.learn_route(f"2001:db8::{n:x}", "2001:db8::ffff")
     assert len(router.routes) == ROUTES_KEPT
     assert "2001:db8::0" not in router.routes and "2001:db8::109" in router.routes
+
+
+def test_register_names_our_address_toward_the_server_dns_located() -> None:
+    """The account is added before DNS is asked; REGISTER's Contact and Via are chosen when it
+    starts, toward the located server (documentation addresses, nothing is sent)."""
+    from securephone.sip.message import parse_message
+    from securephone.sip.useragent import UserAgent
+
+    ua = UserAgent({"tcp": ("::", 5060)})
+    spec = AccountSpec(
+        "alice", SipUri.parse("sip:alice@pbx.test"), SipUri.parse("sip:pbx.test"), "alice", "pw",
+        transport="tcp",
+    )  # fmt: skip
+    ua.add_account(spec)
+    ua.router.use_targets("pbx.test", [Peer("tcp", "2001:db8::7", 5060)])
+    ua.router.learn_route("2001:db8::7", "2001:db8::1")
+    ua.register("alice", 0.0)
+    (out,) = ua.outgoing()
+    assert out.peer.host == "2001:db8::7"
+    register = parse_message(out.data)
+    assert str(register.headers.get("Contact")) == "<sip:alice@[2001:db8::1]:5060;transport=tcp>"
+    assert str(register.headers.get("Via")).startswith("SIP/2.0/TCP [2001:db8::1]:5060;")

@@ -109,8 +109,13 @@ class UserAgent:
         )
 
     def register(self, name: str, now: float) -> None:
-        """Start registering account ``name``."""
+        """Start registering account ``name``.
+
+        The Contact is chosen again now: on a wildcard listener it names our address toward the
+        server, which the shell may only have located (RFC 3263) after the account was added.
+        """
         reg = self.registrations[name]
+        reg.contact = self.router.contact_for(self.accounts[name])
         self._send_register(name, reg.start(), now)
 
     def unregister(self, name: str, now: float) -> bool:
