@@ -227,7 +227,9 @@ class Baresip:
         extra_account_params: Mapping[str, str] | None = None,
         time_limit: float = 300.0,
         sample_rate: int = RATE,
+        ipv6: bool = False,
     ) -> None:
+        """``ipv6``: SIP and RTP on ``::1`` (``-6 -n ::1``); the control sockets stay on 127.0.0.1."""
         if transport not in TRANSPORTS:
             raise ValueError(f"transport {transport!r}: use udp, tcp or tls")
         if mediaenc is not None and mediaenc not in MEDIAENC:
@@ -251,6 +253,9 @@ class Baresip:
         self.extra_account_params = dict(extra_account_params or {})
         self.time_limit = time_limit
         self.sample_rate = sample_rate  # audio device rate (8 kHz; 16/48 kHz for HD codecs)
+        self.ipv6 = ipv6
+        self.host = "::1" if ipv6 else LOOPBACK
+        self.uri_host = "[::1]" if ipv6 else LOOPBACK
         self.config_dir = self.workdir / "config"
         self.record_dir = self.workdir / "recordings"
         self.log_path = self.workdir / "baresip.log"
@@ -286,14 +291,14 @@ class Baresip:
     @property
     def sip_uri(self) -> str:
         """Direct URI that reaches this instance, e.g. ``sip:bob@127.0.0.1:P;transport=udp``."""
-        return f"sip:{self.user}@{LOOPBACK}:{self.listen_port};transport={self.transport}"
+        return f"sip:{self.user}@{self.uri_host}:{self.listen_port};transport={self.transport}"
 
     @property
     def aor(self) -> str:
         """The account's address of record as written in ``accounts`` (without ``<>``)."""
         if self.proxy is not None:
             return f"sip:{self.user}@{self.proxy.domain};transport={self.transport}"
-        return f"sip:{self.user}@{LOOPBACK}:{self.listen_port};transport={self.transport}"
+        return f"sip:{self.user}@{self.uri_host}:{self.listen_port};transport={self.transport}"
 
     @property
     def wrapper_pid(self) -> int | None:
@@ -347,7 +352,7 @@ class Baresip:
         assert self.rtp_ports is not None
         items: dict[str, str | list[str]] = {
             "poll_method": "epoll",
-            "sip_listen": f"{LOOPBACK}:{self.sip_port}",
+            "sip_listen": f"{self.uri_host}:{self.sip_port}",
             "call_local_timeout": "120",
             "call_max_calls": "4",
             "audio_player": "aufile,/dev/null",
@@ -367,7 +372,7 @@ class Baresip:
             "rtp_ports": f"{self.rtp_ports.first}-{self.rtp_ports.last}",
             "rtcp_mux": "no",
             "jitter_buffer_delay": "5-10",
-            "net_interface": LOOPBACK,
+            "net_interface": self.host,
             "module_path": str(MODULE_DIR),
             "module": modules,
             "module_tmp": ["uuid.so", "account.so"],
@@ -468,7 +473,7 @@ class Baresip:
                 raise
 
     def _allocate_ports(self) -> None:
-        self.sip_port = free_port("both", pair=True)  # TLS listens on sip_port + 1
+        self.sip_port = free_port("both", pair=True, host=self.host)  # TLS on sip_port + 1
         self.ctrl_port = free_port("tcp")
         self.cons_port = free_port("both")
         while self.cons_port == self.ctrl_port or self.cons_port in (
@@ -481,7 +486,9 @@ class Baresip:
 
     def command_line(self) -> list[str]:
         """The baresip command (without the ``timeout`` wrapper)."""
-        return [BARESIP, "-f", str(self.config_dir), "-n", LOOPBACK, *(["-s"] * self.sip_trace)]
+        family = ["-6"] if self.ipv6 else []
+        trace = ["-s"] * self.sip_trace
+        return [BARESIP, "-f", str(self.config_dir), *family, "-n", self.host, *trace]
 
     def _launch(self) -> None:
         self._peer = PeerProcess(

@@ -119,7 +119,8 @@ class LoopbackCapture:
 
 
 def read_segments(path: Path) -> Iterator[Segment]:
-    """Every UDP/TCP payload in a pcap of the loopback (Ethernet or Linux cooked framing)."""
+    """Every UDP/TCP payload in a pcap of the loopback (Ethernet or Linux cooked framing; IPv4
+    and IPv6)."""
     with path.open("rb") as handle:
         for stamp, frame in dpkt.pcap.Reader(handle):
             ip = _ip(frame)
@@ -128,18 +129,19 @@ def read_segments(path: Path) -> Iterator[Segment]:
             layer = ip.data
             if isinstance(layer, dpkt.udp.UDP | dpkt.tcp.TCP) and layer.data:
                 proto = "udp" if isinstance(layer, dpkt.udp.UDP) else "tcp"
-                src = (socket.inet_ntoa(ip.src), layer.sport)
-                dst = (socket.inet_ntoa(ip.dst), layer.dport)
+                family = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
+                src = (socket.inet_ntop(family, ip.src), layer.sport)
+                dst = (socket.inet_ntop(family, ip.dst), layer.dport)
                 yield Segment(float(stamp), proto, src, dst, bytes(layer.data))
 
 
-def _ip(frame: bytes) -> dpkt.ip.IP | None:
+def _ip(frame: bytes) -> dpkt.ip.IP | dpkt.ip6.IP6 | None:
     for parse in (dpkt.ethernet.Ethernet, dpkt.sll.SLL):
         try:
             packet = parse(frame)
         except (dpkt.UnpackError, ValueError):
             continue
-        if isinstance(packet.data, dpkt.ip.IP):
+        if isinstance(packet.data, dpkt.ip.IP | dpkt.ip6.IP6):
             return packet.data
     return None
 

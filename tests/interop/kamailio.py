@@ -170,11 +170,11 @@ disable_sctp=yes
 tcp_connection_lifetime=3605
 tcp_max_connections=256
 
-listen=udp:127.0.0.1:@@PORT@@
-listen=tcp:127.0.0.1:@@PORT@@
+listen=udp:@@HOST@@:@@PORT@@
+listen=tcp:@@HOST@@:@@PORT@@
 #!ifdef WITH_TLS
 enable_tls=yes
-listen=tls:127.0.0.1:@@TLS_PORT@@
+listen=tls:@@HOST@@:@@TLS_PORT@@
 #!endif
 @@ALIASES@@
 
@@ -246,8 +246,8 @@ disable_sctp=yes
 force_rport=yes
 tcp_connection_lifetime=3605
 
-listen=udp:127.0.0.1:@@PORT@@
-listen=tcp:127.0.0.1:@@PORT@@
+listen=udp:@@HOST@@:@@PORT@@
+listen=tcp:@@HOST@@:@@PORT@@
 @@ALIASES@@
 
 loadmodule "kex.so"
@@ -722,7 +722,7 @@ _SDP_RE = re.compile(r"HARNESS-SDP (request|reply) (\S+) (\S+) <<<(.*?)>>>", re.
 
 
 class Kamailio:
-    """One Kamailio instance on 127.0.0.1 (use as a context manager or start()/stop())."""
+    """One Kamailio instance on 127.0.0.1 or [::1] (use as a context manager or start()/stop())."""
 
     def __init__(
         self,
@@ -739,7 +739,9 @@ class Kamailio:
         time_limit: float = 600.0,
         role: str = "registrar",
         registrar: tuple[str, int] | None = None,
+        ipv6: bool = False,
     ) -> None:
+        """``ipv6``: listen on ``[::1]`` (UDP, TCP, TLS) instead of 127.0.0.1."""
         self.workdir = Path(workdir)
         self.users = {
             _check_value("user", user, _USER_RE): _check_value("password", pw, _PASSWORD_RE)
@@ -765,6 +767,7 @@ class Kamailio:
         self.min_expires = min_expires
         self.debug = debug
         self.time_limit = time_limit
+        self.host = "::1" if ipv6 else LOOPBACK
         self.port = 0
         self.tls_port: int | None = None
         self.config_path = self.workdir / "kamailio.cfg"
@@ -830,8 +833,8 @@ class Kamailio:
         attempts = 1 if keep_ports and self.port else 4
         for attempt in range(attempts):
             if not (keep_ports and self.port):
-                self.port = free_port("both")
-                self.tls_port = None if self.tls is None else free_port("tcp")
+                self.port = free_port("both", host=self.host)
+                self.tls_port = None if self.tls is None else free_port("tcp", host=self.host)
             try:
                 self.write_config()
                 self.check_config()
@@ -915,7 +918,7 @@ class Kamailio:
         if self.role == "outbound-registrar":
             defines.append("#!define WITH_OUTBOUND")
         ports = {5060, 5061, self.port, *([self.tls_port] if self.tls_port else [])}
-        hosts = sorted({LOOPBACK, "localhost", self.domain})
+        hosts = sorted({LOOPBACK, "localhost", self.domain, self.uri_host})
         aliases = [f"{host}:{port}" for host in hosts for port in sorted(ports)]
         users = "\n".join(
             f"\t$sht(users=>{user}) = {_cfg_string(pw)};" for user, pw in self.users.items()
@@ -923,6 +926,7 @@ class Kamailio:
         replacements = {
             "@@DEFINES@@": "\n".join(defines),
             "@@DEBUG@@": str(self.debug),
+            "@@HOST@@": self.uri_host,
             "@@PORT@@": str(self.port),
             "@@TLS_PORT@@": str(self.tls_port or 0),
             "@@ALIASES@@": "\n".join(f"alias={name}" for name in aliases),
@@ -1010,36 +1014,42 @@ class Kamailio:
 
     # ------------------------------------------------------------------ addresses
 
+    @property
+    def uri_host(self) -> str:
+        """The listen address as written in a URI: ``[::1]`` or ``127.0.0.1``."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
     def uri(self, transport: str = "udp") -> str:
         """The proxy's SIP URI for ``transport`` (udp, tcp or tls)."""
         port = self.address(transport)[1]
-        return f"sip:{LOOPBACK}:{port};transport={transport}"
+        return f"sip:{self.uri_host}:{port};transport={transport}"
 
     def address(self, transport: str = "udp") -> tuple[str, int]:
         """``(host, port)`` Kamailio listens on for ``transport``."""
         if transport in ("udp", "tcp"):
-            return (LOOPBACK, self.port)
+            return (self.host, self.port)
         if transport == "tls" and self.tls_port is not None:
-            return (LOOPBACK, self.tls_port)
+            return (self.host, self.tls_port)
         raise KamailioError(f"no {transport} listener")
 
     def ping(self, transport: str = "udp", timeout: float = 2.0) -> str:
         """Send OPTIONS to the proxy itself over udp or tcp; return the status line."""
         branch = "z9hG4bK" + secrets.token_hex(8)
         tag = secrets.token_hex(4)
-        with socket.socket(
-            socket.AF_INET, socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        ) as sock:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        with socket.socket(family, kind) as sock:
             sock.settimeout(timeout)
-            sock.bind((LOOPBACK, 0))
+            sock.bind((self.host, 0))
             sock.connect(self.address(transport))
-            here = sock.getsockname()
+            port = sock.getsockname()[1]
+            via_host = self.uri_host
             request = (
-                f"OPTIONS sip:{LOOPBACK}:{self.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/{transport.upper()} {here[0]}:{here[1]};branch={branch};rport\r\n"
+                f"OPTIONS sip:{self.uri_host}:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/{transport.upper()} {via_host}:{port};branch={branch};rport\r\n"
                 "Max-Forwards: 70\r\n"
-                f"From: <sip:harness@{LOOPBACK}>;tag={tag}\r\n"
-                f"To: <sip:{LOOPBACK}:{self.port}>\r\n"
+                f"From: <sip:harness@{self.uri_host}>;tag={tag}\r\n"
+                f"To: <sip:{self.uri_host}:{self.port}>\r\n"
                 f"Call-ID: harness-ping-{secrets.token_hex(8)}\r\n"
                 "CSeq: 1 OPTIONS\r\n"
                 "Content-Length: 0\r\n\r\n"

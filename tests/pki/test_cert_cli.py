@@ -197,6 +197,18 @@ def test_issue_unknown_kind_is_a_usage_error(ca_dir: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_self_signed_with_ipv6_addresses(in_tmp: Path) -> None:
+    """IPv6 SANs (RFC 5280 §4.2.1.6 iPAddress, 16 bytes), also given in URI brackets."""
+    result = _run("self-signed", "--cn", "::1", "--ip", "::1", "--ip", "[2001:db8::5]")
+    assert result.exit_code == 0, result.output
+    [info] = inspect_pem((in_tmp / "https.pem").read_bytes())
+    assert info.san_ips == ["::1", "2001:db8::5"]
+    cert = x509.load_pem_x509_certificate((in_tmp / "https.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    first = san.get_values_for_type(x509.IPAddress)[0]
+    assert first.packed == b"\0" * 15 + b"\1"
+
+
 # --------------------------------------------------------------------------------------
 # self-signed
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
+import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,12 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from securephone.aio.phone import Phone
+from securephone.store.config import WebSettings
 from securephone.web.app import create_app
 from securephone.web.manager import PhoneManager
 
 from ..helpers import await_until, free_port
 from .certs import pki
-from .conftest import NEW_PASSWORD, make_manager, phone_config
+from .conftest import NEW_PASSWORD, fast_hasher, make_manager, phone_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -370,3 +374,48 @@ async def test_capture_a_call_from_the_page_and_open_the_report(
         assert refused == []  # the report's CSP lets its styles, pictures and audio through
     finally:
         await bob.stop(2)
+
+
+async def test_login_over_ipv6_in_the_browser(
+    tmp_path: Path, shots: Callable[[Page, str], Awaitable[None]]
+) -> None:
+    """The phone and its web interface on ::1: Chromium opens https://[::1]:PORT/, logs in and
+    shows the status page; the generated certificate names ::1 (an IP SAN OpenSSL checks)."""
+    config = phone_config(
+        tmp_path / "data", sip={"listen_address": "::1", "udp_port": 0, "tcp_port": 0}
+    )
+    web = WebSettings(port=0, listen_address="::1")
+    manager = PhoneManager(tmp_path / "phone.toml", config, web, hasher=fast_hasher())
+    await manager.start_phone()
+    await manager.start_web(create_app(manager))
+    try:
+        url = url_of(manager)
+        assert url.startswith("https://[::1]:")
+        assert manager.server is not None and manager.server.certificate is not None
+        cert = manager.server.certificate
+        assert "::1" in cert.info.san_ips
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        await asyncio.to_thread(_tls_name_check, cert.path, port)
+        async with browser_page() as page:
+            await log_in(page, url)
+            assert page.url == url + "password"  # first login: the forced password change
+            await change_password(page)
+            assert page.url == url
+            assert "password changed" in await page.inner_text("main")
+            assert await page.locator("#web-fingerprint").inner_text() == cert.fingerprint
+            listening = re.search(r"Listening for SIP on (.*)", await page.inner_text("main"))
+            assert listening is not None  # the listeners, bracketed, and the family they take
+            assert re.fullmatch(r"udp \[::1\]:\d+ \(IPv6\), tcp \[::1\]:\d+ \(IPv6\)", listening[1])
+            await shots(page, "11-status-over-ipv6")
+    finally:
+        await manager.shutdown()
+
+
+def _tls_name_check(cert: Path, port: int) -> None:
+    """Trust only the generated certificate and require the name ::1 (RFC 6125 IP SAN)."""
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("::1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="::1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")

@@ -288,3 +288,16 @@ async def test_the_web_server_offers_forward_secret_aead_suites_only(served: Pho
         with pytest.raises((ssl.SSLError, ConnectionError)):
             await handshake(cbc)  # LUCKY13-prone CBC suites are not offered
     assert await handshake("ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+
+def test_bind_on_any_ipv6_address_takes_ipv4_too() -> None:
+    """``::`` is dual stack whatever net.ipv6.bindv6only says: IPV6_V6ONLY is turned off."""
+    sock = bind("::", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=3):
+            pass
+    finally:
+        sock.close()

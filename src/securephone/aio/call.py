@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from securephone.aio.media import MediaChannel
+from securephone.aio.netaddr import hostport
 from securephone.media.keying import KeyingEvent
 from securephone.media.negotiation import SdpMedia
 from securephone.media.zrtp.keying import ZrtpKeying
@@ -281,14 +282,14 @@ class Call:
         media = sdp.negotiated
         local = channel.local
         out: dict[str, Any] = {
-            "local_rtp": f"{local[0]}:{local[1]}",
+            "local_rtp": hostport(local[0], local[1]),
             "remote_rtp": None,
             "codec": None,
             "srtp_mode": sdp.srtp.mode,
             "not_encrypted_reason": sdp.plain_reason,
         }
         if media is not None:
-            out["remote_rtp"] = f"{media.remote_address}:{media.remote_port}"
+            out["remote_rtp"] = hostport(media.remote_address, media.remote_port)
             out["rtpmap"] = f"{media.codec}/{media.clock_rate}"
             out["payload_type"] = media.payload_type
             out["ptime"] = media.ptime

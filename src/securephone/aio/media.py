@@ -28,6 +28,7 @@ from typing import cast
 import numpy as np
 
 from securephone.aio.mediaclock import MediaClock
+from securephone.aio.netaddr import dual_stack_options, family_of, for_socket, is_dual_stack, unmap
 from securephone.audio.adapt import fit_sink, fit_source
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
@@ -92,12 +93,17 @@ def _candidates(port_min: int, port_max: int) -> list[int]:
 def bind_rtp_pair(
     address: str, port_min: int, port_max: int
 ) -> tuple[socket.socket, socket.socket]:
-    """Bind an even RTP port and the next odd RTCP port (RFC 3550 §11) from the range."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    """Bind an even RTP port and the next odd RTCP port (RFC 3550 §11) from the range.
+
+    ``::`` binds both sockets dual stack (IPv4 peers reach them too).
+    """
+    family = family_of(address)
     for port in _candidates(port_min, port_max):
         rtp = socket.socket(family, socket.SOCK_DGRAM)
         rtcp = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            dual_stack_options(rtp, address)
+            dual_stack_options(rtcp, address)
             rtp.bind((address, port))
             rtcp.bind((address, port + 1))
         except OSError:
@@ -160,6 +166,7 @@ class MediaChannel:
         self._media_since = 0.0  # when the current offer/answer took effect
         self._silence_reported = False
         self.local: tuple[str, int] = self.rtp.getsockname()[:2]
+        self._dual = is_dual_stack(self.local[0])  # IPv4 peers appear as ::ffff:a.b.c.d
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.clock = SendClock()
@@ -179,6 +186,7 @@ class MediaChannel:
 
     def set_remote(self, address: str, port: int, rtcp_port: int) -> None:
         """Where RTP and RTCP go (from the negotiated SDP)."""
+        address = for_socket(address, self.rtp.family)
         self.remote = (address, port)
         self.remote_rtcp = (address, rtcp_port)
         if self._loop is not None:  # a re-INVITE (resume, new address): silence counts anew
@@ -323,11 +331,14 @@ class MediaChannel:
                     arrival = now
             except OSError:  # nothing more to read (or an ICMP error reported on the socket)
                 break
-            digits = receive(data, (source[0], source[1]), arrival)
+            host = unmap(source[0]) if self._dual else source[0]
+            digits = receive(data, (host, source[1]), arrival)
             if digits and on_digit is not None:
                 for digit in digits:
                     on_digit(digit)
         latched = self.stream.latched
+        if latched is not None and self._dual:
+            latched = (for_socket(latched[0], self.rtp.family), latched[1])
         if latched is not None and latched != self.remote:
             log.info("media from %s: sending there from now on (symmetric RTP)", latched)
             self.remote = latched

@@ -22,6 +22,7 @@ from securephone.aio.dns import Located, SipResolver
 from securephone.aio.keyexport import write_key_export
 from securephone.aio.media import MediaChannel, bind_rtp_pair
 from securephone.aio.nat import NatTraversal
+from securephone.aio.netaddr import families, hostport, is_dual_stack, is_wildcard, route_source
 from securephone.aio.transport import TransportLayer, is_ip
 from securephone.audio.sinks import AudioSink, NullSink
 from securephone.audio.sources import AudioSource, SilenceSource
@@ -186,6 +187,7 @@ class Phone:
         self._pumping = False
         self._zrtp_cache: ZrtpCache | None = None
         self._media_certificate: DtlsCertificate | None = None
+        self._wildcard = False  # a listener on :: or 0.0.0.0: Via/Contact/SDP follow each peer
         self._known_peers: knownpeers.KnownPeers | None = None
         self.tls_alarms: dict[str, TlsPeerChanged] = {}  # by host:port, the latest one
         self.nat = NatTraversal(
@@ -218,6 +220,7 @@ class Phone:
         self._load_known_peers()
         self._media_certificate = self._load_media_certificate()
         listen = await self._open_listeners()
+        self._wildcard = any(is_wildcard(host) for host, _ in listen.values())
         self.ua = UserAgent(
             listen,
             user_agent=self.config.sip.user_agent,
@@ -229,7 +232,10 @@ class Phone:
         await self._learn_public_address()
         for account in self.config.accounts:
             try:
-                self.ua.add_account(account_spec(account))
+                spec = account_spec(account)
+                with contextlib.suppress(ValueError):  # a bad hop is reported when registering
+                    self._learn_route(self.ua.router.route_peer(spec, spec.registrar).host)
+                self.ua.add_account(spec)
             except ValueError as exc:
                 await self._transports.close()
                 raise PhoneError(str(exc)) from None
@@ -364,6 +370,8 @@ class Phone:
         except LocateError as exc:
             raise PhoneError(str(exc)) from None
         self.located[host] = found
+        for located in found.targets:
+            self._learn_route(located.peer.host)
         if any(t.source != "a" for t in found.targets):
             ua.router.use_targets(host, [t.peer for t in found.targets])
 
@@ -470,7 +478,12 @@ class Phone:
                 listen[name] = await self._listen_tcp(sip.listen_address, port)
             else:
                 listen[name] = await self._listen_tls(sip.listen_address, sip.tls_port)
-            log.info("listening for SIP on %s:%s:%d", name, *listen[name])
+            log.info(
+                "listening for SIP on %s:%s (%s)",
+                name,
+                hostport(*listen[name]),
+                " and ".join(families(listen[name][0])),
+            )
         return listen
 
     async def _listen_tls(self, host: str, port: int) -> tuple[str, int]:
@@ -534,11 +547,25 @@ class Phone:
 
     def _on_message(self, message: bytes | Request | Response, peer: Peer) -> None:
         ua = self._core()
+        self._learn_route(peer.host)
         if isinstance(message, bytes):
             ua.receive_datagram(message, peer, self._now())
         else:
             ua.receive_message(message, peer, self._now())
         self._pump()
+
+    def _learn_route(self, host: str) -> None:
+        """With a wildcard listener: our address toward ``host`` for Via, Contact and SDP (a route
+        lookup; nothing is sent). Concrete listeners and host names need none."""
+        ua = self.ua
+        if ua is None or not self._wildcard:
+            return
+        key = host.strip("[]").lower()
+        if key in ua.router.routes:
+            return
+        local = route_source(key)
+        if local is not None:
+            ua.router.learn_route(key, local)
 
     def _on_bad_message(self, exc: ProtocolError, peer: Peer) -> None:
         self._core().endpoint.receive_error(exc, peer)
@@ -755,12 +782,17 @@ class Phone:
             methods=parse_methods(keying),
         )
 
-    def _caps(self, account: str | None = None, address: str | None = None) -> MediaCapabilities:
+    def _caps(
+        self, account: str | None = None, peer_host: str | None = None, address: str | None = None
+    ) -> MediaCapabilities:
         media = self.config.media
         spec = next((a for a in self.config.accounts if a.name == account), None)
         codecs = (spec.codecs if spec is not None else None) or media.codecs
+        bound = self.config.media_address
         return MediaCapabilities(
-            local_address=address or self.config.media_address,
+            # the STUN mapping, else our address toward the peer (wildcard listeners)
+            local_address=address or self._core().router.local_host(peer_host, bound),
+            dual_stack=is_dual_stack(bound),
             codecs=tuple(codecs),
             opus_payload_type=opus_payload_type(media.dtmf_payload_type),
             opus_fmtp=opus_fmtp(media.opus_bitrate),
@@ -768,7 +800,9 @@ class Phone:
             rtcp_mux=media.rtcp_mux,
         )
 
-    def _new_media(self, transport: str, account: str | None) -> tuple[SdpMedia, MediaChannel]:
+    def _new_media(
+        self, transport: str, account: str | None, peer_host: str | None = None
+    ) -> tuple[SdpMedia, MediaChannel]:
         """RTP sockets, a media stream and the SDP negotiator for one call."""
         media = self.config.media
         sockets, mapped = self._media_sockets()
@@ -780,7 +814,9 @@ class Phone:
         channel = MediaChannel(stream, sockets)
         policy = self._srtp_policy(account, transport)
         address, port = mapped or (None, channel.local_port)  # the STUN mapping goes in SDP
-        sdp = SdpMedia(self._caps(account, address), port, policy, self._resources(stream.ssrc))
+        sdp = SdpMedia(
+            self._caps(account, peer_host, address), port, policy, self._resources(stream.ssrc)
+        )
         return sdp, channel
 
     def _resources(self, ssrc: int) -> KeyingResources:
@@ -827,10 +863,11 @@ class Phone:
         ua = self._core()
         uri = self._target(target, account)
         try:
-            transport = ua.router.route_peer(ua.router.account(account), uri).transport
+            hop = ua.router.route_peer(ua.router.account(account), uri)
         except ValueError as exc:
             raise PhoneError(str(exc)) from None
-        sdp, channel = self._new_media(transport, account)
+        self._learn_route(hop.host)
+        sdp, channel = self._new_media(hop.transport, account, hop.host)
         try:
             session = ua.dial(uri, sdp, self._now(), account=account, ring_timeout=ring_timeout)
         except CallError as exc:
@@ -859,7 +896,9 @@ class Phone:
             raise PhoneError(f"the call is {call.state.value}, not ringing")
         peer = self._core().calls.peer_of(call.key)
         try:
-            sdp, channel = self._new_media(peer.transport if peer else "udp", call.account)
+            sdp, channel = self._new_media(
+                peer.transport if peer else "udp", call.account, peer.host if peer else None
+            )
         except (
             OSError
         ) as exc:  # out of descriptors or ports: refuse the call, do not leave it ringing
@@ -997,10 +1036,11 @@ class Phone:
                     "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )
-        listen = {k: f"{h}:{p}" for k, (h, p) in ua.listen.items()}
+        listen = {k: hostport(h, p) for k, (h, p) in ua.listen.items()}
         calls = [call.summary() for call in self.calls.values()]
         return {
             "listen": listen,
+            "listen_families": {k: list(families(h)) for k, (h, _) in ua.listen.items()},
             "accounts": accounts,
             "servers": self.servers(),
             "calls": calls,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from securephone.aio.netaddr import dual_stack_options, family_of, for_socket, is_dual_stack, unmap
 from securephone.errors import ProtocolError
 from securephone.sip.flows import FlowAction, FlowTable
 from securephone.sip.loglimit import LogLimiter
@@ -75,7 +76,7 @@ class _StreamConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = Peer(self.name, host, port, self.conn_id)
+        self.peer = Peer(self.name, unmap(host), port, self.conn_id)
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.verified = sslobj.context.verify_mode == ssl.CERT_REQUIRED
@@ -134,6 +135,25 @@ class _StreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+def _dual_stack_listener(port: int) -> socket.socket:
+    """A TCP socket listening on ``[::]:port`` with IPV6_V6ONLY off (IPv4 clients too).
+
+    Protocol IPPROTO_TCP, as asyncio's own listeners have it: asyncio sets TCP_NODELAY on the
+    connections it accepts only then.
+    """
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        dual_stack_options(sock, "::")
+        sock.bind(("::", port))
+        sock.listen(100)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @dataclass
 class _Connecting:
     """Bytes waiting for a connection that is being opened."""
@@ -189,10 +209,10 @@ class TransportLayer:
 
     # -- listening -----------------------------------------------------------------------------
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
-        """Bind the UDP socket and read it with small, batched reads."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        """Bind the UDP socket and read it with small, batched reads (``::``: IPv6 and IPv4)."""
+        sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
         sock.setblocking(False)
+        dual_stack_options(sock, host)
         sock.bind((host, port))
         self._udp = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._udp_ready)
@@ -203,16 +223,21 @@ class TransportLayer:
     async def listen_stream(
         self, name: str, host: str, port: int, server_ssl: ssl.SSLContext | None = None
     ) -> tuple[str, int]:
-        """Accept TCP (or TLS with ``server_ssl``) connections."""
+        """Accept TCP (or TLS with ``server_ssl``) connections (``::``: IPv6 and IPv4)."""
         loop = asyncio.get_running_loop()
         self._watch_accept_errors(loop)
-        server = await loop.create_server(
-            lambda: _StreamConnection(self, name, next(self._ids)),
-            host,
-            port,
-            ssl=server_ssl,
-            reuse_address=True,
-        )
+
+        def factory() -> _StreamConnection:
+            return _StreamConnection(self, name, next(self._ids))
+
+        if is_dual_stack(host):  # asyncio would set IPV6_V6ONLY on a socket it binds to ::
+            server = await loop.create_server(
+                factory, sock=_dual_stack_listener(port), ssl=server_ssl
+            )
+        else:
+            server = await loop.create_server(
+                factory, host, port, ssl=server_ssl, reuse_address=True
+            )
         self._servers.append(server)
         bound = server.sockets[0].getsockname()[:2]
         self.listening[name] = (bound[0], bound[1])
@@ -259,9 +284,10 @@ class TransportLayer:
             data = bytes(view[:size])
             if data.strip(b"\r\n") == b"":
                 continue  # keep-alive
-            if data[0] < 4 and self.on_stun is not None and self.on_stun(data, addr[:2]):
+            source = (unmap(addr[0]), addr[1])
+            if data[0] < 4 and self.on_stun is not None and self.on_stun(data, source):
                 continue  # STUN (RFC 7983 first byte 0..3), never SIP
-            self._deliver(data, Peer("udp", addr[0], addr[1]))
+            self._deliver(data, Peer("udp", *source))
 
     def _deliver(self, message: bytes | Request | Response, peer: Peer) -> None:
         if self.trace is not None:
@@ -367,15 +393,35 @@ class TransportLayer:
         if not is_ip(out.peer.host):
             self._spawn(self._resolve_and_send(out))
             return
+        unreachable = self._family_mismatch(out.peer)
+        if unreachable is not None:
+            self.on_error(out.peer, unreachable)
+            return
         try:
-            self._udp.sendto(out.data, (out.peer.host.strip("[]"), out.peer.port))
+            address = for_socket(out.peer.host, self._udp.family)
+            self._udp.sendto(out.data, (address, out.peer.port))
         except OSError as exc:
             self.on_error(out.peer, f"cannot send to {out.peer}: {exc.strerror or exc}")
 
+    def _family_mismatch(self, peer: Peer) -> str | None:
+        """Why our UDP socket cannot reach ``peer`` (IPv4 socket, IPv6 peer or the reverse)."""
+        host = self.listening["udp"][0]
+        if is_dual_stack(host) or (":" in peer.host) == (":" in host):
+            return None
+        ours = "IPv6" if ":" in host else "IPv4"
+        return (
+            f"cannot send to {peer}: SIP over UDP listens on {ours} only ({host}); "
+            "listen on :: for IPv4 and IPv6"
+        )
+
     async def _resolve_and_send(self, out: Outgoing) -> None:
         loop = asyncio.get_running_loop()
+        host = self.listening["udp"][0]
+        family = 0 if is_dual_stack(host) else family_of(host)
         try:
-            infos = await loop.getaddrinfo(out.peer.host, out.peer.port, type=socket.SOCK_DGRAM)
+            infos = await loop.getaddrinfo(
+                out.peer.host, out.peer.port, family=family, type=socket.SOCK_DGRAM
+            )
         except OSError as exc:
             self.on_error(out.peer, f"cannot resolve {out.peer.host}: {exc}")
             return

@@ -460,7 +460,9 @@ def _dns_name(name: str) -> str:
 
 def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(text.strip())
+        text = text.strip()
+        bracketed = text.startswith("[") and text.endswith("]") and ":" in text
+        return ipaddress.ip_address(text[1:-1] if bracketed else text)
     except ValueError:
         raise CertError(f"not an IP address: {text!r}") from None
 

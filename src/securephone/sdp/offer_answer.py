@@ -76,6 +76,8 @@ class MediaCapabilities:
     rtcp_mux: bool = False
     # media goes only to a unicast IP literal in c= (names and multicast are refused with 488)
     literal_addresses_only: bool = True
+    # our media socket is bound to ``::`` with IPV6_V6ONLY off: it reaches IPv4 peers too
+    dual_stack: bool = False
     username: str = "-"
     session_name: str = "-"
 
@@ -88,6 +90,10 @@ class MediaCapabilities:
     def addrtype(self) -> str:
         """``IP4`` or ``IP6`` for :attr:`local_address` (RFC 4566 §5.7)."""
         return "IP6" if ":" in self.local_address else "IP4"
+
+    def reaches(self, address: str) -> bool:
+        """Whether our media socket can send to ``address`` (same family, or dual stack)."""
+        return self.dual_stack or (":" in address) == (self.addrtype == "IP6")
 
     def static_codecs(self) -> list[RtpMap]:
         """The configured codecs that have an RFC 3551 static payload type."""
@@ -505,6 +511,7 @@ def _negotiated(
     address = conn.address if conn is not None else "0.0.0.0"
     if caps.literal_addresses_only:
         _check_media_address(address)
+    _check_reachable(address, caps)
     return NegotiatedMedia(
         remote_address=address,
         remote_port=media.port,
@@ -552,6 +559,31 @@ def _check_media_address(address: str) -> None:
         ) from None
     if ip.is_multicast:
         raise SdpError(f"c= {address} is a multicast address", 488)
+
+
+def _check_reachable(address: str, caps: MediaCapabilities) -> None:
+    """The peer's c= family must be one our media socket can send to (RFC 4566 §5.7: IP4/IP6).
+
+    Media follows the peer's c= (an IP6 answer to our IP4 offer is fine on a dual-stack socket);
+    a family we cannot reach is refused (488) with the reason, instead of a call without audio.
+    A hold address (0.0.0.0, ::) carries no family to reach.
+    """
+    if address in ("0.0.0.0", "::") or not _is_ip(address) or caps.reaches(address):
+        return
+    theirs, ours = ("IPv6", "IPv4") if ":" in address else ("IPv4", "IPv6")
+    raise SdpError(
+        f"the peer's media address {address} is {theirs}, but this phone's media address "
+        f"{caps.local_address} is {ours} only (listen on :: for both)",
+        488,
+    )
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _rtcp_port(media: MediaDescription, mux: bool) -> int:

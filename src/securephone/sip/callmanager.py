@@ -135,7 +135,8 @@ class CallManager:
         secure = (
             invite is not None and isinstance(invite.uri, SipUri) and invite.uri.scheme == "sips"
         )
-        return self.router.contact_for(self.router.account(call.account), transport, secure=secure)
+        spec = self.router.account(call.account)
+        return self.router.contact_for(spec, transport, secure=secure, peer=call.peer)
 
     # -- outgoing calls ------------------------------------------------------------------------------
     def dial(
@@ -163,14 +164,15 @@ class CallManager:
         if ring_timeout is not None:
             call.ring_deadline = now + ring_timeout
         headers = Headers()
-        local = self.router.local_identity(spec)
+        local = self.router.local_identity(spec, peer)
         headers.add("From", str(local.with_params(tag=call.local_tag)))
         headers.add("To", str(NameAddr(target)))
         headers.add("Call-ID", key)
         headers.add("CSeq", "1 INVITE")
         headers.add("Max-Forwards", "70")
         secure = target.scheme == "sips"
-        headers.add("Contact", str(self.router.contact_for(spec, peer.transport, secure=secure)))
+        contact = self.router.contact_for(spec, peer.transport, secure=secure, peer=peer)
+        headers.add("Contact", str(contact))
         headers.add("Allow", self.router.allow)
         if self.session_expires is not None:  # RFC 4028 §7.1; the UAS picks the refresher
             headers.add("Supported", TIMER)

@@ -21,6 +21,8 @@ from securephone.sip.uri import SipUri
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 ACCEPT = "application/sdp"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+WILDCARDS = ("0.0.0.0", "::")  # listening on every address (``::`` also takes IPv4: dual stack)
+ROUTES_KEPT = 256  # our address toward this many peers (wildcard listeners)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,12 @@ class Router:
         self.listen = dict(listen)
         self.user_agent = user_agent
         self.allow = ALLOW
-        host = bracket(next(iter(self.listen.values()))[0])
+        # With a wildcard listener our address depends on the peer: the shell looks the route up
+        # (``learn_route``) and Via, Contact and SDP name the address on that route.
+        self.routes: dict[str, str] = {}
+        host = bracket(self.local_host(None, next(iter(self.listen.values()))[0]))
         self.identity = identity or SipUri("sip", host, "securephone")
+        self._own_identity = identity is None  # ours to adapt to the peer (wildcard listeners)
         self.accounts: dict[str, AccountSpec] = {}
         # RFC 3263 §4.3: the servers found in DNS for a host name, the one in use first.
         self.resolved: dict[str, list[Peer]] = {}
@@ -99,9 +105,11 @@ class Router:
             return None
         return any(_same_server(hop, peer) for hop in hops)
 
-    def local_identity(self, spec: AccountSpec | None) -> NameAddr:
-        """Our From for a new request."""
-        return NameAddr(spec.aor, spec.display_name) if spec else NameAddr(self.identity)
+    def local_identity(self, spec: AccountSpec | None, peer: Peer | None = None) -> NameAddr:
+        """Our From for a new request (without an account: our address toward ``peer``)."""
+        if spec is not None:
+            return NameAddr(spec.aor, spec.display_name)
+        return NameAddr(self._identity_toward(peer))
 
     def contact_for(
         self,
@@ -111,17 +119,27 @@ class Router:
         secure: bool = False,
         register: bool = False,
         reg_id: int | None = None,
+        peer: Peer | None = None,
     ) -> NameAddr:
         """Our Contact: the listener of the transport in use (RFC 3261 §8.1.1.8, §10.2.1).
 
         A sips: request carries a sips: Contact (RFC 5630 §3.1.3), with no ``transport=tls``.
         The address a STUN server saw replaces the listener's (``public``). With RFC 5626
         outbound, REGISTER's Contact carries ``reg-id`` and ``+sip.instance`` (§4.2.1) and
-        every other Contact the ``ob`` URI parameter (§4.3).
+        every other Contact the ``ob`` URI parameter (§4.3). With a wildcard listener the host
+        is our address toward ``peer`` (default: the account's registrar).
         """
         transport = transport or (spec.transport if spec else "udp")
-        host, port = self.public.get(transport) or self.listener(transport)
-        aor = spec.aor if spec else self.identity
+        public = self.public.get(transport)
+        host, port = public or self.listener(transport)
+        if public is None:
+            if peer is None and spec is not None and host in WILDCARDS:
+                try:
+                    peer = self.route_peer(spec, spec.registrar)
+                except ValueError:
+                    peer = None
+            host = self.local_host(peer.host if peer is not None else None, host)
+        aor = spec.aor if spec else self._identity_toward(peer)
         sips = transport == "tls" and (secure or aor.scheme == "sips")
         params: tuple[tuple[str, str | None], ...] = ()
         if transport != "udp" and not sips:
@@ -134,6 +152,40 @@ class Router:
             contact = contact.with_params(**{"reg-id": str(reg_id or spec.reg_id)})
             contact = contact.with_params(**{"+sip.instance": f"<{self.instance}>"})
         return contact
+
+    def learn_route(self, peer_host: str, local: str) -> None:
+        """The shell found ``local`` to be our address on the route to ``peer_host``."""
+        key = peer_host.strip("[]").lower()
+        self.routes.pop(key, None)
+        self.routes[key] = local.strip("[]")
+        while len(self.routes) > ROUTES_KEPT:
+            del self.routes[next(iter(self.routes))]
+
+    def local_host(self, peer_host: str | None, listening: str) -> str:
+        """The address we name for a socket bound to ``listening`` when talking to ``peer_host``.
+
+        A concrete listen address is itself. For a wildcard: the learnt address toward the
+        peer, else a learnt one of the peer's family, else the loopback of the listener
+        (``::1`` for ``::``, which is dual stack, or ``127.0.0.1``).
+        """
+        if listening not in WILDCARDS:
+            return listening
+        key = peer_host.strip("[]").lower() if peer_host else None
+        if key is not None and key in self.routes:
+            return self.routes[key]
+        v6 = ":" in key if key is not None and _is_ip(key) else listening == "::"
+        same = [a for a in self.routes.values() if (":" in a) == v6]
+        if same:
+            return same[-1]
+        return "::1" if v6 and listening == "::" else "127.0.0.1"
+
+    def _identity_toward(self, peer: Peer | None) -> SipUri:
+        """``sip:securephone@HOST`` with HOST our address toward ``peer`` (wildcard listeners)."""
+        listening = next(iter(self.listen.values()))[0]
+        if peer is None or listening not in WILDCARDS or not self._own_identity:
+            return self.identity
+        host = bracket(self.local_host(peer.host, listening))
+        return SipUri(self.identity.scheme, host, self.identity.user)
 
     def listener(self, transport: str) -> tuple[str, int]:
         """Our address for ``transport``: its listener, else a stream one (connection reuse), else any."""
@@ -216,6 +268,7 @@ class Router:
         """Our Via with a fresh branch (unless kept, as for CANCEL) and our User-Agent (§8.1.1.7)."""
         if not keep_via:
             host, port = self.listener(peer.transport)
+            host = self.local_host(peer.host, host)
             via = make_via(peer.transport, bracket(host), port, new_branch())
             request.headers.remove("Via")
             request.headers.prepend("Via", str(via))
@@ -251,6 +304,14 @@ def _same_server(hop: Peer, peer: Peer) -> bool:
     except ValueError:
         return peer.transport == hop.transport and peer.port == hop.port
     return peer.host.strip("[]") == host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def bracket(host: str) -> str:

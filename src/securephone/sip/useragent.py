@@ -156,8 +156,14 @@ class UserAgent:
         self._emit_changes(name)
 
     def register(self, name: str, now: float) -> None:
-        """Start registering account ``name`` (every flow of it)."""
+        """Start registering account ``name`` (every flow of it).
+
+        The Contact is chosen again now: on a wildcard listener it names our address toward the
+        server, which the shell may only have located (RFC 3263) after the account was added.
+        """
+        spec = self.accounts[name]
         for reg in self.flows[name]:
+            reg.contact = self.router.contact_for(spec, register=True, reg_id=reg.reg_id)
             self._send_register(name, reg, reg.start(), now)
 
     def unregister(self, name: str, now: float) -> bool:

@@ -74,11 +74,12 @@ def _check_sip_uri(value: str, what: str) -> str:
 
 
 def _check_ip(value: str) -> str:
+    """An IP literal in its canonical form; an IPv6 one may be given in URI brackets (``[::1]``)."""
     try:
-        ipaddress.ip_address(value)
+        bracketed = value.startswith("[") and value.endswith("]") and ":" in value
+        return str(ipaddress.ip_address(value[1:-1] if bracketed else value))
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address") from None
-    return value
 
 
 class SipSettings(_Model):

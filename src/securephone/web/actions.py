@@ -200,6 +200,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
         "error": manager.phone_error,
         "web": web,
         "listen": {},
+        "listen_families": {},
         "media_certificate": {"fingerprint": None},
         "tls_alarms": [],
         "nat": None,
@@ -212,6 +213,7 @@ def status(manager: PhoneManager, history: int = 20) -> dict[str, Any]:
     if phone is not None and phone.ua is not None:
         raw = phone.status()
         data["listen"] = raw["listen"]
+        data["listen_families"] = raw["listen_families"]
         data["media_certificate"] = raw["media_certificate"]
         data["tls_alarms"] = raw["tls_alarms"]
         data["nat"] = raw["nat"]

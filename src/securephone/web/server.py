@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from securephone.aio.netaddr import dual_stack_options
 from securephone.pki.certs import (
     CertError,
     CertInfo,
@@ -142,6 +143,7 @@ def bind(address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        dual_stack_options(sock, address)  # "::" takes IPv4 too, whatever the system default
         sock.bind((address, port))
     except PermissionError:
         sock.close()
