@@ -27,7 +27,8 @@ from securephone.media.zrtp.session import ZrtpConfig, ZrtpSession
 from securephone.sip.callstate import CallState
 
 from ..helpers import await_until, free_port
-from .test_zrtp_calls import agreed, config, one_call
+from .calls import connected_pair, keying_event
+from .test_zrtp_calls import config
 
 LO = "127.0.0.1"
 Address = tuple[str, int]
@@ -195,7 +196,7 @@ def _via_address(lines: list[str]) -> Address:
 
 
 def sas_of(call: Call) -> str:
-    keys = agreed(call)
+    keys = keying_event(call)
     assert keys is not None
     return str(keys.details["sas"])
 
@@ -210,7 +211,7 @@ async def test_relay_in_the_middle_shows_different_sas_and_is_caught_by_the_cach
     relay: RogueRelay | None = None
     try:
         # 1. a direct call: equal SAS, both confirm it; both caches now say "verified"
-        call, their = await one_call(alice, bob)
+        call, their = await connected_pair(alice, bob, "ZRTP")
         assert sas_of(call) == sas_of(their)
         call.confirm_sas()
         their.confirm_sas()
@@ -230,7 +231,9 @@ async def test_relay_in_the_middle_shows_different_sas_and_is_caught_by_the_cach
         their = await await_until(
             lambda: next((c for c in bob.calls.values() if not c.ended), None), 5
         )
-        await await_until(lambda: agreed(call) and agreed(their), 10, message="ZRTP via relay")
+        await await_until(
+            lambda: keying_event(call) and keying_event(their), 10, message="ZRTP via relay"
+        )
         # audio really flows through the relay, decrypted and re-encrypted by it
         await await_until(lambda: relay is not None and relay.a.relayed > 20, 5)
         await await_until(lambda: relay is not None and relay.b.relayed > 20, 5)
@@ -239,7 +242,7 @@ async def test_relay_in_the_middle_shows_different_sas_and_is_caught_by_the_cach
         assert sas_of(call) == relay.a.secure.sas and sas_of(their) == relay.b.secure.sas
         assert sas_of(call) != sas_of(their)
         for side in (call, their):
-            keys = agreed(side)
+            keys = keying_event(side)
             assert keys is not None
             assert keys.details["cache_mismatch"] is True
             assert keys.details["previously_verified"] is False
