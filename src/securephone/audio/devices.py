@@ -419,7 +419,14 @@ def _resolve(device: str | int | None, kind: str) -> int | None:
     return int(info["index"])
 
 
-def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any) -> _Stream:
+def _open(
+    kind: str,
+    device: str | int | None,
+    rate: int,
+    blocksize: int,
+    callback: Any,
+    latency: float | str = "high",
+) -> _Stream:
     """Open and start a mono int16 callback stream, or raise one clear ``DeviceError``."""
     sd = _sounddevice()
     index = _resolve(device, kind)
@@ -432,6 +439,7 @@ def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callba
             dtype="int16",
             blocksize=blocksize,
             callback=callback,
+            latency=latency,
         )
         stream.start()
     except (sd.PortAudioError, ValueError) as exc:
@@ -443,10 +451,16 @@ def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callba
 
 
 def port_audio_stream(
-    kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any
+    kind: str,
+    device: str | int | None,
+    rate: int,
+    blocksize: int,
+    callback: Any,
+    latency: float | str = "high",
 ) -> _Stream:
-    """The real ``StreamFactory``: a started PortAudio stream."""
-    return _open(kind, device, rate, blocksize, callback)
+    """The real ``StreamFactory``: a started PortAudio stream (``latency``: seconds PortAudio
+    keeps queued at the device, or its ``"high"``/``"low"`` defaults)."""
+    return _open(kind, device, rate, blocksize, callback, latency)
 
 
 class _DeviceEnd:
@@ -460,6 +474,7 @@ class _DeviceEnd:
         *,
         device_rate: int | None = None,
         buffer_ms: int = 60,
+        latency_ms: int | None = None,
         frame_format: FrameFormat = narrowband,
         volume: float = 1.0,
         stream_factory: StreamFactory = port_audio_stream,
@@ -469,6 +484,7 @@ class _DeviceEnd:
         codec_rate, _ = frame_format()
         self.fixed_rate = device_rate is not None  # [audio] sample_rate set: never reopened
         self.buffer_ms = buffer_ms
+        self.latency: float | str = "high" if latency_ms is None else latency_ms / 1000
         self.volume = volume
         self.muted = False
         self.closed = False
@@ -484,10 +500,16 @@ class _DeviceEnd:
         self.callbacks = 0  # PortAudio callbacks run
         self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
         self._last_callback: float | None = None
+        self._first_callback: float | None = None
+        self._frames_after_first = 0  # device frames through callbacks after the first one
         self.max_callback_gap_ms = 0.0  # the longest wait between two callbacks
+        self.stalls = 0  # callback gaps longer than the whole ring (the ring cannot cover them)
+        self.stalled_ms = 0.0  # their total length
         self._resampler: StreamResampler | None = None
         block = rate // 100  # 10 ms device blocks
-        self._stream = self._factory(self.kind, self.device, rate, block, self._callback)
+        self._stream = self._factory(
+            self.kind, self.device, rate, block, self._callback, self.latency
+        )
 
     def set_format(self, sample_rate: int, frame_samples: int) -> None:
         """The codec's rate and frame size from now on (``FormatAware``: the media channel says
@@ -511,12 +533,19 @@ class _DeviceEnd:
                 log.warning("sound device %r at %d Hz: %s", self.device, rate, exc)
         self._stream = None  # neither rate opened: silence, as with a missing device
 
-    def _observe(self, status: Any) -> None:
-        """PortAudio's thread: count the callback, its status flags, the gap since the last."""
+    def _observe(self, frames: int, status: Any) -> None:
+        """PortAudio's thread: count the callback, its status flags, the gap since the last,
+        and the frames the device clock moved."""
         now = time.monotonic()
-        if self._last_callback is not None:
+        if self._last_callback is None:
+            self._first_callback = now
+        else:
+            self._frames_after_first += frames
             gap = (now - self._last_callback) * 1000
             self.max_callback_gap_ms = max(self.max_callback_gap_ms, gap)
+            if gap > self.ring.capacity * 1000 / self.device_rate:
+                self.stalls += 1
+                self.stalled_ms += gap
         self._last_callback = now
         self.callbacks += 1
         if status:
@@ -554,7 +583,21 @@ class _DeviceEnd:
             "callbacks": self.callbacks,
             "device_xruns": self.device_xruns,
             "max_callback_gap_ms": round(self.max_callback_gap_ms, 1),
+            "stalls": self.stalls,
+            "stalled_ms": round(self.stalled_ms, 1),
+            "device_behind_samples": self.device_behind(),
         }
+
+    def device_behind(self) -> int:
+        """Samples the wall clock moved since the first callback minus those the device
+        moved: what the sound server filled in (a stalled speaker: silence played) or threw
+        away (a stalled microphone) while PortAudio did not call back. About 0 while the
+        device keeps time (within a block or two), constant across a stall it recovered from
+        by catching up, grown by a stall it did not."""
+        first = self._first_callback
+        if first is None:
+            return 0
+        return round((time.monotonic() - first) * self.device_rate) - self._frames_after_first
 
     def close(self) -> None:
         """Stop and close the PortAudio stream (idempotent)."""
@@ -579,7 +622,7 @@ class DeviceSource(_DeviceEnd):
 
     def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
         """PortAudio's thread: captured samples into the ring (oldest dropped when full)."""
-        self._observe(status)
+        self._observe(frames, status)
         self.ring.write(np.asarray(data, dtype=np.int16).reshape(-1))
 
     def _take(self, count: int) -> Pcm:
@@ -613,7 +656,7 @@ class DeviceSink(_DeviceEnd):
 
     def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
         """PortAudio's thread: fill the device's block from the ring (silence when dry)."""
-        self._observe(status)
+        self._observe(frames, status)
         data[:] = self.ring.read(frames).reshape(-1, 1)
 
     def write_frame(self, pcm: Pcm) -> None:
