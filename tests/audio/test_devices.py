@@ -30,11 +30,8 @@ from securephone.sip.events import CallStateChanged
 class FakeStream:
     """Stands for a PortAudio callback stream; the test calls ``tick`` as the device clock."""
 
-    def __init__(
-        self, kind: str, device: Any, rate: int, block: int, callback: Any, latency: Any = "high"
-    ) -> None:
+    def __init__(self, kind: str, device: Any, rate: int, block: int, callback: Any) -> None:
         self.kind, self.device, self.rate, self.block = kind, device, rate, block
-        self.latency = latency
         self.callback = callback
         self.started = self.closed = False
         self.played: list[np.ndarray] = []
@@ -359,13 +356,3 @@ def test_audio_config_section() -> None:
         parse_config({"audio": {"on_device_error": "ignore"}})
     with pytest.raises(ConfigError, match=r"audio\.buffer_ms"):
         parse_config({"audio": {"buffer_ms": 0}})
-
-
-def test_device_latency_is_asked_of_portaudio_at_every_open() -> None:
-    """``[audio] device_latency_ms`` reaches PortAudio, also when the device reopens at the
-    codec's rate."""
-    factory = Factory()
-    sink = DeviceSink(buffer_ms=60, latency_ms=100, stream_factory=factory)
-    sink.set_format(16000, 320)
-    assert [(s.rate, s.latency) for s in factory.streams] == [(8000, 0.1), (16000, 0.1)]
-    assert DeviceSource(stream_factory=factory).latency == "high"  # PortAudio's own default

@@ -82,7 +82,6 @@ class CallAudio:
                 self.input,
                 device_rate=self.settings.sample_rate,
                 buffer_ms=self.settings.buffer_ms,
-                latency_ms=self.settings.device_latency_ms,
                 frame_format=call_format(call),
                 volume=self.settings.input_volume,
             )
@@ -99,7 +98,6 @@ class CallAudio:
                 self.output,
                 device_rate=self.settings.sample_rate,
                 buffer_ms=self.settings.buffer_ms,
-                latency_ms=self.settings.device_latency_ms,
                 frame_format=call_format(call),
                 volume=self.settings.output_volume,
             )

@@ -193,7 +193,7 @@ class DriftCompensator:
     count the samples, ``average`` is the smoothed depth.
     """
 
-    def __init__(self, target: int, band: int, *, smoothing: float = 0.05) -> None:
+    def __init__(self, target: int, band: int, *, smoothing: float = 0.02) -> None:
         if band < 1 or target < band:
             raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
         self.target, self.band, self.smoothing = target, band, smoothing
@@ -425,7 +425,6 @@ def _open(
     rate: int,
     blocksize: int,
     callback: Any,
-    latency: float | str = "high",
 ) -> _Stream:
     """Open and start a mono int16 callback stream, or raise one clear ``DeviceError``."""
     sd = _sounddevice()
@@ -439,7 +438,6 @@ def _open(
             dtype="int16",
             blocksize=blocksize,
             callback=callback,
-            latency=latency,
         )
         stream.start()
     except (sd.PortAudioError, ValueError) as exc:
@@ -456,11 +454,9 @@ def port_audio_stream(
     rate: int,
     blocksize: int,
     callback: Any,
-    latency: float | str = "high",
 ) -> _Stream:
-    """The real ``StreamFactory``: a started PortAudio stream (``latency``: seconds PortAudio
-    keeps queued at the device, or its ``"high"``/``"low"`` defaults)."""
-    return _open(kind, device, rate, blocksize, callback, latency)
+    """The real ``StreamFactory``: a started PortAudio stream."""
+    return _open(kind, device, rate, blocksize, callback)
 
 
 class _DeviceEnd:
@@ -474,7 +470,6 @@ class _DeviceEnd:
         *,
         device_rate: int | None = None,
         buffer_ms: int = 60,
-        latency_ms: int | None = None,
         frame_format: FrameFormat = narrowband,
         volume: float = 1.0,
         stream_factory: StreamFactory = port_audio_stream,
@@ -484,7 +479,6 @@ class _DeviceEnd:
         codec_rate, _ = frame_format()
         self.fixed_rate = device_rate is not None  # [audio] sample_rate set: never reopened
         self.buffer_ms = buffer_ms
-        self.latency: float | str = "high" if latency_ms is None else latency_ms / 1000
         self.volume = volume
         self.muted = False
         self.closed = False
@@ -496,7 +490,11 @@ class _DeviceEnd:
         """A new ring (and counters) and the PortAudio stream at ``rate`` (may raise)."""
         self.device_rate = rate
         self.ring = RingBuffer(max(4, rate * self.buffer_ms // 1000), recentre=True)
-        self.drift = DriftCompensator(self.ring.target, max(1, self.ring.capacity // 8))
+        # the band: as wide as the ring allows once a frame and a device block (the swing of
+        # the depth between two transfers, about 25 ms either way) fit above it
+        swing = rate * 25 // 1000
+        band = max(1, self.ring.capacity // 8, self.ring.target - swing)
+        self.drift = DriftCompensator(self.ring.target, min(band, self.ring.target))
         self.callbacks = 0  # PortAudio callbacks run
         self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
         self._last_callback: float | None = None
@@ -507,9 +505,7 @@ class _DeviceEnd:
         self.stalled_ms = 0.0  # their total length
         self._resampler: StreamResampler | None = None
         block = rate // 100  # 10 ms device blocks
-        self._stream = self._factory(
-            self.kind, self.device, rate, block, self._callback, self.latency
-        )
+        self._stream = self._factory(self.kind, self.device, rate, block, self._callback)
 
     def set_format(self, sample_rate: int, frame_samples: int) -> None:
         """The codec's rate and frame size from now on (``FormatAware``: the media channel says

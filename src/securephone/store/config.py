@@ -219,9 +219,6 @@ class AudioSettings(_Model):
     output: DeviceName | None = None  # speaker, also plays the ring tone and ringback
     sample_rate: int | None = Field(default=None, ge=8000, le=192000)  # None: the codec's rate
     buffer_ms: int = Field(default=60, ge=10, le=1000)  # ring buffer between device and media
-    # what PortAudio keeps queued at the device (its suggested latency): a callback delayed
-    # longer than this is an xrun, and ALSA's pulse plugin takes ~2 s to restart after one
-    device_latency_ms: int = Field(default=100, ge=5, le=1000)
     ring_tone: bool = True  # ring here, ringback while the far end rings
     input_volume: float = Field(default=1.0, ge=0.0, le=4.0)
     output_volume: float = Field(default=1.0, ge=0.0, le=4.0)
