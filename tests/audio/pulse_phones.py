@@ -64,15 +64,26 @@ def phone(data: Path, name: str, buffer_ms: int, codec: str) -> tuple[Phone, Cal
     return ph, audio
 
 
+def settled(figures: dict[str, Any]) -> bool:
+    """A ring whose smoothed depth is known and inside its band."""
+    average = figures["average_depth_ms"]
+    low, high = figures["band_ms"]
+    return average is not None and low <= average <= high
+
+
 def flowing(audio: CallAudio, call: Call) -> bool:
-    """Both device streams are past their start: the microphone has captured a second of
-    samples, the speaker played a second (ALSA's pulse plugin takes a moment to start)."""
+    """Both device streams are past their start: the microphone has captured two seconds of
+    samples, the speaker played two seconds, and both rings have settled in their band (ALSA's
+    pulse plugin takes a second or two to start, and delivers unevenly at first)."""
     stats: dict[str, Any] = audio.stats(call)
+    if "input" not in stats or "output" not in stats:
+        return False
+    mic, speaker = stats["input"], stats["output"]
     return (
-        "input" in stats
-        and "output" in stats
-        and stats["input"]["samples_in"] >= stats["input"]["device_rate"]
-        and stats["output"]["samples_out"] >= stats["output"]["device_rate"]
+        mic["samples_in"] >= 2 * mic["device_rate"]
+        and speaker["samples_out"] >= 2 * speaker["device_rate"]
+        and settled(mic)
+        and settled(speaker)
     )
 
 
@@ -104,7 +115,7 @@ async def main(data: Path, buffer_ms: int, codec: str) -> None:
         def report(**extra: Any) -> None:
             print(json.dumps({**both(), **extra}), flush=True)
 
-        await await_until(lambda: flowing(audio_a, call) and flowing(audio_b, theirs), 20)
+        await await_until(lambda: flowing(audio_a, call) and flowing(audio_b, theirs), 30)
         sampler = asyncio.create_task(sample_depths(data / "depth.jsonl", both))
         media = call.summary()["media"] or {}
         report(
