@@ -65,10 +65,12 @@ def phone(data: Path, name: str, buffer_ms: int, codec: str) -> tuple[Phone, Cal
 
 
 def settled(figures: dict[str, Any]) -> bool:
-    """A ring whose smoothed depth is known and inside its band."""
+    """A ring whose smoothed depth is known and in the inner half of its band (not being
+    corrected, nor about to be)."""
     average = figures["average_depth_ms"]
     low, high = figures["band_ms"]
-    return average is not None and low <= average <= high
+    quarter = (high - low) / 4
+    return average is not None and low + quarter <= average <= high - quarter
 
 
 def flowing(audio: CallAudio, call: Call) -> bool:

@@ -194,6 +194,12 @@ def test_drift_compensator_keeps_the_frame_length() -> None:
     assert list(comp.apply(frame, 1)) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert list(comp.apply(frame, -1)) == [0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9]
     assert comp.dropped == 1 and comp.inserted == 1
+    six = DriftCompensator(target=100, band=20, per_frame=3)
+    assert six.step(200) == 3 and six.step(0) == 3  # still above on average
+    assert list(six.apply(np.arange(12, dtype=np.int16), 3)) == [0, 1, 3, 4, 5, 7, 8, 9, 11]
+    assert list(six.apply(np.arange(6, dtype=np.int16), -3)) == [0, 1, 1, 2, 3, 3, 4, 5, 5]
+    assert list(six.apply(np.arange(4, dtype=np.int16), 3)) == [0, 2]  # at most half a frame
+    assert six.dropped == 5 and six.inserted == 3
     with pytest.raises(ValueError):
         DriftCompensator(target=10, band=0)
 

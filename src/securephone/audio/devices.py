@@ -185,18 +185,22 @@ class DriftCompensator:
 
     The ring's edges (overrun, underrun) are the last resort: each costs half a buffer of audio
     at once. Before that, the media-clock side of the ring watches its depth, smoothed over
-    about half a second (an exponential average, so bursts of block delivery cancel out), and
-    when the average leaves ``target ± band`` it drops one sample (too deep: the producer's
-    clock is faster) or repeats one (too shallow) per media frame until the average is back.
-    One sample per 20 ms frame at 8 kHz is 0.6 % — far more than any sound card's clock error,
-    and inaudible, as in the adaptive playout of real softphones. ``dropped`` and ``inserted``
+    about a second (an exponential average, so bursts of block delivery cancel out), and
+    when the average leaves ``target ± band`` it drops ``per_frame`` samples (too deep: the
+    producer's clock is faster) or repeats them (too shallow) per media frame until the
+    average is back; the devices use one per 8 kHz of rate, 0.6 % at any rate — far more
+    than any sound card's clock error, and inaudible, as in the adaptive playout of real
+    softphones. ``dropped`` and ``inserted``
     count the samples, ``average`` is the smoothed depth.
     """
 
-    def __init__(self, target: int, band: int, *, smoothing: float = 0.02) -> None:
-        if band < 1 or target < band:
+    def __init__(
+        self, target: int, band: int, *, smoothing: float = 0.02, per_frame: int = 1
+    ) -> None:
+        if band < 1 or target < band or per_frame < 1:
             raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
         self.target, self.band, self.smoothing = target, band, smoothing
+        self.per_frame = per_frame  # samples dropped or repeated per frame while out of band
         self.average: float | None = None
         self.dropped = 0
         self.inserted = 0
@@ -206,7 +210,7 @@ class DriftCompensator:
         self.average = None
 
     def step(self, depth: int) -> int:
-        """Fold in the depth seen now: ``1`` = drop a sample, ``-1`` = repeat one, ``0`` = none."""
+        """Fold in the depth seen now: ``n > 0`` = drop n samples, ``-n`` = repeat n, ``0``."""
         avg = (
             depth
             if self.average is None
@@ -214,21 +218,23 @@ class DriftCompensator:
         )
         self.average = avg
         if avg > self.target + self.band:
-            return 1
+            return self.per_frame
         if avg < self.target - self.band:
-            return -1
+            return -self.per_frame
         return 0
 
     def apply(self, samples: Pcm, step: int) -> Pcm:
-        """``samples`` with one sample dropped (``step`` 1) or repeated (-1), in the middle."""
-        if step == 0 or samples.size == 0:
+        """``samples`` with ``step`` samples dropped (> 0) or ``-step`` repeated (< 0), spread
+        evenly (one in the middle when it is one)."""
+        count = min(abs(step), samples.size // 2)
+        if count == 0:
             return samples
-        middle = samples.size // 2
+        where = (np.arange(count) * 2 + 1) * samples.size // (2 * count)
         if step > 0:
-            self.dropped += 1
-            return np.delete(samples, middle)
-        self.inserted += 1
-        return np.insert(samples, middle, samples[middle])
+            self.dropped += count
+            return np.delete(samples, where)
+        self.inserted += count
+        return np.insert(samples, where, samples[where])
 
     def stats(self, rate: int) -> dict[str, Any]:
         """The smoothed depth, the band (ms at ``rate``) and the samples dropped and repeated."""
@@ -494,7 +500,9 @@ class _DeviceEnd:
         # the depth between two transfers, about 25 ms either way) fit above it
         swing = rate * 25 // 1000
         band = max(1, self.ring.capacity // 8, self.ring.target - swing)
-        self.drift = DriftCompensator(self.ring.target, min(band, self.ring.target))
+        self.drift = DriftCompensator(
+            self.ring.target, min(band, self.ring.target), per_frame=max(1, rate // 8000)
+        )
         self.callbacks = 0  # PortAudio callbacks run
         self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
         self._last_callback: float | None = None
