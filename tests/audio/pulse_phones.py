@@ -65,12 +65,10 @@ def phone(data: Path, name: str, buffer_ms: int, codec: str) -> tuple[Phone, Cal
 
 
 def settled(figures: dict[str, Any]) -> bool:
-    """A ring whose smoothed depth is known and in the inner half of its band (not being
-    corrected, nor about to be)."""
+    """A ring whose smoothed depth is known, in its band, and not being corrected."""
     average = figures["average_depth_ms"]
     low, high = figures["band_ms"]
-    quarter = (high - low) / 4
-    return average is not None and low + quarter <= average <= high - quarter
+    return average is not None and low <= average <= high and not figures["drift_correcting"]
 
 
 def flowing(audio: CallAudio, call: Call) -> bool:

@@ -188,7 +188,7 @@ class DriftCompensator:
     about a second (an exponential average, so bursts of block delivery cancel out), and
     when the average leaves ``target ± band`` it drops ``per_frame`` samples (too deep: the
     producer's clock is faster) or repeats them (too shallow) per media frame until the
-    average is back; the devices use one per 8 kHz of rate, 0.6 % at any rate — far more
+    average is back in the inner half of the band (so it does not dither at the edge); the devices use one per 8 kHz of rate, 0.6 % at any rate — far more
     than any sound card's clock error, and inaudible, as in the adaptive playout of real
     softphones. ``dropped`` and ``inserted``
     count the samples, ``average`` is the smoothed depth.
@@ -201,6 +201,7 @@ class DriftCompensator:
             raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
         self.target, self.band, self.smoothing = target, band, smoothing
         self.per_frame = per_frame  # samples dropped or repeated per frame while out of band
+        self.correcting = 0  # the step under way: until the average is back in the inner half
         self.average: float | None = None
         self.dropped = 0
         self.inserted = 0
@@ -208,6 +209,7 @@ class DriftCompensator:
     def reset(self) -> None:
         """Forget the smoothed depth (the ring was recentred: a new start)."""
         self.average = None
+        self.correcting = 0
 
     def step(self, depth: int) -> int:
         """Fold in the depth seen now: ``n > 0`` = drop n samples, ``-n`` = repeat n, ``0``."""
@@ -217,11 +219,12 @@ class DriftCompensator:
             else self.average + self.smoothing * (depth - self.average)
         )
         self.average = avg
-        if avg > self.target + self.band:
-            return self.per_frame
-        if avg < self.target - self.band:
-            return -self.per_frame
-        return 0
+        off = avg - self.target
+        if abs(off) > self.band:  # out of the band: correct ...
+            self.correcting = self.per_frame if off > 0 else -self.per_frame
+        elif abs(off) <= self.band / 2 or off * self.correcting < 0:
+            self.correcting = 0  # ... until back in its inner half (no dithering at the edge)
+        return self.correcting
 
     def apply(self, samples: Pcm, step: int) -> Pcm:
         """``samples`` with ``step`` samples dropped (> 0) or ``-step`` repeated (< 0), spread
@@ -245,6 +248,7 @@ class DriftCompensator:
                 round((self.target - self.band) * ms, 1),
                 round((self.target + self.band) * ms, 1),
             ],
+            "drift_correcting": self.correcting != 0,
             "drift_dropped": self.dropped,
             "drift_inserted": self.inserted,
         }
