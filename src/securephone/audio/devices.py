@@ -429,13 +429,13 @@ def _resolve(device: str | int | None, kind: str) -> int | None:
     return int(info["index"])
 
 
-def _open(
-    kind: str,
-    device: str | int | None,
-    rate: int,
-    blocksize: int,
-    callback: Any,
-) -> _Stream:
+DEVICE_LATENCY = 0.1
+"""Seconds of audio PortAudio keeps queued at the device. Its "high" default for ALSA's pulse
+plugin was short enough that a callback delayed by a loaded CPU underran the output, and the
+plugin then restarts its stream: ~2 s without a callback (docs/sound-devices.md)."""
+
+
+def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any) -> _Stream:
     """Open and start a mono int16 callback stream, or raise one clear ``DeviceError``."""
     sd = _sounddevice()
     index = _resolve(device, kind)
@@ -448,6 +448,7 @@ def _open(
             dtype="int16",
             blocksize=blocksize,
             callback=callback,
+            latency=DEVICE_LATENCY,
         )
         stream.start()
     except (sd.PortAudioError, ValueError) as exc:
