@@ -1,8 +1,12 @@
 """Two Phones in one process, each with a microphone and a speaker on sound devices: A calls B.
 
 Run by ``test_devices_pulseaudio.py`` as a subprocess (PortAudio reads the ALSA configuration,
-the test HOME's ``.asoundrc``, once when it starts). Arguments: ``DATA_DIR BUFFER_MS``. The
-devices are the ALSA PCMs ``amic``/``aspk`` (phone A) and ``bmic``/``bspk`` (phone B).
+the test HOME's ``.asoundrc``, once when it starts). Arguments: ``DATA_DIR BUFFER_MS CODEC``.
+The devices are the ALSA PCMs ``amic``/``aspk`` (phone A) and ``bmic``/``bspk`` (phone B).
+
+From the first statistics line on, every half second one line of all four rings' figures
+(time, depth, smoothed depth, edge and drift counters) goes to ``DATA_DIR/depth.jsonl``: the
+depth over time, for the drift test and for anyone reading a failure.
 
 It prints one JSON line when the call is connected and both phones' device streams are running,
 then answers one line on stdout per command line read on stdin:
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +34,19 @@ from securephone.store.config import parse_config
 
 from ..helpers import await_until
 
+MEDIA_PORTS = {"a": (58000, 58499), "b": (58500, 58999)}  # the sound tests' block
+SAMPLE_EVERY = 0.5  # seconds between two lines of depth.jsonl
 
-def phone(data: Path, name: str, buffer_ms: int) -> tuple[Phone, CallAudio]:
-    """A phone on 127.0.0.1 (plain RTP, G.711) whose calls use ``{name}mic`` / ``{name}spk``."""
+
+def phone(data: Path, name: str, buffer_ms: int, codec: str) -> tuple[Phone, CallAudio]:
+    """A phone on 127.0.0.1 (plain RTP, ``codec`` only) whose calls use ``{name}mic`` /
+    ``{name}spk``."""
+    low, high = MEDIA_PORTS[name]
     config = parse_config(
         {
             "data_dir": str(data / name),
             "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
-            "media": {"srtp": "off", "codecs": ["PCMU"]},  # G.711: what this test was proven with
+            "media": {"srtp": "off", "codecs": [codec], "port_min": low, "port_max": high},
             "calls": {"auto_answer": name == "b"},
             "audio": {
                 "input": f"{name}mic",
@@ -54,21 +64,44 @@ def phone(data: Path, name: str, buffer_ms: int) -> tuple[Phone, CallAudio]:
     return ph, audio
 
 
+def settled(figures: dict[str, Any]) -> bool:
+    """A ring whose smoothed depth is known, in its band, and not being corrected."""
+    average = figures["average_depth_ms"]
+    low, high = figures["band_ms"]
+    return average is not None and low <= average <= high and not figures["drift_correcting"]
+
+
 def flowing(audio: CallAudio, call: Call) -> bool:
-    """Both device streams are past their start: the microphone has captured a second of
-    samples, the speaker played a second (ALSA's pulse plugin takes a moment to start)."""
+    """Both device streams are past their start: the microphone has captured two seconds of
+    samples, the speaker played two seconds, and both rings have settled in their band (ALSA's
+    pulse plugin takes a second or two to start, and delivers unevenly at first)."""
     stats: dict[str, Any] = audio.stats(call)
+    if "input" not in stats or "output" not in stats:
+        return False
+    mic, speaker = stats["input"], stats["output"]
     return (
-        "input" in stats
-        and "output" in stats
-        and stats["input"]["samples_in"] >= stats["input"]["device_rate"]
-        and stats["output"]["samples_out"] >= stats["output"]["device_rate"]
+        mic["samples_in"] >= 2 * mic["device_rate"]
+        and speaker["samples_out"] >= 2 * speaker["device_rate"]
+        and settled(mic)
+        and settled(speaker)
     )
 
 
-async def main(data: Path, buffer_ms: int) -> None:
-    a, audio_a = phone(data, "a", buffer_ms)
-    b, audio_b = phone(data, "b", buffer_ms)
+async def sample_depths(path: Path, stats: Callable[[], dict[str, Any]]) -> None:
+    """Every ``SAMPLE_EVERY`` seconds, one JSON line of the rings' figures into ``path``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with path.open("w") as out:
+        while True:
+            out.write(json.dumps({"t": round(loop.time() - start, 3), **stats()}) + "\n")
+            out.flush()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+
+async def main(data: Path, buffer_ms: int, codec: str) -> None:
+    a, audio_a = phone(data, "a", buffer_ms, codec)
+    b, audio_b = phone(data, "b", buffer_ms, codec)
+    sampler: asyncio.Task[None] | None = None
     await a.start()
     await b.start()
     try:
@@ -76,12 +109,20 @@ async def main(data: Path, buffer_ms: int) -> None:
         await call.wait_for(CallState.CONNECTED, timeout=20)
         theirs = await await_until(lambda: next(iter(b.calls.values()), None), 10)
 
-        def report(**extra: Any) -> None:
-            stats = {"a": audio_a.stats(call), "b": audio_b.stats(theirs), **extra}
-            print(json.dumps(stats), flush=True)
+        def both() -> dict[str, Any]:
+            return {"a": audio_a.stats(call), "b": audio_b.stats(theirs)}
 
-        await await_until(lambda: flowing(audio_a, call) and flowing(audio_b, theirs), 20)
-        report(connected=call.state is CallState.CONNECTED, errors=audio_a.errors + audio_b.errors)
+        def report(**extra: Any) -> None:
+            print(json.dumps({**both(), **extra}), flush=True)
+
+        await await_until(lambda: flowing(audio_a, call) and flowing(audio_b, theirs), 30)
+        sampler = asyncio.create_task(sample_depths(data / "depth.jsonl", both))
+        media = call.summary()["media"] or {}
+        report(
+            connected=call.state is CallState.CONNECTED,
+            errors=audio_a.errors + audio_b.errors,
+            codec=media.get("codec"),
+        )
         while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
             if line in ("mute", "unmute"):
                 audio_a.set_muted(call, line == "mute")
@@ -93,9 +134,11 @@ async def main(data: Path, buffer_ms: int) -> None:
                 return
             report()
     finally:
+        if sampler is not None:
+            sampler.cancel()
         await a.stop()
         await b.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))

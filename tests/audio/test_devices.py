@@ -14,6 +14,7 @@ from securephone.audio.devices import (
     DeviceError,
     DeviceSink,
     DeviceSource,
+    DriftCompensator,
     RingBuffer,
     Ringer,
     StreamResampler,
@@ -114,10 +115,19 @@ def test_recentred_ring_goes_back_to_half_full_after_either_edge() -> None:
     )
 
 
+def in_band(stats: dict[str, Any], slack_ms: float = 5.0) -> bool:
+    """The smoothed depth is in its band, give or take half a 10 ms device block (the depth
+    moves a block at a time, so the average crosses the edge before a correction brings it back)."""
+    low, high = stats["band_ms"]
+    average = stats["average_depth_ms"]
+    return average is not None and low - slack_ms <= average <= high + slack_ms
+
+
 @pytest.mark.parametrize("device_ppm", [+2000, -2000])
-def test_clock_drift_stays_bounded_in_the_buffer(device_ppm: int) -> None:
-    """A device 0.2 % fast or slow for 60 s of fake time: depth never leaves the buffer and
-    the media side always gets whole frames; the difference shows up as edge counters."""
+def test_clock_drift_is_absorbed_one_sample_at_a_time(device_ppm: int) -> None:
+    """A microphone 0.2 % fast or slow for 60 s of fake time: the compensator drops or repeats
+    single samples, so the smoothed depth stays in its band and the ring never reaches an edge;
+    every sample is accounted for."""
     factory = Factory()
     source = DeviceSource(buffer_ms=60, stream_factory=factory)
     stream = factory.streams[0]
@@ -131,20 +141,67 @@ def test_clock_drift_stays_bounded_in_the_buffer(device_ppm: int) -> None:
         out = source.read_frame()
         assert out is not None and out.size == 160
         consumed += out.size
-        assert 0 <= source.ring.depth <= source.ring.capacity
+        if frame >= 50:  # after the first second (the start fills the ring to its middle)
+            assert in_band(source.stats()), source.stats()
     stats = source.stats()
-    assert stats["depth_ms"] <= 60
-    assert consumed == 3000 * 160
-    # every sample is accounted for: captured + inserted silence = read + dropped + still queued
-    assert produced + stats["inserted_samples"] == (
-        consumed + stats["dropped_samples"] + stats["depth"]
+    assert stats["overruns"] == 0 and stats["underruns"] == 0, stats
+    # captured + silence at the start + repeated = read + dropped + still queued
+    assert produced + stats["inserted_samples"] + stats["drift_inserted"] == (
+        consumed + stats["drift_dropped"] + stats["depth"]
     )
-    drift = abs(produced - consumed)  # ≈ 960 samples (0.2 % of 60 s)
+    drift = produced - consumed  # ≈ ±960 samples (0.2 % of 60 s)
     if device_ppm > 0:
-        assert stats["overruns"] > 0
-        assert stats["dropped_samples"] >= drift - source.ring.capacity
+        assert stats["drift_dropped"] >= drift - source.ring.capacity
+        assert stats["drift_inserted"] == 0
     else:
-        assert stats["inserted_samples"] >= drift
+        assert stats["drift_inserted"] >= -drift - source.ring.capacity
+        assert stats["drift_dropped"] == 0
+
+
+@pytest.mark.parametrize("device_ppm", [+2000, -2000])
+def test_speaker_drift_is_absorbed_one_sample_at_a_time(device_ppm: int) -> None:
+    """A speaker 0.2 % fast or slow against the media clock's frames, 60 s: no edge event, the
+    smoothed depth stays in its band, the correction is in the drift counters."""
+    factory = Factory()
+    sink = DeviceSink(buffer_ms=60, stream_factory=factory)
+    stream = factory.streams[0]
+    device_rate = 8000 * (1 + device_ppm / 1e6)
+    played = 0
+    for frame in range(3000):
+        sink.write_frame(np.full(160, 100, dtype=np.int16))
+        due = (frame + 1) * 160 * device_rate / 8000
+        while played + 80 <= due:
+            stream.tick()
+            played += 80
+        if frame >= 50:
+            assert in_band(sink.stats()), sink.stats()
+    stats = sink.stats()
+    assert stats["overruns"] == 0 and stats["underruns"] == 0, stats
+    if device_ppm > 0:  # the device eats faster: samples repeated
+        assert stats["drift_inserted"] > 0 and stats["drift_dropped"] == 0
+    else:
+        assert stats["drift_dropped"] > 0 and stats["drift_inserted"] == 0
+
+
+def test_drift_compensator_keeps_the_frame_length() -> None:
+    comp = DriftCompensator(target=100, band=20)
+    frame = np.arange(10, dtype=np.int16)
+    assert comp.step(100) == 0 and comp.step(200) == 0  # one deep reading is smoothed away
+    comp.reset()
+    assert comp.step(130) == 1  # a fresh start takes the depth as it is
+    comp.reset()
+    assert comp.step(60) == -1
+    assert list(comp.apply(frame, 1)) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert list(comp.apply(frame, -1)) == [0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9]
+    assert comp.dropped == 1 and comp.inserted == 1
+    six = DriftCompensator(target=100, band=20, per_frame=3)
+    assert six.step(200) == 3 and six.step(0) == 3  # still above on average
+    assert list(six.apply(np.arange(12, dtype=np.int16), 3)) == [0, 1, 3, 4, 5, 7, 8, 9, 11]
+    assert list(six.apply(np.arange(6, dtype=np.int16), -3)) == [0, 1, 1, 2, 3, 3, 4, 5, 5]
+    assert list(six.apply(np.arange(4, dtype=np.int16), 3)) == [0, 2]  # at most half a frame
+    assert six.dropped == 5 and six.inserted == 3
+    with pytest.raises(ValueError):
+        DriftCompensator(target=10, band=0)
 
 
 # -- streaming resampler -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,8 @@ pytest.importorskip("sounddevice")
 
 from securephone.aio.phone import Phone
 from securephone.store.config import parse_config
+
+from ..helpers import await_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 8000
@@ -175,3 +178,69 @@ def test_real_portaudio_streams_through_the_file_device(tmp_path: Path) -> None:
     sent = np.rint(6000 * np.sin(2 * np.pi * 500 * t + 0.3)).astype(np.int16)
     assert sound.size >= 20 * 160
     assert np.array_equal(sound, sent[: sound.size])
+
+
+def device_phone(tmp_path: Path, name: str, on_error: str, answer: bool) -> tuple[Phone, Any]:
+    """A phone on 127.0.0.1 whose calls use sound devices that do not exist."""
+    from securephone.aio.sound import CallAudio
+
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path / name),
+            "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+            "media": {"srtp": "off", "port_min": 58000, "port_max": 58999},
+            "calls": {"auto_answer": answer},
+            "audio": {
+                "input": "no-such-microphone",
+                "output": "no-such-speaker",
+                "on_device_error": on_error,
+            },
+        }
+    )
+    phone = Phone(config)
+    audio = CallAudio.from_settings(config.audio)
+    phone.source_factory = audio.source
+    phone.sink_factory = audio.sink
+    return phone, audio
+
+
+@pytest.mark.parametrize("on_error", ["fail", "continue"])
+async def test_device_missing_at_call_time_follows_on_device_error(
+    tmp_path: Path, on_error: str
+) -> None:
+    """Bob answers with a microphone and a speaker that are not there (real PortAudio): one
+    error line for each, kept for the user; with ``fail`` Bob's phone hangs the answered call up, with ``continue`` the call
+    stays up in silence until Alice hangs up."""
+    from securephone.sip.callstate import CallState
+
+    bob, audio = device_phone(tmp_path, "bob", on_error, answer=True)
+    alice = Phone(
+        parse_config(
+            {
+                "data_dir": str(tmp_path / "alice"),
+                "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+                "media": {"srtp": "off", "port_min": 58000, "port_max": 58999},
+            }
+        )
+    )
+    await bob.start()
+    await alice.start()
+    try:
+        call = alice.dial(f"sip:bob@{bob.status()['listen']['udp']}")
+        await call.wait_for(CallState.CONNECTED, timeout=10)
+        if on_error == "fail":
+            await call.wait_ended(timeout=10)
+            assert call.ending is not None and call.ending.name == "HUNG_UP_THERE", call.ending
+        else:
+            # Bob's side sends (silence): half a second of packets reach Alice, the call stays
+            await await_until(lambda: call.summary()["media"]["packets_received"] >= 25, 10)
+            assert call.state is CallState.CONNECTED
+            call.hangup()
+            await call.wait_ended(timeout=10)
+            assert call.ending is not None and call.ending.name == "HUNG_UP_HERE", call.ending
+    finally:
+        await alice.stop()
+        await bob.stop()
+    assert len(audio.errors) == 2, audio.errors
+    assert "input" in audio.errors[0] and "'no-such-microphone'" in audio.errors[0]
+    assert "output" in audio.errors[1] and "'no-such-speaker'" in audio.errors[1]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ __all__ = [
     "DeviceInfo",
     "DeviceSink",
     "DeviceSource",
+    "DriftCompensator",
     "RingBuffer",
     "Ringer",
     "StreamResampler",
@@ -116,6 +118,11 @@ class RingBuffer:
         """Samples waiting to be read."""
         return self._size
 
+    @property
+    def refilling(self) -> bool:
+        """Reads give silence until the buffer is half full again (start, after an underrun)."""
+        return self._refilling
+
     def write(self, samples: Pcm) -> None:
         """Append ``samples``; if they do not fit, the oldest ones go (an overrun)."""
         data = np.asarray(samples, dtype=np.int16).reshape(-1)
@@ -169,6 +176,81 @@ class RingBuffer:
             "dropped_samples": self.dropped_samples,
             "samples_in": self.samples_in,
             "samples_out": self.samples_out,
+        }
+
+
+# -- drift compensation ---------------------------------------------------------------------------
+class DriftCompensator:
+    """Keeps a ring buffer's depth in a band around its middle, one sample at a time.
+
+    The ring's edges (overrun, underrun) are the last resort: each costs half a buffer of audio
+    at once. Before that, the media-clock side of the ring watches its depth, smoothed over
+    about a second (an exponential average, so bursts of block delivery cancel out), and
+    when the average leaves ``target ± band`` it drops ``per_frame`` samples (too deep: the
+    producer's clock is faster) or repeats them (too shallow) per media frame until the
+    average is back in the inner half of the band (so it does not dither at the edge); the devices use one per 8 kHz of rate, 0.6 % at any rate — far more
+    than any sound card's clock error, and inaudible, as in the adaptive playout of real
+    softphones. ``dropped`` and ``inserted``
+    count the samples, ``average`` is the smoothed depth.
+    """
+
+    def __init__(
+        self, target: int, band: int, *, smoothing: float = 0.02, per_frame: int = 1
+    ) -> None:
+        if band < 1 or target < band or per_frame < 1:
+            raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
+        self.target, self.band, self.smoothing = target, band, smoothing
+        self.per_frame = per_frame  # samples dropped or repeated per frame while out of band
+        self.correcting = 0  # the step under way: until the average is back in the inner half
+        self.average: float | None = None
+        self.dropped = 0
+        self.inserted = 0
+
+    def reset(self) -> None:
+        """Forget the smoothed depth (the ring was recentred: a new start)."""
+        self.average = None
+        self.correcting = 0
+
+    def step(self, depth: int) -> int:
+        """Fold in the depth seen now: ``n > 0`` = drop n samples, ``-n`` = repeat n, ``0``."""
+        avg = (
+            depth
+            if self.average is None
+            else self.average + self.smoothing * (depth - self.average)
+        )
+        self.average = avg
+        off = avg - self.target
+        if abs(off) > self.band:  # out of the band: correct ...
+            self.correcting = self.per_frame if off > 0 else -self.per_frame
+        elif abs(off) <= self.band / 2 or off * self.correcting < 0:
+            self.correcting = 0  # ... until back in its inner half (no dithering at the edge)
+        return self.correcting
+
+    def apply(self, samples: Pcm, step: int) -> Pcm:
+        """``samples`` with ``step`` samples dropped (> 0) or ``-step`` repeated (< 0), spread
+        evenly (one in the middle when it is one)."""
+        count = min(abs(step), samples.size // 2)
+        if count == 0:
+            return samples
+        where = (np.arange(count) * 2 + 1) * samples.size // (2 * count)
+        if step > 0:
+            self.dropped += count
+            return np.delete(samples, where)
+        self.inserted += count
+        return np.insert(samples, where, samples[where])
+
+    def stats(self, rate: int) -> dict[str, Any]:
+        """The smoothed depth, the band (ms at ``rate``) and the samples dropped and repeated."""
+        ms = 1000 / rate
+        return {
+            "average_depth_ms": None if self.average is None else round(self.average * ms, 1),
+            "band_ms": [
+                round((self.target - self.band) * ms, 1),
+                round((self.target + self.band) * ms, 1),
+            ],
+            "drift_correcting": self.correcting != 0,
+            "drift_dropped": self.dropped,
+            "drift_inserted": self.inserted,
         }
 
 
@@ -347,6 +429,12 @@ def _resolve(device: str | int | None, kind: str) -> int | None:
     return int(info["index"])
 
 
+DEVICE_LATENCY = 0.1
+"""Seconds of audio PortAudio keeps queued at the device. Its "high" default for ALSA's pulse
+plugin was short enough that a callback delayed by a loaded CPU underran the output, and the
+plugin then restarts its stream: ~2 s without a callback (docs/sound-devices.md)."""
+
+
 def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any) -> _Stream:
     """Open and start a mono int16 callback stream, or raise one clear ``DeviceError``."""
     sd = _sounddevice()
@@ -360,6 +448,7 @@ def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callba
             dtype="int16",
             blocksize=blocksize,
             callback=callback,
+            latency=DEVICE_LATENCY,
         )
         stream.start()
     except (sd.PortAudioError, ValueError) as exc:
@@ -371,7 +460,11 @@ def _open(kind: str, device: str | int | None, rate: int, blocksize: int, callba
 
 
 def port_audio_stream(
-    kind: str, device: str | int | None, rate: int, blocksize: int, callback: Any
+    kind: str,
+    device: str | int | None,
+    rate: int,
+    blocksize: int,
+    callback: Any,
 ) -> _Stream:
     """The real ``StreamFactory``: a started PortAudio stream."""
     return _open(kind, device, rate, blocksize, callback)
@@ -395,16 +488,86 @@ class _DeviceEnd:
         self.device = device
         self.frame_format = frame_format
         codec_rate, _ = frame_format()
-        self.device_rate = device_rate or codec_rate
-        self.ring = RingBuffer(max(1, self.device_rate * buffer_ms // 1000), recentre=True)
+        self.fixed_rate = device_rate is not None  # [audio] sample_rate set: never reopened
+        self.buffer_ms = buffer_ms
         self.volume = volume
         self.muted = False
-        self._resampler: StreamResampler | None = None
         self.closed = False
-        block = self.device_rate // 100  # 10 ms device blocks
-        self._stream: _Stream | None = stream_factory(
-            self.kind, device, self.device_rate, block, self._callback
+        self._factory = stream_factory
+        self._stream: _Stream | None = None
+        self._open_at(device_rate or codec_rate)
+
+    def _open_at(self, rate: int) -> None:
+        """A new ring (and counters) and the PortAudio stream at ``rate`` (may raise)."""
+        self.device_rate = rate
+        self.ring = RingBuffer(max(4, rate * self.buffer_ms // 1000), recentre=True)
+        # the band: as wide as the ring allows once a frame and a device block (the swing of
+        # the depth between two transfers, about 25 ms either way) fit above it
+        swing = rate * 25 // 1000
+        band = max(1, self.ring.capacity // 8, self.ring.target - swing)
+        self.drift = DriftCompensator(
+            self.ring.target, min(band, self.ring.target), per_frame=max(1, rate // 8000)
         )
+        self.callbacks = 0  # PortAudio callbacks run
+        self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
+        self._last_callback: float | None = None
+        self._first_callback: float | None = None
+        self._frames_after_first = 0  # device frames through callbacks after the first one
+        self.max_callback_gap_ms = 0.0  # the longest wait between two callbacks
+        self.stalls = 0  # callback gaps longer than the whole ring (the ring cannot cover them)
+        self.stalled_ms = 0.0  # their total length
+        self._resampler: StreamResampler | None = None
+        block = rate // 100  # 10 ms device blocks
+        self._stream = self._factory(self.kind, self.device, rate, block, self._callback)
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """The codec's rate and frame size from now on (``FormatAware``: the media channel says
+        so on its first tick and at a codec change, so the device end converts once).
+
+        The device was opened before the codec was known (to report a bad device before the
+        call); without ``[audio] sample_rate`` it is reopened at the codec's rate, so a 16 or
+        48 kHz codec gets 16 or 48 kHz audio. If that rate fails, the old rate (converted) stays.
+        """
+        fmt = (sample_rate, frame_samples)
+        self.frame_format = lambda: fmt
+        if self.fixed_rate or self.closed or sample_rate == self.device_rate:
+            return
+        old = self.device_rate
+        self._stop_stream()
+        for rate in (sample_rate, old):
+            try:
+                self._open_at(rate)
+                return
+            except DeviceError as exc:
+                log.warning("sound device %r at %d Hz: %s", self.device, rate, exc)
+        self._stream = None  # neither rate opened: silence, as with a missing device
+
+    def _observe(self, frames: int, status: Any) -> None:
+        """PortAudio's thread: count the callback, its status flags, the gap since the last,
+        and the frames the device clock moved."""
+        now = time.monotonic()
+        if self._last_callback is None:
+            self._first_callback = now
+        else:
+            self._frames_after_first += frames
+            gap = (now - self._last_callback) * 1000
+            self.max_callback_gap_ms = max(self.max_callback_gap_ms, gap)
+            if gap > self.ring.capacity * 1000 / self.device_rate:
+                self.stalls += 1
+                self.stalled_ms += gap
+        self._last_callback = now
+        self.callbacks += 1
+        if status:
+            self.device_xruns += 1
+
+    def _compensate(self, samples: Pcm) -> Pcm:
+        """Samples on their way into the ring from the media clock (the speaker): one dropped
+        or repeated when the depth left the band."""
+        if self.ring.refilling:
+            self.drift.reset()
+            return samples
+        step = self.drift.step(self.ring.depth + samples.size // 2)  # halfway through
+        return self.drift.apply(samples, step)
 
     def _converter(self, rate_in: int, rate_out: int) -> StreamResampler:
         r = self._resampler
@@ -425,13 +588,34 @@ class _DeviceEnd:
             "muted": self.muted,
             "volume": self.volume,
             **self.ring.stats(self.device_rate),
+            **self.drift.stats(self.device_rate),
+            "callbacks": self.callbacks,
+            "device_xruns": self.device_xruns,
+            "max_callback_gap_ms": round(self.max_callback_gap_ms, 1),
+            "stalls": self.stalls,
+            "stalled_ms": round(self.stalled_ms, 1),
+            "device_behind_samples": self.device_behind(),
         }
+
+    def device_behind(self) -> int:
+        """Samples the wall clock moved since the first callback minus those the device
+        moved: what the sound server filled in (a stalled speaker: silence played) or threw
+        away (a stalled microphone) while PortAudio did not call back. About 0 while the
+        device keeps time (within a block or two), constant across a stall it recovered from
+        by catching up, grown by a stall it did not."""
+        first = self._first_callback
+        if first is None:
+            return 0
+        return round((time.monotonic() - first) * self.device_rate) - self._frames_after_first
 
     def close(self) -> None:
         """Stop and close the PortAudio stream (idempotent)."""
         if self.closed:
             return
         self.closed = True
+        self._stop_stream()
+
+    def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
@@ -447,7 +631,17 @@ class DeviceSource(_DeviceEnd):
 
     def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
         """PortAudio's thread: captured samples into the ring (oldest dropped when full)."""
+        self._observe(frames, status)
         self.ring.write(np.asarray(data, dtype=np.int16).reshape(-1))
+
+    def _take(self, count: int) -> Pcm:
+        """``count`` device samples from the ring, one more or one fewer read when the depth
+        left the band (that one dropped or repeated, so ``count`` come out)."""
+        if self.ring.refilling:
+            self.drift.reset()
+            return self.ring.read(count)
+        step = self.drift.step(self.ring.depth - count // 2)  # the depth halfway through
+        return self.drift.apply(self.ring.read(count + step), step)
 
     def read_frame(self) -> Pcm | None:
         """The next frame at the codec's rate; silence while muted; ``None`` once closed."""
@@ -457,7 +651,7 @@ class DeviceSource(_DeviceEnd):
         conv = self._converter(self.device_rate, rate)
         need = conv.input_needed(samples)
         if need:
-            conv.feed(self.ring.read(need))
+            conv.feed(self._take(need))
         frame = conv.take(samples)
         if self.muted:
             return np.zeros(samples, dtype=np.int16)
@@ -471,6 +665,7 @@ class DeviceSink(_DeviceEnd):
 
     def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
         """PortAudio's thread: fill the device's block from the ring (silence when dry)."""
+        self._observe(frames, status)
         data[:] = self.ring.read(frames).reshape(-1, 1)
 
     def write_frame(self, pcm: Pcm) -> None:
@@ -481,7 +676,8 @@ class DeviceSink(_DeviceEnd):
         conv = self._converter(rate, self.device_rate)
         frame = np.asarray(pcm, dtype=np.float64)
         conv.feed(np.zeros_like(frame) if self.muted else frame)
-        self.ring.write(_to_int16(conv.take(conv.available), self.volume))
+        out = _to_int16(conv.take(conv.available), self.volume)
+        self.ring.write(self._compensate(out) if out.size else out)
 
 
 # -- ring tones ----------------------------------------------------------------------------------

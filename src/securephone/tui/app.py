@@ -28,7 +28,7 @@ from securephone.aio.phone import Phone, PhoneError
 from securephone.aio.sound import CallAudio, ringer_for
 from securephone.audio.devices import Ringer
 from securephone.audio.sinks import AudioSink, NullSink
-from securephone.audio.sources import AudioSource, SilenceSource
+from securephone.audio.sources import AudioSource, FormatAware, SilenceSource
 from securephone.sip.callstate import CallState
 from securephone.sip.events import (
     CallStateChanged,
@@ -59,6 +59,11 @@ class MutableSource:
     def __init__(self, inner: AudioSource) -> None:
         self.inner = inner
         self.muted = False
+
+    def set_format(self, sample_rate: int, frame_samples: int) -> None:
+        """Passed on, so a sound device converts to the codec's rate itself (once)."""
+        if isinstance(self.inner, FormatAware):
+            self.inner.set_format(sample_rate, frame_samples)
 
     def read_frame(self) -> Any:
         frame = self.inner.read_frame()

@@ -75,7 +75,9 @@ def call_lines(
                 (
                     f"{side} device buffer: {figures['depth_ms']} ms of "
                     f"{figures['capacity_ms']} ms, underruns {figures['underruns']}, "
-                    f"overruns {figures['overruns']}",
+                    f"overruns {figures['overruns']}, drift: "
+                    f"{figures.get('drift_dropped', 0)} samples dropped, "
+                    f"{figures.get('drift_inserted', 0)} repeated",
                     PLAIN,
                 )
             )
