@@ -153,7 +153,10 @@ async def test_softphone_in_tmux_calls_baresip_and_hangs_up(
         term.keys("d")
         term.keys("-l", target)
         term.keys("Enter")
-        await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 20)
+        try:
+            await asyncio.to_thread(peer.wait_event, "CALL_ESTABLISHED", 20)
+        finally:
+            term.save("dialled")  # what the softphone showed, also when baresip saw no call
         await await_until(lambda: "media: SRTP" in term.screen(), 20, message=term.screen)
         term.save("call")
         screen = term.screen()
