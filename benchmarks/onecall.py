@@ -52,14 +52,14 @@ def _phone(pki: Pki) -> Phone:
     cert = pki.dir / "phone-server.pem"
     issued = issue_certificate(pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"])
     write_secret_file(cert, issued.combined_pem())
-    port = free_port_in(23200, 23299, 0)
+    port = free_port_in(57200, 57299, 0)
     config = parse_config(
         {
             "data_dir": str(pki.dir),
             "sip": {"listen_address": "127.0.0.1", "transports": ["udp", "tcp", "tls"],
                     "udp_port": port, "tcp_port": port, "tls_port": port + 100},
             "tls": {"ca_file": str(pki.sips), "use_system_cas": False, "certificate": str(cert)},
-            "media": {"port_min": 23400, "port_max": 23499, "srtp": "mandatory",
+            "media": {"port_min": 57400, "port_max": 57499, "srtp": "mandatory",
                       "srtp_suites": ["AES_CM_128_HMAC_SHA1_80"]},
         }
     )  # fmt: skip
