@@ -112,10 +112,13 @@ for _table in (ULAW_ENCODE_TABLE, ULAW_DECODE_TABLE, ALAW_ENCODE_TABLE, ALAW_DEC
     _table.setflags(write=False)
 
 
+_INT16 = np.dtype(np.int16)
+
+
 def _as_uint16_index(pcm: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     """View 16-bit linear PCM as table indices; anything but int16 samples is refused."""
-    if type(pcm) is np.ndarray and pcm.dtype == np.int16 and pcm.flags.c_contiguous:
-        return pcm.reshape(-1).view(np.uint16)  # a frame from a source: no conversion
+    if type(pcm) is np.ndarray and pcm.dtype is _INT16 and pcm.ndim == 1:
+        return pcm.view(np.uint16)  # a frame from a source: no conversion, no copy
     samples = np.ascontiguousarray(pcm)
     if samples.dtype != np.int16:
         raise TypeError(f"G.711 encodes int16 samples, got {samples.dtype}")
