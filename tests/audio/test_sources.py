@@ -546,3 +546,16 @@ def test_whole_hertz_tone_from_its_table_is_the_sampled_sine_after_a_format_chan
     k = round(0.2 * rate) + np.arange(pcm.size)
     ideal = sum(0.25 * 32767 * np.sin(2 * np.pi * f * k / rate) for f in (350, 440))
     assert np.max(np.abs(pcm - ideal)) <= 0.5 + 1e-9
+
+
+def test_frames_of_tones_sharing_a_table_are_independent_copies() -> None:
+    """Sources of the same tone share one precomputed repeat: a frame the caller changes must
+    not change what this or another source gives next."""
+    first, second = ToneSource(440.0), ToneSource(440.0)
+    expected = take(ToneSource(440.0), 30)
+    frame = first.read_frame()
+    assert frame is not None
+    frame[:] = 0
+    rest = take(first, 29)
+    assert rest.tolist() == expected[160:].tolist()
+    assert take(second, 30).tolist() == expected.tolist()

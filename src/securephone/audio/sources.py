@@ -23,6 +23,7 @@ whole sample frame.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -203,19 +204,11 @@ class ToneSource:
         self._table = None
 
     def _repeat_table(self, rate: int, size: int) -> Pcm:
-        """One repeat of whole-hertz tones at ``rate`` plus ``size`` samples to slice across the
-        wrap: sample k is the sine at k / rate, exactly what the per-frame sines give."""
-        period = math.lcm(*(rate // math.gcd(int(f), rate) for f in self.frequencies))
-        audible = self._freqs[self._freqs < rate / 2]
-        k = np.arange(period + size, dtype=np.float64) % period
-        if audible.size:
-            angles = 2 * np.pi * audible[:, None] * k[None, :] / rate
-            table: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
-        else:
-            table = np.zeros(period + size, dtype=np.int16)
-        table.setflags(write=False)
-        self._period = period
-        self._position = round(self._time * rate) % period
+        """The shared repeat table at ``rate`` (see :func:`_tone_table`); the position in it that
+        continues the tone."""
+        table = _tone_table(self.frequencies, self._scale, rate, size)
+        self._period = len(table) - size
+        self._position = round(self._time * rate) % self._period
         return table
 
     def read_frame(self) -> Pcm | None:
@@ -247,6 +240,24 @@ class ToneSource:
 
     def close(self) -> None:
         self._budget.stop()
+
+
+@functools.lru_cache(maxsize=64)
+def _tone_table(frequencies: tuple[float, ...], scale: float, rate: int, size: int) -> Pcm:
+    """One repeat of whole-hertz tones at ``rate`` plus ``size`` samples to slice across the
+    wrap: sample k is the sine at k / rate, exactly what the per-frame sines give. Read-only and
+    shared by every source of the same tone (a call per tone: one table, not one per call)."""
+    period = math.lcm(*(rate // math.gcd(int(f), rate) for f in frequencies))
+    freqs = np.array(frequencies, dtype=np.float64)
+    audible = freqs[freqs < rate / 2]
+    k = np.arange(period + size, dtype=np.float64) % period
+    if audible.size:
+        angles = 2 * np.pi * audible[:, None] * k[None, :] / rate
+        table: Pcm = np.round(np.sin(angles).sum(axis=0) * scale).astype(np.int16)
+    else:
+        table = np.zeros(period + size, dtype=np.int16)
+    table.setflags(write=False)
+    return table
 
 
 def _check_frequencies(frequencies: tuple[float, ...]) -> tuple[float, ...]:
