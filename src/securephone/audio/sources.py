@@ -225,7 +225,8 @@ class ToneSource:
             self._position = (start + size) % self._period
             self._time += size / rate
             frame: Pcm = table[start : start + size].copy()
-            frame[count:] = 0
+            if count < size:
+                frame[count:] = 0
             return frame
         audible = self._freqs < rate / 2
         omega = 2 * np.pi * self._freqs / rate
