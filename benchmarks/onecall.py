@@ -4,7 +4,9 @@ securephone (this process, pinned to core 0) calls baresip (Debian ``baresip-cor
 the interop harness, pinned to core 1) over SIP/TLS with SDES-keyed SRTP (AES_CM_128_HMAC_SHA1_80)
 and G.711; both send a tone. Over the measured window each side's CPU (user + system, from the
 kernel) is divided by the call's duration; the ratio securephone / baresip is printed. Printed,
-never asserted; skipped with a line when baresip is not installed.
+never asserted; skipped with a line when baresip is not installed. With
+``BENCH_BASELINE=<git revision>`` that revision's phone is measured too, each tree in its own
+process and against its own baresip, one after the other in the same run.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, free_port_in, print_table
+from common import ROOT, free_port_in, print_table, source_trees
 
 sys.path.insert(0, str(ROOT))
 
@@ -52,14 +55,14 @@ def _phone(pki: Pki) -> Phone:
     cert = pki.dir / "phone-server.pem"
     issued = issue_certificate(pki.ca, "127.0.0.1", kind="server", ips=["127.0.0.1"])
     write_secret_file(cert, issued.combined_pem())
-    port = free_port_in(23200, 23299, 0)
+    port = free_port_in(57200, 57299, 0)
     config = parse_config(
         {
             "data_dir": str(pki.dir),
             "sip": {"listen_address": "127.0.0.1", "transports": ["udp", "tcp", "tls"],
                     "udp_port": port, "tcp_port": port, "tls_port": port + 100},
             "tls": {"ca_file": str(pki.sips), "use_system_cas": False, "certificate": str(cert)},
-            "media": {"port_min": 23400, "port_max": 23499, "srtp": "mandatory",
+            "media": {"port_min": 57400, "port_max": 57499, "srtp": "mandatory",
                       "srtp_suites": ["AES_CM_128_HMAC_SHA1_80"]},
         }
     )  # fmt: skip
@@ -116,12 +119,24 @@ def main() -> None:
             if peer.pid is not None and hasattr(os, "sched_setaffinity"):
                 os.sched_setaffinity(peer.pid, {1 % (os.cpu_count() or 1)})
             rows = asyncio.run(_measure(_phone(pki), peer))
+    tree = os.environ.get("BENCH_TREE", "")
     print_table(
-        f"One TLS + SRTP G.711 call, securephone -> baresip ({SECONDS:g} s; CPU of each side)",
+        f"One TLS + SRTP G.711 call, securephone -> baresip ({SECONDS:g} s; CPU of each side)"
+        + (f", tree {tree}" if tree else ""),
         ["side", "CPU ms/call-s", "pkts sent", "pkts recv", "x baresip"],
         rows,
     )
 
 
+def compare() -> None:
+    """Each source tree's phone against baresip, in a child process with that tree's ``src``."""
+    for name, src in source_trees():
+        env = {**os.environ, "PYTHONPATH": str(src), "BENCH_BASELINE": "", "BENCH_TREE": name}
+        subprocess.run([sys.executable, __file__], env=env, check=True)
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("BENCH_BASELINE", "").strip():
+        compare()
+    else:
+        main()

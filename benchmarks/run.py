@@ -26,6 +26,7 @@ if __name__ == "__main__":
         "startup.py",
         "web.py",
         "onecall.py",
+        "mediapath.py",
         "calls.py",
         "options_flood.py",
         "zrtp.py",

@@ -527,3 +527,35 @@ def test_open_source_reports_a_bad_wav(tmp_path: Path) -> None:
     (tmp_path / "x.wav").write_text("not audio")
     with pytest.raises(AudioError, match="not a WAV file"):
         open_source(str(tmp_path / "x.wav"))
+
+
+@pytest.mark.parametrize(("rate", "size"), [(8000, 160), (16000, 320), (48000, 960)])
+def test_whole_hertz_tone_from_its_table_is_the_sampled_sine_after_a_format_change(
+    rate: int, size: int
+) -> None:
+    """Whole-hertz tones come from a precomputed repeat: still the continuous sine, across the
+    table's wrap (more than one second of frames) and across a change of rate."""
+    source = ToneSource(frequencies=(350.0, 440.0), amplitude=0.5)
+    first = take(source, 10).astype(np.float64)  # 8 kHz, 0.2 s
+    source.set_format(rate, size)
+    frames = [source.read_frame() for _ in range(120)]  # 2.4 s: wraps the one-second repeat
+    pcm = np.concatenate([f for f in frames if f is not None]).astype(np.float64)
+    n = np.arange(first.size)
+    ideal = sum(0.25 * 32767 * np.sin(2 * np.pi * f * n / SAMPLE_RATE) for f in (350, 440))
+    assert np.max(np.abs(first - ideal)) <= 0.5 + 1e-9
+    k = round(0.2 * rate) + np.arange(pcm.size)
+    ideal = sum(0.25 * 32767 * np.sin(2 * np.pi * f * k / rate) for f in (350, 440))
+    assert np.max(np.abs(pcm - ideal)) <= 0.5 + 1e-9
+
+
+def test_frames_of_tones_sharing_a_table_are_independent_copies() -> None:
+    """Sources of the same tone share one precomputed repeat: a frame the caller changes must
+    not change what this or another source gives next."""
+    first, second = ToneSource(440.0), ToneSource(440.0)
+    expected = take(ToneSource(440.0), 30)
+    frame = first.read_frame()
+    assert frame is not None
+    frame[:] = 0
+    rest = take(first, 29)
+    assert rest.tolist() == expected[160:].tolist()
+    assert take(second, 30).tolist() == expected.tolist()

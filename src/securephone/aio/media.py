@@ -22,6 +22,7 @@ import socket
 import struct
 import sys
 import time
+from array import array
 from collections.abc import Callable
 from typing import cast
 
@@ -119,10 +120,12 @@ def bind_rtp_pair(
 
 
 class SendClock:
-    """Records how late each packet went out against its scheduled time (for jitter figures)."""
+    """Records how late each packet went out against its scheduled time (for jitter figures).
+
+    The figures are kept as packed doubles (8 bytes each, not a float object per packet)."""
 
     def __init__(self, limit: int = 200_000) -> None:
-        self.lateness: list[float] = []
+        self.lateness: array[float] = array("d")
         self.limit = limit
 
     def record(self, scheduled: float, actual: float) -> None:
@@ -225,28 +228,30 @@ class MediaChannel:
             if self.on_keying is not None:
                 self.on_keying(event)
 
-    def _ptime(self) -> float:
-        return self.stream.ptime / 1000
-
     def tick(self) -> float | None:
         """One packet time's work, run by the shared media clock; when the next one is due."""
         loop = self._loop
         if loop is None or self.closed:
             return None
-        scheduled = self._start + self._tick * self._ptime()
+        stream = self.stream
+        ptime = stream.ptime / 1000
+        scheduled = self._start + self._tick * ptime
         now = loop.time()
         if not self._rtp_reader:
             self._read(self.rtp, now)
-        self._update_rtp_reader()
-        self._drive_keying(now)
-        self._fit_audio()
+        if stream.keying is not None:
+            self._update_rtp_reader()
+            self._drive_keying(now)
+        if self._format is None or self._format != (stream.sample_rate, stream.samples):
+            self._fit_audio()
         self._send_frame(scheduled, now)
-        self.sink.write_frame(self.stream.playout(now))
-        if self.stream.rtcp_due(now):
+        self.sink.write_frame(stream.playout(now))
+        if stream.rtcp_due(now):
             self._send_rtcp(now)
-        self._check_silence(now)
+        if not self._silence_reported and self.on_silence is not None:
+            self._check_silence(now)
         self._tick += 1
-        return self._start + self._tick * self._ptime()
+        return self._start + self._tick * ptime
 
     def _fit_audio(self) -> None:
         """Give the source and sink the codec's rate and frame size when they change (the first
@@ -274,13 +279,16 @@ class MediaChannel:
                 if self.on_source_end is not None:
                     self.on_source_end()
         packet = self.stream.next_packet(frame)
-        if packet is None or self.remote is None:
+        remote = self.remote
+        if packet is None or remote is None:
             return
         try:
-            self.rtp.sendto(packet, self.remote)
+            self.rtp.sendto(packet, remote)
         except OSError as exc:
-            log.debug("RTP send to %s failed: %s", self.remote, exc)
-        self.clock.record(scheduled, now)
+            log.debug("RTP send to %s failed: %s", remote, exc)
+        clock = self.clock
+        if len(clock.lateness) < clock.limit:
+            clock.lateness.append(now - scheduled)
 
     def _send_rtcp(self, now: float, bye: bool = False) -> None:
         """RTCP to the peer's RTCP port, or from the RTP socket to its RTP port when multiplexed

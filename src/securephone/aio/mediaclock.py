@@ -101,16 +101,23 @@ class MediaClock:
     def _run(self) -> None:
         self._handle = self._armed = None
         self.ticks += 1
-        limit = math.floor((self._loop.time() - self._epoch) / GRID + _EPSILON)
-        for slot in sorted(s for s in self._slots if s <= limit):
-            for ticker in self._slots.pop(slot, []):
-                if self._slot_of.get(ticker) != slot:
+        epoch, slots, slot_of = self._epoch, self._slots, self._slot_of
+        limit = math.floor((self._loop.time() - epoch) / GRID + _EPSILON)
+        for slot in sorted(s for s in slots if s <= limit):
+            for ticker in slots.pop(slot, []):
+                if slot_of.get(ticker) != slot:
                     continue  # removed while this tick ran
                 due = ticker.tick()
-                if due is None or ticker not in self._slot_of:
+                if due is None or ticker not in slot_of:
                     self.remove(ticker)
+                    continue
+                following = math.ceil((due - epoch) / GRID - _EPSILON)  # as _slot(due)
+                slot_of[ticker] = following
+                tickers = slots.get(following)
+                if tickers is None:
+                    slots[following] = [ticker]
                 else:
-                    self._file(ticker, self._slot(due))
+                    tickers.append(ticker)
         self._arm()
 
 

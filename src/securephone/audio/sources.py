@@ -23,6 +23,7 @@ whole sample frame.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -163,6 +164,10 @@ class ToneSource:
     last frame is zero-padded and the source then finishes. A tone must lie below half the
     highest rate a codec uses (24 kHz); at a lower rate (``set_format``) tones at or above
     that rate's Nyquist frequency are left out, as a channel of that bandwidth would.
+
+    Whole-hertz tones repeat within one second of samples, so at each rate one repeat is
+    computed once and every frame is a slice of it (no sines per frame); other tones are
+    computed frame by frame from the running phase.
     """
 
     def __init__(
@@ -184,6 +189,10 @@ class ToneSource:
         self._freqs: Float = np.array(self.frequencies, dtype=np.float64)
         self._time = 0.0  # seconds of tone given so far (phase is kept across format changes)
         self._scale = amplitude * 32767 / len(self.frequencies)
+        self._whole = all(f.is_integer() for f in self.frequencies)
+        self._table: Pcm | None = None  # one repeat (+ a frame) at the current rate
+        self._period = 0  # samples in one repeat
+        self._position = 0  # where the next frame starts in the table
 
     @property
     def sample_rate(self) -> int:
@@ -192,6 +201,15 @@ class ToneSource:
     def set_format(self, sample_rate: int, frame_samples: int) -> None:
         """Compute the tone at ``sample_rate`` in frames of ``frame_samples`` from now on."""
         self._budget.set_format(sample_rate, frame_samples)
+        self._table = None
+
+    def _repeat_table(self, rate: int, size: int) -> Pcm:
+        """The shared repeat table at ``rate`` (see :func:`_tone_table`); the position in it that
+        continues the tone."""
+        table = _tone_table(self.frequencies, self._scale, rate, size)
+        self._period = len(table) - size
+        self._position = round(self._time * rate) % self._period
+        return table
 
     def read_frame(self) -> Pcm | None:
         """The next frame of the tone, or ``None`` once ``duration`` has been given."""
@@ -199,6 +217,17 @@ class ToneSource:
         if count is None:
             return None
         rate, size = self._budget.sample_rate, self._budget.frame
+        if self._whole:
+            table = self._table
+            if table is None or len(table) != self._period + size:
+                table = self._table = self._repeat_table(rate, size)
+            start = self._position
+            self._position = (start + size) % self._period
+            self._time += size / rate
+            frame: Pcm = table[start : start + size].copy()
+            if count < size:
+                frame[count:] = 0
+            return frame
         audible = self._freqs < rate / 2
         omega = 2 * np.pi * self._freqs / rate
         phase = (2 * np.pi * self._freqs * self._time) % (2 * np.pi)
@@ -206,12 +235,30 @@ class ToneSource:
         angles = phase[:, None] + omega[:, None] * steps[None, :]
         angles = angles[audible] if audible.any() else np.zeros((1, size))
         self._time += size / rate
-        frame: Pcm = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
+        frame = np.round(np.sin(angles).sum(axis=0) * self._scale).astype(np.int16)
         frame[count:] = 0
         return frame
 
     def close(self) -> None:
         self._budget.stop()
+
+
+@functools.lru_cache(maxsize=64)
+def _tone_table(frequencies: tuple[float, ...], scale: float, rate: int, size: int) -> Pcm:
+    """One repeat of whole-hertz tones at ``rate`` plus ``size`` samples to slice across the
+    wrap: sample k is the sine at k / rate, exactly what the per-frame sines give. Read-only and
+    shared by every source of the same tone (a call per tone: one table, not one per call)."""
+    period = math.lcm(*(rate // math.gcd(int(f), rate) for f in frequencies))
+    freqs = np.array(frequencies, dtype=np.float64)
+    audible = freqs[freqs < rate / 2]
+    k = np.arange(period + size, dtype=np.float64) % period
+    if audible.size:
+        angles = 2 * np.pi * audible[:, None] * k[None, :] / rate
+        table: Pcm = np.round(np.sin(angles).sum(axis=0) * scale).astype(np.int16)
+    else:
+        table = np.zeros(period + size, dtype=np.int16)
+    table.setflags(write=False)
+    return table
 
 
 def _check_frequencies(frequencies: tuple[float, ...]) -> tuple[float, ...]:

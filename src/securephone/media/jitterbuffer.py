@@ -179,12 +179,19 @@ class JitterBuffer:
         return False
 
     def _is_duplicate_or_late(self, ext: int) -> bool:
-        """Count and report packets that are queued already or whose slot has passed."""
-        if ext in self._entries or ext in self._played:
+        """Count and report packets that are queued already or whose slot has passed.
+
+        Every played slot lies before ``_next``, so only a packet for a passed slot can be a
+        duplicate of a played one: the history is searched for those alone.
+        """
+        if ext in self._entries:
             self.stats.duplicates += 1
             return True
         if self._next is not None and ext < self._next:
-            self.stats.late += 1
+            if ext in self._played:
+                self.stats.duplicates += 1
+            else:
+                self.stats.late += 1
             return True
         return False
 

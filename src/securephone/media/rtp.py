@@ -44,6 +44,7 @@ MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 
 _FIXED = struct.Struct("!BBHII")
+_PLAIN_FIRST = RTP_VERSION << 6  # first octet of a packet without padding, extension or CSRC
 
 
 def pack_audio(
@@ -138,6 +139,8 @@ class RtpPacket:
         """Parse one RTP packet (RFC 3550 §5.1); raise ``MediaParseError`` if malformed."""
         buf = bytes(data)
         first, second, seq, timestamp, ssrc = _parse_fixed_header(buf)
+        if first == _PLAIN_FIRST:  # no CSRC, extension or padding: the usual audio packet
+            return cls(second & 0x7F, seq, timestamp, ssrc, buf[RTP_HEADER_SIZE:], second > 0x7F)
         offset, csrc = _parse_csrc(buf, first & 0x0F)
         extension = None
         if first & 0x10:

@@ -217,9 +217,10 @@ class MediaStream:
         self._timestamp = (self._timestamp + self.timestamp_step) & 0xFFFFFFFF
         if not self.sending or self._encoder is None:
             return None
-        dtmf = self._dtmf_step(timestamp)
-        if dtmf is not None:
-            return self._emit(dtmf) if dtmf.payload else None
+        if self._dtmf_plan or self._dtmf_queue or self._dtmf_gap:  # a key press under way
+            dtmf = self._dtmf_step(timestamp)
+            if dtmf is not None:
+                return self._emit(dtmf) if dtmf.payload else None
         payload = self._encoder.encode(pcm)
         counters = self.counters
         first = counters.packets_sent == 0  # the first packet starts a talkspurt (RFC 3551 §4.1)
