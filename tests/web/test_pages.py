@@ -25,6 +25,7 @@ def account_form(token: str, **changes: str) -> dict[str, str]:
         "password": "alice-pw-123",
         "registrar": "",
         "outbound_proxy": "",
+        "outbound_proxies": "",  # an empty text box, as a browser posts it
         "transport": "udp",
         "expires": "600",
         "retry_base": "30",
@@ -40,6 +41,23 @@ async def test_new_account_form_starts_from_the_defaults(client: httpx.AsyncClie
     assert 'name="register" checked' in html
     assert 'name="expires" value="600"' in html
     assert '<option value="udp" selected>' in html
+
+
+async def test_outbound_proxies_are_typed_comma_separated_and_shown_back(
+    client: httpx.AsyncClient, manager: PhoneManager
+) -> None:
+    token = await page_ready(client)
+    edges = "sip:127.0.0.1:5070, sip:127.0.0.1:5072;transport=tcp"
+    form = account_form(token, outbound="on", outbound_proxies=edges)
+    response = await client.post("/accounts", data=form)
+    assert response.status_code == 303, response.text
+    (account,) = manager.config.accounts
+    assert account.outbound_proxies == ["sip:127.0.0.1:5070", "sip:127.0.0.1:5072;transport=tcp"]
+    html = (await client.get("/accounts/alice")).text
+    assert f'name="outbound_proxies" value="{edges}"' in html
+    form = account_form(token, outbound_proxies="sip:127.0.0.1:5070")  # without outbound: refused
+    response = await client.post("/accounts/alice", data=form)
+    assert response.status_code == 400 and "outbound_proxies needs outbound" in response.text
 
 
 async def test_account_form_error_names_the_field_and_keeps_the_input(

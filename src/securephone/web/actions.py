@@ -24,7 +24,9 @@ from securephone.store.config import (
     AccountConfig,
     CallSettings,
     ConfigError,
+    DnsSettings,
     MediaSettings,
+    NatSettings,
     SipSettings,
     TlsConfig,
     WebSettings,
@@ -41,12 +43,16 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "media": MediaSettings,
     "calls": CallSettings,
+    "dns": DnsSettings,
+    "nat": NatSettings,
 }
 SECTION_TITLES = {
     "sip": "SIP",
     "tls": "TLS",
     "media": "Media and SRTP",
     "calls": "Calls",
+    "dns": "Finding servers (DNS, RFC 3263)",
+    "nat": "NAT (STUN)",
 }
 _DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
 # Files the phone writes whose names the web/API may set: confined to the data directory.
@@ -357,7 +363,7 @@ def section(manager: PhoneManager, name: str) -> dict[str, Any]:
 
 
 async def save_section(manager: PhoneManager, name: str, data: dict[str, Any]) -> str:
-    """Validate and apply one section (sip, tls, media, calls)."""
+    """Validate and apply one section (sip, tls, media, calls, dns, nat)."""
     model = SECTIONS.get(name)
     if model is None:
         raise ApplyError(f"no settings section {name!r}", 404)

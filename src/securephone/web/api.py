@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from securephone.store.config import (
     AccountConfig,
     CallSettings,
+    DnsSettings,
     MediaSettings,
+    NatSettings,
     SipSettings,
     TlsConfig,
     WebSettings,
@@ -106,6 +108,18 @@ class MediaSettingsIn(MediaSettings):
 
 class CallSettingsIn(CallSettings):
     """The call settings, strictly typed."""
+
+    model_config = STRICT
+
+
+class DnsSettingsIn(DnsSettings):
+    """How SIP servers are located, strictly typed."""
+
+    model_config = STRICT
+
+
+class NatSettingsIn(NatSettings):
+    """The NAT (STUN) settings, strictly typed."""
 
     model_config = STRICT
 
@@ -311,7 +325,9 @@ async def delete_account(request: Request, name: str, who: Auth) -> Message:
 # -- settings --------------------------------------------------------------------------------------
 @router.get("/settings/{section}")
 async def get_section(
-    request: Request, section: Literal["sip", "tls", "media", "calls", "web"], who: Auth
+    request: Request,
+    section: Literal["sip", "tls", "media", "calls", "dns", "nat", "web"],
+    who: Auth,
 ) -> dict[str, Any]:
     manager = manager_of(request)
     if section == "web":
@@ -342,6 +358,16 @@ async def put_media(request: Request, body: MediaSettingsIn, who: Auth) -> Messa
 @router.put("/settings/calls", response_model=Message)
 async def put_calls(request: Request, body: CallSettingsIn, who: Auth) -> Message:
     return await _put(request, "calls", body)
+
+
+@router.put("/settings/dns", response_model=Message)
+async def put_dns(request: Request, body: DnsSettingsIn, who: Auth) -> Message:
+    return await _put(request, "dns", body)
+
+
+@router.put("/settings/nat", response_model=Message)
+async def put_nat(request: Request, body: NatSettingsIn, who: Auth) -> Message:
+    return await _put(request, "nat", body)
 
 
 @router.put("/settings/web", response_model=Message)

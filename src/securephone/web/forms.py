@@ -39,6 +39,7 @@ HELP: dict[str, str] = {
     "srtp_suites": "SRTP crypto suites offered (RFC 4568, RFC 7714)",
     "allow_sdes_over_plaintext": "labs only: SDES keys would cross UDP/TCP in clear",
     "codecs": "tick the codecs to offer; the numbers set the preference (1 = first)",
+    "outbound_proxies": "RFC 5626 edge proxies, comma-separated (sip:edge1.example.org, ...); needs outbound",
     "opus_bitrate": "the most we ask a peer to send with Opus, 6000 to 510000 bit/s",
 }
 ORDERED = frozenset({"codecs"})  # list fields whose order is a preference
@@ -84,7 +85,7 @@ def _kind(annotation: Any) -> tuple[str, tuple[str, ...]]:
     if base is list:
         inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
         choices = _literal_choices(inner)
-        return ("multi", choices) if choices else ("text", ())
+        return ("multi", choices) if choices else ("list", ())
     if annotation in (int, float):
         return "number", ()
     return "text", ()
@@ -154,6 +155,8 @@ def parse(model: type[BaseModel], form: FormData, exclude: tuple[str, ...] = ())
             if name in ORDERED:
                 chosen = _by_position(form, name, chosen)
             data[name] = None if not chosen and optional else chosen  # none ticked: the default
+        elif kind == "list" and name in form:  # free values, one per comma
+            data[name] = [v.strip() for v in _text(form, name).split(",") if v.strip()]
         elif name in form:  # a field left out entirely keeps the model's default
             text = _text(form, name)
             data[name] = None if text == "" and optional else text
