@@ -135,7 +135,8 @@ def sound_server(tmp_path: Path) -> Iterator[SoundServer]:
     root.mkdir()
     script = write_daemon_files(root)
     command = ["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1"]
-    command += ["--use-pid-file=no", "--realtime=no", "--high-priority=no", "--log-target=stderr"]
+    # as on a desktop: the sound server asks for real-time scheduling and a high priority
+    command += ["--use-pid-file=no", "--realtime=yes", "--high-priority=yes", "--log-target=stderr"]
     daemon = PeerProcess(
         "pulseaudio", command, log_path=root / "pulseaudio.log", time_limit=600,
         env={**os.environ, "HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(root / "run")},
