@@ -27,6 +27,7 @@ import pytest
 pytest.importorskip("sounddevice")
 
 from securephone.aio.phone import Phone
+from securephone.audio.sources import ToneSource
 from securephone.store.config import parse_config
 
 from ..helpers import await_until
@@ -137,6 +138,45 @@ async def test_missing_device_with_continue_is_a_warning_and_the_call_goes_on(
     assert proc.returncode == 0  # answered and ended cleanly, without a speaker
     summary = json.loads(out)
     assert summary["answered"] and summary["media"]["packets_received"] > 10
+
+
+async def test_call_summary_shows_the_speaker_buffer(tmp_path: Path) -> None:
+    """`call --record device:spout --json`: the summary carries the device ring's figures."""
+    home = asound_home(tmp_path)
+    config = tmp_path / "phone.toml"
+    config.write_text("[sip]\nudp_port = 0\ntcp_port = 0\n")
+    bob = Phone(
+        parse_config(
+            {
+                "data_dir": str(tmp_path / "bob"),
+                "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
+                "media": {"srtp": "off", "port_min": 58000, "port_max": 58999},
+                "calls": {"auto_answer": True},
+            }
+        )
+    )
+    bob.source_factory = lambda call: ToneSource(440.0)
+    await bob.start()
+    try:
+        target = f"sip:bob@{bob.status()['listen']['udp']}"
+        env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
+        args = ["call", target, "--config", str(config), "--record", "device:spout"]
+        args += ["--duration", "1", "--srtp", "off", "--json"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "securephone.cli", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await bob.stop()
+    assert proc.returncode == 0, err.decode()
+    devices = json.loads(out)["audio_devices"]
+    assert devices["errors"] == [] and "input" not in devices
+    speaker = devices["output"]
+    assert speaker["device"] == "spout" and speaker["capacity_ms"] == 60, speaker
+    assert speaker["samples_in"] > 4000 and speaker["callbacks"] > 0, speaker  # 1 s of the call
+    assert 0 <= speaker["depth_ms"] <= 60 and speaker["overruns"] == 0, speaker
+    assert (home / "out.raw").stat().st_size > 0  # the device really played
 
 
 STREAMS = """

@@ -36,7 +36,8 @@ def _record_path(base: Path, index: int, many: bool) -> Path:
     return base if not many else base.with_name(f"{base.stem}-{index}{base.suffix}")
 
 
-def _install_audio(phone: Phone, options: CallOptions, many: bool) -> None:
+def _install_audio(phone: Phone, options: CallOptions, many: bool) -> CallAudio | None:
+    """Sources and sinks for the calls; the sound devices when a call uses one."""
     counter = {"n": 0}
     record = str(options.record) if options.record is not None else None
     devices = CallAudio.from_settings(phone.config.audio, options.play, record)
@@ -60,6 +61,7 @@ def _install_audio(phone: Phone, options: CallOptions, many: bool) -> None:
 
     phone.source_factory = source
     phone.sink_factory = sink
+    return devices if is_device(options.play) or is_device(record) else None
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -69,9 +71,14 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-def finish_summary(call: Call, error: str | None = None) -> dict[str, Any]:
-    """The call's summary plus ``ok`` (answered and ended cleanly) and the error line, if any."""
+def finish_summary(
+    call: Call, error: str | None = None, devices: CallAudio | None = None
+) -> dict[str, Any]:
+    """The call's summary plus ``ok`` (answered and ended cleanly) and the error line, if any;
+    with sound devices, their buffer figures for this call and any device error."""
     summary = call.summary()
+    if devices is not None:
+        summary["audio_devices"] = {**devices.stats(call), "errors": list(devices.errors)}
     clean = call.ending is not None and call.ending.ok
     summary["ok"] = error is None and call.answered and clean
     if not summary["ok"]:
@@ -125,12 +132,12 @@ async def place_call(
 ) -> dict[str, Any]:
     """Place one call and return its summary (``ok`` says whether it succeeded)."""
     phone = Phone(config)
-    _install_audio(phone, options, many=False)
+    devices = _install_audio(phone, options, many=False)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     await phone.start()
     try:
-        return await _place(phone, uri, account, options, ring_timeout, stop)
+        return await _place(phone, uri, account, options, ring_timeout, stop, devices)
     finally:
         await phone.stop()
 
@@ -142,6 +149,7 @@ async def _place(
     options: CallOptions,
     ring_timeout: float,
     stop: asyncio.Event,
+    devices: CallAudio | None = None,
 ) -> dict[str, Any]:
     error = await _registered(phone, account)
     if error is not None:
@@ -154,14 +162,14 @@ async def _place(
     await call.wait_for(CallState.CONNECTED)  # the core ends an unanswered call at ring_timeout
     if call.state is CallState.CONNECTED:
         await _run_call(call, options, stop)
-    return finish_summary(call)
+    return finish_summary(call, devices=devices)
 
 
 async def answer_calls(config: Config, count: int, options: CallOptions) -> list[dict[str, Any]]:
     """Answer ``count`` calls (0 = until SIGINT/SIGTERM) and return their summaries."""
     config.calls.auto_answer = True
     phone = Phone(config)
-    _install_audio(phone, options, many=count != 1)
+    devices = _install_audio(phone, options, many=count != 1)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     runs: list[asyncio.Task[None]] = []
@@ -180,7 +188,7 @@ async def answer_calls(config: Config, count: int, options: CallOptions) -> list
         await _until_done(runs, calls, count, stop)
     finally:
         await phone.stop()
-    return [finish_summary(call) for call in calls]
+    return [finish_summary(call, devices=devices) for call in calls]
 
 
 async def _answered(call: Call, options: CallOptions, stop: asyncio.Event) -> None:
