@@ -574,6 +574,7 @@ def _direct_audio(session: pylibsrtp.Session, protect: _Process) -> _ProcessAudi
         size = RTP_HEADER_SIZE + len(payload)
         if size > room:
             raise ValueError("packet is too long")
+        # version 2 and no padding, extension or CSRC (0x80); the marker bit over the type
         pack_into(buffer, 0, 0x80, (0x80 if marker else 0) | pt, seq, ts, ssrc)
         buffer[RTP_HEADER_SIZE:size] = payload
         length[0] = size
