@@ -633,3 +633,24 @@ def test_per_packet_calls_give_pylibsrtp_s_own_results() -> None:
     with pytest.raises(SrtpError, match="too long"):
         ours.protect(rtp(9, payload=bytes(1500)))
     assert ours.unprotect(bytes(1600)) is None and ours.errors == 1
+
+
+@pytest.mark.parametrize("suite", ["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"])
+def test_protect_audio_gives_the_bytes_of_protecting_the_packed_packet(suite: str) -> None:
+    """``protect_audio`` (fields straight into libsrtp's buffer) against ``protect(pack_audio)``."""
+    from securephone.media.rtp import pack_audio
+
+    key = bytes(range(SUITES[suite].key_length + SUITES[suite].salt_length))
+    direct, packed = SrtpContext(suite, key, key), SrtpContext(suite, key, key)
+    for seq, marker, payload in [
+        (7, True, b"\xd5" * 160),
+        (8, False, b"\x01" * 20),
+        (9, False, b""),
+    ]:
+        fields = (0, marker, seq, seq * 160, 0x1234ABCD, payload)
+        assert direct.protect_audio(*fields) == packed.protect(pack_audio(*fields))
+    assert direct.unprotect(direct.protect_audio(8, False, 10, 1600, 0x1234ABCD, b"\x02" * 160))
+    assert (direct.protected, direct.local_ssrc) == (4, 0x1234ABCD)
+    with pytest.raises(SrtpError, match="too long"):
+        direct.protect_audio(0, False, 11, 1760, 0x1234ABCD, bytes(1500))
+    assert direct.protected == 4

@@ -48,6 +48,7 @@ _GENERIC_LINUX = sys.platform == "linux" and not platform.machine().startswith(
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if _GENERIC_LINUX else 0)
 _ANCILLARY_SIZE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 _TIMESPEC = struct.Struct("@qq")
+_SOL_SOCKET = socket.SOL_SOCKET
 
 
 def enable_arrival_times(sock: socket.socket) -> bool:
@@ -333,7 +334,15 @@ class MediaChannel:
             try:
                 if stamped:
                     data, ancillary, _flags, source = sock.recvmsg(RTP_READ_SIZE, _ANCILLARY_SIZE)
-                    arrival = arrival_time(ancillary, offset, now)
+                    if len(ancillary) == 1:  # the usual: one stamp, read here without a call
+                        level, kind, stamp = ancillary[0]
+                        if level == _SOL_SOCKET and kind == SO_TIMESTAMPNS and len(stamp) >= 16:
+                            seconds, nanoseconds = _TIMESPEC.unpack_from(stamp)
+                            arrival = min(now, seconds + nanoseconds * 1e-9 - offset)
+                        else:
+                            arrival = now
+                    else:
+                        arrival = arrival_time(ancillary, offset, now)
                 else:
                     data, source = sock.recvfrom(RTP_READ_SIZE)
                     arrival = now

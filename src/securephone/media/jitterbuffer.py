@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -54,9 +55,8 @@ __all__ = ["Concealer", "Frame", "JitterBuffer", "JitterBufferStats"]
 Pcm = npt.NDArray[np.int16]
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One playout slot.
+class Frame(NamedTuple):
+    """One playout slot (immutable; a named tuple: one is made per packet time, cheaply).
 
     ``payload`` is the RTP payload to decode, or None when there is nothing to play. Then
     ``concealed`` tells a lost frame (True: conceal it) from plain silence (False: not
@@ -101,10 +101,8 @@ class _State(Enum):
     PLAYING = "playing"
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    packet: RtpPacket
-    arrival: float
+_SILENCE = Frame(None)  # nothing to play (not started, prefetching)
+_Entry = tuple[RtpPacket, float]  # a queued packet and its arrival time
 
 
 class JitterBuffer:
@@ -156,7 +154,7 @@ class JitterBuffer:
             self._talkspurt_starts()
         self._last = (ext, packet.timestamp)
         self._max_ext = ext if self._max_ext is None else max(self._max_ext, ext)
-        self._entries[ext] = _Entry(packet, now)
+        self._entries[ext] = (packet, now)
         self._trim()
 
     def _extend(self, seq: int) -> int:
@@ -238,14 +236,14 @@ class JitterBuffer:
         in-band FEC (Opus, RFC 6716 §2.1.7) rebuilds the lost audio from it.
         """
         entry = self._entries.get(self._next) if self._next is not None else None
-        return entry.packet if entry is not None else None
+        return entry[0] if entry is not None else None
 
     # --- output -------------------------------------------------------------------------
 
     def get(self, now: float) -> Frame:
         """The frame for the next 20 ms playout slot; call once per frame period."""
         if self._state is _State.PREFETCH and not self._prefetched():
-            return Frame(None)
+            return _SILENCE
         return self._play_slot(now)
 
     def _enter_prefetch(self) -> None:
@@ -269,10 +267,11 @@ class JitterBuffer:
         if entry is None:
             return self._conceal(ext)
         self._next = ext + 1
-        self.stats.played += 1
-        self.stats.delay_total += now - entry.arrival
+        packet, arrival = entry
+        stats = self.stats
+        stats.played += 1
+        stats.delay_total += now - arrival
         self._played.append(ext)
-        packet = entry.packet
         return Frame(
             packet.payload, False, packet.payload_type, packet.sequence_number, packet.timestamp
         )

@@ -44,6 +44,7 @@ MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 
 _FIXED = struct.Struct("!BBHII")
+AUDIO_HEADER = _FIXED  # the fixed header: first octet, marker + type, sequence, timestamp, SSRC
 _PLAIN_FIRST = RTP_VERSION << 6  # first octet of a packet without padding, extension or CSRC
 
 

@@ -229,8 +229,10 @@ class MediaStream:
         counters.packets_sent += 1
         counters.bytes_sent += len(payload)
         self._sent_since_report = True
-        data = pack_audio(self.codec_pt, first, seq, timestamp, self.ssrc, payload)
-        return self.srtp.protect(data) if self.srtp is not None else data
+        srtp = self.srtp
+        if srtp is not None:  # header and payload straight into libsrtp's buffer
+            return srtp.protect_audio(self.codec_pt, first, seq, timestamp, self.ssrc, payload)
+        return pack_audio(self.codec_pt, first, seq, timestamp, self.ssrc, payload)
 
     @property
     def codec_pt(self) -> int:

@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - another pylibsrtp layout: its public m
     _ffi = _lib = None
 
 from securephone.errors import CryptoAttributeError, SrtpError
+from securephone.media.rtp import AUDIO_HEADER, RTP_HEADER_SIZE, pack_audio
 from securephone.media.suites import DEFAULT_SUITES, SUITES, SrtpSuite
 from securephone.sdp import crypto
 
@@ -400,6 +401,7 @@ class SrtpContext:
     def _bind(self) -> None:
         """The per-packet calls of the current sessions (after creation and every rekey)."""
         self._tx_protect = _direct(self._tx, "protect")
+        self._tx_audio = _direct_audio(self._tx, self._tx_protect)
         self._tx_protect_rtcp = _direct(self._tx, "protect_rtcp")
         self._rx_unprotect = _direct(self._rx, "unprotect")
         self._rx_unprotect_rtcp = _direct(self._rx, "unprotect_rtcp")
@@ -417,6 +419,22 @@ class SrtpContext:
         srtp = _protect(self._tx_protect, rtp)
         self.protected += 1
         self.local_ssrc = int.from_bytes(rtp[8:12], "big")
+        return srtp
+
+    def protect_audio(
+        self, payload_type: int, marker: bool, seq: int, timestamp: int, ssrc: int, payload: bytes
+    ) -> bytes:
+        """An audio packet's header fields and payload → SRTP (RFC 3550 §5.1, RFC 3711 §3.3).
+
+        The same bytes as ``protect(pack_audio(...))``, but the header is packed and the payload
+        copied straight into libsrtp's buffer: no plain packet is built first.
+        """
+        try:
+            srtp = self._tx_audio(payload_type, marker, seq, timestamp, ssrc, payload)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise SrtpError(f"SRTP protect failed: {exc}", 500) from None
+        self.protected += 1
+        self.local_ssrc = ssrc
         return srtp
 
     def protect_rtcp(self, rtcp: Packet) -> bytes:
@@ -520,6 +538,45 @@ def _direct(session: pylibsrtp.Session, method: str) -> _Process:
         if size > room:
             raise ValueError("packet is too long")
         buffer[0:size] = data
+        length[0] = size
+        status = call(context, cdata, length)
+        if status:
+            raise error(errors[status])
+        return bytes(buffer[0 : length[0]])
+
+    return process
+
+
+_ProcessAudio = Callable[[int, bool, int, int, int, bytes], bytes]
+
+
+def _direct_audio(session: pylibsrtp.Session, protect: _Process) -> _ProcessAudio:
+    """Protect an audio packet from its fields: the RTP header is packed and the payload copied
+    into the session's own buffer, then one libsrtp call (RFC 3711 §3.3). Same checks and errors
+    as :func:`_direct`; falls back to ``protect(pack_audio(...))`` for another pylibsrtp layout.
+    """
+
+    def packed(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+        return protect(pack_audio(pt, marker, seq, ts, ssrc, payload))
+
+    try:
+        context = session._srtp[0]
+        cdata, buffer = session._cdata, session._buffer
+        call = _lib.srtp_protect
+        length = _ffi.new("int *")
+        room = len(cdata) - _TRAILER["protect"]
+        errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
+    except (AttributeError, TypeError, KeyError):  # pragma: no cover - other pylibsrtp
+        return packed
+    pack_into = AUDIO_HEADER.pack_into
+
+    def process(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+        size = RTP_HEADER_SIZE + len(payload)
+        if size > room:
+            raise ValueError("packet is too long")
+        # version 2 and no padding, extension or CSRC (0x80); the marker bit over the type
+        pack_into(buffer, 0, 0x80, (0x80 if marker else 0) | pt, seq, ts, ssrc)
+        buffer[RTP_HEADER_SIZE:size] = payload
         length[0] = size
         status = call(context, cdata, length)
         if status:
