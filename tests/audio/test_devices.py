@@ -362,3 +362,18 @@ def test_audio_config_section() -> None:
         parse_config({"audio": {"on_device_error": "ignore"}})
     with pytest.raises(ConfigError, match=r"audio\.buffer_ms"):
         parse_config({"audio": {"buffer_ms": 0}})
+
+
+def test_drift_band_centres_on_the_settled_depth_and_corrects_only_a_change() -> None:
+    """A steady level high in the ring (a device's block pattern) is not drift: after ``settle``
+    frames the band is centred on it, and only a depth that moves away is corrected."""
+    drift = DriftCompensator(480, 280, settle=100, highest=680)
+    steps = [drift.step(760) for _ in range(300)]  # 95 ms of a 120 ms ring, steady
+    assert drift.target == 680  # centred as high as the ring allows (680 + 280 = capacity)
+    assert all(s == 0 for s in steps[100:])  # inside the settled band: nothing dropped
+    steps = [drift.step(1000) for _ in range(300)]  # now it really drifts upward
+    assert steps[-1] > 0  # dropping samples
+    drift.reset()  # the ring was recentred: back to its middle, settle again
+    assert drift.target == 480 and drift.average is None
+    plain = DriftCompensator(480, 280)  # settle 0: the band stays where it was put
+    assert [plain.step(800) for _ in range(300)][-1] > 0  # 100 ms: out of 60 ± 35 ms

@@ -180,6 +180,9 @@ class RingBuffer:
 
 
 # -- drift compensation ---------------------------------------------------------------------------
+SETTLE_FRAMES = 100  # media frames (about 2 s) before a device ring's drift band is centred
+
+
 class DriftCompensator:
     """Keeps a ring buffer's depth in a band around its middle, one sample at a time.
 
@@ -195,12 +198,26 @@ class DriftCompensator:
     """
 
     def __init__(
-        self, target: int, band: int, *, smoothing: float = 0.02, per_frame: int = 1
+        self,
+        target: int,
+        band: int,
+        *,
+        smoothing: float = 0.02,
+        per_frame: int = 1,
+        settle: int = 0,
+        highest: int | None = None,
     ) -> None:
         if band < 1 or target < band or per_frame < 1:
             raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
         self.target, self.band, self.smoothing = target, band, smoothing
         self.per_frame = per_frame  # samples dropped or repeated per frame while out of band
+        # Drift is a change of depth, not where the depth sits: the device's block pattern sets
+        # a steady level anywhere in the ring. After ``settle`` frames the band is centred on
+        # the smoothed depth seen then (kept between ``band`` and ``highest``), so only a
+        # depth that moves away from it is corrected. 0: the band stays around ``target``.
+        self.origin, self.settle = target, settle
+        self.highest = max(target, highest if highest is not None else target)
+        self._frames = 0
         self.correcting = 0  # the step under way: until the average is back in the inner half
         self.average: float | None = None
         self.dropped = 0
@@ -210,6 +227,8 @@ class DriftCompensator:
         """Forget the smoothed depth (the ring was recentred: a new start)."""
         self.average = None
         self.correcting = 0
+        self.target = self.origin
+        self._frames = 0
 
     def step(self, depth: int) -> int:
         """Fold in the depth seen now: ``n > 0`` = drop n samples, ``-n`` = repeat n, ``0``."""
@@ -219,6 +238,9 @@ class DriftCompensator:
             else self.average + self.smoothing * (depth - self.average)
         )
         self.average = avg
+        self._frames += 1
+        if self._frames == self.settle:
+            self.target = min(max(round(avg), self.band), self.highest)
         off = avg - self.target
         if abs(off) > self.band:  # out of the band: correct ...
             self.correcting = self.per_frame if off > 0 else -self.per_frame
@@ -505,8 +527,13 @@ class _DeviceEnd:
         # the depth between two transfers, about 25 ms either way) fit above it
         swing = rate * 25 // 1000
         band = max(1, self.ring.capacity // 8, self.ring.target - swing)
+        band = min(band, self.ring.target)
         self.drift = DriftCompensator(
-            self.ring.target, min(band, self.ring.target), per_frame=max(1, rate // 8000)
+            self.ring.target,
+            band,
+            per_frame=max(1, rate // 8000),
+            settle=SETTLE_FRAMES,
+            highest=self.ring.capacity - band,
         )
         self.callbacks = 0  # PortAudio callbacks run
         self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
