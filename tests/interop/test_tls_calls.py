@@ -75,7 +75,11 @@ def check_srtp(summary: dict[str, Any], suite: str = "AES_CM_128_HMAC_SHA1_80") 
     assert media["encryption"] == "srtp" and media["srtp"]["suite"] == suite
     assert media["srtp"]["packets_unprotected"] >= CALL_SECONDS * 50 * 0.8
     srtp = media["srtp"]
-    assert srtp["auth_failures"] == 0 and srtp["replay_failures"] == 0, srtp
+    # baresip 1.0.0 sends some RTCP in the clear (APP PING before keying, BYE+SDES at the end:
+    # docs/interop-notes.md); when one arrives while the call is up it is dropped and counted
+    # as an SRTCP authentication failure. No SRTP (audio) packet may fail.
+    assert srtp["auth_failures"] == srtp["rtcp_auth_failures"] <= 3, srtp
+    assert srtp["replay_failures"] == 0, srtp
 
 
 def check_tls_summary(summary: dict[str, Any], issuer: str = "CN=securephone test CA") -> None:

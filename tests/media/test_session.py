@@ -413,6 +413,7 @@ def test_srtp_packets_round_trip_between_two_libsrtp_contexts() -> None:
         "packets_protected": 0,
         "packets_unprotected": 5,
         "auth_failures": 0,
+        "rtcp_auth_failures": 0,
         "replay_failures": 0,
     }
     assert alice.stats()["srtp"]["packets_protected"] == 5  # type: ignore[index]

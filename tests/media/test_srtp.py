@@ -444,6 +444,21 @@ def test_srtcp_tamper_and_replay() -> None:
     assert bob.unprotect_rtcp(srtcp) == rtcp()
     assert bob.unprotect_rtcp(srtcp) is None
     assert (bob.auth_failures, bob.replay_failures, bob.rtcp_unprotected) == (1, 1, 1)
+    assert bob.rtcp_auth_failures == 1
+
+
+def test_srtcp_failures_are_counted_apart_from_srtp() -> None:
+    """SRTCP that fails authentication (e.g. a peer's RTCP not protected as agreed) is counted
+    apart as well, so audio failures (SRTP) stay visible on their own."""
+    alice, bob = contexts("AES_CM_128_HMAC_SHA1_80")
+    bad_rtcp = bytearray(alice.protect_rtcp(rtcp()))
+    bad_rtcp[9] ^= 0x80
+    assert bob.unprotect_rtcp(bytes(bad_rtcp)) is None
+    forged = bytearray(alice.protect(rtp(3)))
+    forged[-1] ^= 0x01
+    assert bob.unprotect(bytes(forged)) is None
+    assert (bob.auth_failures, bob.rtcp_auth_failures) == (2, 1)
+    assert bob.stats()["rtcp_auth_failures"] == 1
 
 
 @pytest.mark.parametrize(
@@ -509,6 +524,7 @@ def test_stats() -> None:
         "rtcp_protected": 0,
         "rtcp_unprotected": 0,
         "auth_failures": 0,
+        "rtcp_auth_failures": 0,
         "replay_failures": 1,
         "errors": 1,
     }

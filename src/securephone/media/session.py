@@ -543,6 +543,7 @@ class MediaStream:
                 "packets_protected": figures["protected"],
                 "packets_unprotected": figures["unprotected"],
                 "auth_failures": figures["auth_failures"],
+                "rtcp_auth_failures": figures["rtcp_auth_failures"],
                 "replay_failures": figures["replay_failures"],
             },
             "plain_dropped": self.plain_dropped,

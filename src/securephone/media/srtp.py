@@ -370,7 +370,8 @@ class SrtpContext:
         self.unprotected = 0
         self.rtcp_protected = 0
         self.rtcp_unprotected = 0
-        self.auth_failures = 0
+        self.auth_failures = 0  # SRTP and SRTCP packets that failed authentication
+        self.rtcp_auth_failures = 0  # of which SRTCP (e.g. a peer's RTCP sent in the clear)
         self.replay_failures = 0
         self.errors = 0
 
@@ -455,7 +456,9 @@ class SrtpContext:
 
     def unprotect_rtcp(self, srtcp: Packet) -> bytes | None:
         """SRTCP → RTCP, or None if it fails authentication, replay or parsing (counted)."""
+        failures = self.auth_failures
         rtcp = self._unprotect(self._rx_unprotect_rtcp, srtcp)
+        self.rtcp_auth_failures += self.auth_failures - failures
         if rtcp is not None:
             self.rtcp_unprotected += 1
             self.remote_ssrc = int.from_bytes(rtcp[4:8], "big")
@@ -489,6 +492,7 @@ class SrtpContext:
             "rtcp_protected": self.rtcp_protected,
             "rtcp_unprotected": self.rtcp_unprotected,
             "auth_failures": self.auth_failures,
+            "rtcp_auth_failures": self.rtcp_auth_failures,
             "replay_failures": self.replay_failures,
             "errors": self.errors,
         }
