@@ -454,12 +454,11 @@ class DigestClient:
         challenges = challenges_of(response)
         if not challenges:
             return None
-        headers = request.headers.copy()
-        headers.set("CSeq", f"{request.cseq.seq + 1} {request.method}")
+        again = request.next_in_sequence()
         for challenge in challenges:
             name, value = self.authorize(challenge, request.method, str(request.uri), request.body)
-            headers.add(name, value)
-        return Request(request.method, request.uri, headers, request.body)
+            again.headers.add(name, value)
+        return again
 
     def authorize(
         self, challenge: Challenge, method: str, uri: str, body: bytes = b""

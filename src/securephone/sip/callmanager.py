@@ -277,17 +277,12 @@ class CallManager:
         asked = (call.invite.headers.get("Session-Expires") or "").split(";")[0].strip()
         if asked.isdigit() and min_se <= int(asked):
             return False  # we already asked for that much: retrying cannot help
-        headers = call.invite.headers.copy()
-        headers.set("CSeq", f"{call.invite.cseq.seq + 1} INVITE")
-        headers.set("Session-Expires", str(min_se))
-        headers.set("Min-SE", str(min_se))
+        again = call.invite.next_in_sequence(Session_Expires=str(min_se), Min_SE=str(min_se))
         call.min_se_retried = True
         call.auth_tries = 0  # the proxy may challenge the new request afresh
         call.provisional = False
         log.info("INVITE %s: 422, asking again with Session-Expires %d", call.key[:8], min_se)
-        self._send_invite(
-            call, Request("INVITE", call.invite.uri, headers, call.invite.body), call.peer, now
-        )
+        self._send_invite(call, again, call.peer, now)
         return True
 
     def _retry_with_auth(self, call: CallSession, response: Response, now: float) -> bool:

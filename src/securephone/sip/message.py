@@ -490,6 +490,16 @@ class Request(Message):
         """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri} {self.version}"
 
+    def next_in_sequence(self, **changes: str) -> Request:
+        """This request sent again as a new transaction: a copy with CSeq + 1 and the header
+        values in ``changes`` (header name with ``_`` for ``-``) set, e.g. a retry after 401/407
+        or 422 (RFC 3261 §8.1.3.5, RFC 4028 §7.4)."""
+        headers = self.headers.copy()
+        headers.set("CSeq", f"{self.cseq.seq + 1} {self.method}")
+        for name, value in changes.items():
+            headers.set(name.replace("_", "-"), value)
+        return Request(self.method, self.uri, headers, self.body, self.version)
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
 
