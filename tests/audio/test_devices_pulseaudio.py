@@ -50,9 +50,12 @@ TOOLS = ("pulseaudio", "pactl", "paplay", "parec")
 missing = [t for t in TOOLS if shutil.which(t) is None]
 if not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"):
     missing.append("the ALSA pulse plugin (libasound2-plugins)")
-pytestmark = pytest.mark.skipif(
-    bool(missing), reason=f"needs {', '.join(missing)} (scripts/install-debian-deps.sh)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        bool(missing), reason=f"needs {', '.join(missing)} (scripts/install-debian-deps.sh)"
+    ),
+    pytest.mark.realtime,  # `make test` runs these alone, after the parallel tests
+]
 
 SINKS = ("mic_a", "spk_a", "mic_b", "spk_b")
 PCMS = {"amic": "mic_a.monitor", "aspk": "spk_a", "bmic": "mic_b.monitor", "bspk": "spk_b"}
@@ -239,8 +242,12 @@ async def test_speech_both_ways_through_pulseaudio_and_mute(
     rec_b.stop()
     spoken = await phones.command("stats")
 
-    heard_b = assert_audio_matches(to_b, tmp_path / "heard_by_b.wav", 0.8)
-    heard_a = assert_audio_matches(to_a, tmp_path / "heard_by_a.wav", 0.8)
+    try:
+        heard_b = assert_audio_matches(to_b, tmp_path / "heard_by_b.wav", 0.8)
+        heard_a = assert_audio_matches(to_a, tmp_path / "heard_by_a.wav", 0.8)
+    except AssertionError as exc:  # with the rings' figures, which say why
+        figures = depth_report(depth_series(tmp_path / "depth.jsonl"))
+        raise AssertionError("\n".join([str(exc), str(edge_events(first, spoken)), *figures]))
     # each side heard its own sentence, not the other one
     assert align(read_wav(to_a)[0], read_wav(tmp_path / "heard_by_b.wav")[0]).correlation < 0.5
     assert heard_a.received_rms > 300 and heard_b.received_rms > 300
