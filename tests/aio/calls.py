@@ -26,12 +26,17 @@ def keying_event(call: Call, kind: type[Any] = KeysAgreed) -> Any:
     return None
 
 
-async def connected_pair(alice: Phone, bob: Phone, keying: str) -> tuple[Call, Call]:
-    """alice calls bob (who auto-answers); both calls once connected and ``keying`` agreed keys."""
+async def dial_and_take(alice: Phone, bob: Phone) -> tuple[Call, Call]:
+    """alice calls bob (who auto-answers): both sides' calls once alice's is connected."""
     call = alice.dial(uri(bob))
     assert await call.wait_for(CallState.CONNECTED, timeout=5) is CallState.CONNECTED
     await await_until(lambda: bool(bob.calls), 5, message="no call at bob")
-    their = next(c for c in bob.calls.values() if not c.ended)
+    return call, next(c for c in bob.calls.values() if not c.ended)
+
+
+async def connected_pair(alice: Phone, bob: Phone, keying: str) -> tuple[Call, Call]:
+    """alice calls bob (who auto-answers); both calls once connected and ``keying`` agreed keys."""
+    call, their = await dial_and_take(alice, bob)
     await await_until(
         lambda: keying_event(call) and keying_event(their),
         10,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from securephone.aio.call import Call
 from securephone.aio.phone import Phone, PhoneError
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import (
@@ -18,7 +17,7 @@ from securephone.sip.events import (
 from securephone.store.config import parse_config
 
 from ..helpers import await_until
-from .calls import uri
+from .calls import dial_and_take, uri
 
 CALL_EVENTS = (CallStateChanged, CallMediaUpdated, HoldChanged, IncomingCall)
 
@@ -59,9 +58,7 @@ async def test_events_in_order_on_both_phones() -> None:
     await alice.start()
     await bob.start()
     try:
-        call = alice.dial(uri(bob))
-        await call.wait_for(CallState.CONNECTED, timeout=5)
-        their: Call = next(iter(bob.calls.values()))
+        call, their = await dial_and_take(alice, bob)
         await await_until(
             lambda: "CallMediaUpdated" in seen_b.seen and "CallMediaUpdated" in seen_a.seen, 5.0
         )
@@ -124,9 +121,7 @@ async def test_a_far_end_that_goes_silent_is_hung_up() -> None:
     await alice.start()
     await bob.start()
     try:
-        call = alice.dial(uri(bob))
-        await call.wait_for(CallState.CONNECTED, timeout=5)
-        their: Call = next(iter(bob.calls.values()))
+        call, their = await dial_and_take(alice, bob)
         await await_until(lambda: their.summary()["media"]["packets_received"] > 5, 5.0)
         assert call.channel is not None
         call.channel.close()  # alice's media stops; her signalling stays up
@@ -166,9 +161,7 @@ async def test_a_reinvite_to_plain_rtp_is_refused_with_an_alarm() -> None:
     await alice.start()
     await bob.start()
     try:
-        call = alice.dial(uri(bob))
-        await call.wait_for(CallState.CONNECTED, timeout=5)
-        their: Call = next(iter(bob.calls.values()))
+        call, their = await dial_and_take(alice, bob)
         assert their.channel is not None and their.channel.stream.srtp is not None
         assert call.sdp is not None
         call.sdp.srtp = SrtpPolicy(mode="off")  # alice turns hostile: her next offer has no keys
