@@ -100,11 +100,15 @@ def test_no_device_is_one_clear_line(tmp_path: Path) -> None:
     assert "'headset'" in lines[0]
 
 
-async def test_missing_device_with_continue_is_a_warning_and_the_call_goes_on(
+async def call_bob(
     tmp_path: Path,
-) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    home: Path,
+    *args: str,
+    bob_media: dict[str, Any] | None = None,
+    bob_source: Any = None,
+) -> tuple[int | None, str, str]:
+    """``securephone call sip:bob ... --srtp off --json *args`` as a user runs it (HOME=home, so
+    its ALSA configuration), to a Phone bob that answers; the exit code, stdout and stderr."""
     config = tmp_path / "phone.toml"
     config.write_text("[sip]\nudp_port = 0\ntcp_port = 0\n")  # on_device_error = continue
     bob = Phone(
@@ -112,30 +116,39 @@ async def test_missing_device_with_continue_is_a_warning_and_the_call_goes_on(
             {
                 "data_dir": str(tmp_path / "bob"),
                 "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
-                "media": {"srtp": "off"},
+                "media": {"srtp": "off", **(bob_media or {})},
                 "calls": {"auto_answer": True},
             }
         )
     )
+    if bob_source is not None:
+        bob.source_factory = bob_source
     await bob.start()
     try:
         target = f"sip:bob@{bob.status()['listen']['udp']}"
-        env = {**os.environ, "HOME": str(empty), "PYTHONPATH": str(ROOT / "src")}
-        args = ["call", target, "--config", str(config), "--record", "device", "--duration", "0.5"]
-        args += ["--srtp", "off", "--json"]
+        env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
+        command = ["call", target, "--config", str(config), *args, "--srtp", "off", "--json"]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "securephone.cli", *args, env=env,
+            sys.executable, "-m", "securephone.cli", *command, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         await bob.stop()
-    lines = err.decode().strip().splitlines()
-    assert lines == [
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_missing_device_with_continue_is_a_warning_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = await call_bob(tmp_path, empty, "--record", "device", "--duration", "0.5")
+    assert err.strip().splitlines() == [
         "securephone: warning: --record: no default output sound device (none found); "
         "the call goes on without it"
     ]
-    assert proc.returncode == 0  # answered and ended cleanly, without a speaker
+    assert code == 0  # answered and ended cleanly, without a speaker
     summary = json.loads(out)
     assert summary["answered"] and summary["media"]["packets_received"] > 10
 
@@ -143,33 +156,12 @@ async def test_missing_device_with_continue_is_a_warning_and_the_call_goes_on(
 async def test_call_summary_shows_the_speaker_buffer(tmp_path: Path) -> None:
     """`call --record device:spout --json`: the summary carries the device ring's figures."""
     home = asound_home(tmp_path)
-    config = tmp_path / "phone.toml"
-    config.write_text("[sip]\nudp_port = 0\ntcp_port = 0\n")
-    bob = Phone(
-        parse_config(
-            {
-                "data_dir": str(tmp_path / "bob"),
-                "sip": {"listen_address": "127.0.0.1", "udp_port": 0, "transports": ["udp"]},
-                "media": {"srtp": "off", "port_min": 58000, "port_max": 58999},
-                "calls": {"auto_answer": True},
-            }
-        )
-    )
-    bob.source_factory = lambda call: ToneSource(440.0)
-    await bob.start()
-    try:
-        target = f"sip:bob@{bob.status()['listen']['udp']}"
-        env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
-        args = ["call", target, "--config", str(config), "--record", "device:spout"]
-        args += ["--duration", "1", "--srtp", "off", "--json"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "securephone.cli", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        await bob.stop()
-    assert proc.returncode == 0, err.decode()
+    code, out, err = await call_bob(
+        tmp_path, home, "--record", "device:spout", "--duration", "1",
+        bob_media={"port_min": 58000, "port_max": 58999},
+        bob_source=lambda call: ToneSource(440.0),
+    )  # fmt: skip
+    assert code == 0, err
     devices = json.loads(out)["audio_devices"]
     assert devices["errors"] == [] and "input" not in devices
     speaker = devices["output"]
