@@ -145,6 +145,7 @@ def test_clock_drift_is_absorbed_one_sample_at_a_time(device_ppm: int) -> None:
             assert in_band(source.stats()), source.stats()
     stats = source.stats()
     assert stats["overruns"] == 0 and stats["underruns"] == 0, stats
+    assert stats["level_steps"] == 0  # drift, even 0.2 %, is not taken for a step
     # captured + silence at the start + repeated = read + dropped + still queued
     assert produced + stats["inserted_samples"] + stats["drift_inserted"] == (
         consumed + stats["drift_dropped"] + stats["depth"]
@@ -176,7 +177,7 @@ def test_speaker_drift_is_absorbed_one_sample_at_a_time(device_ppm: int) -> None
         if frame >= 50:
             assert in_band(sink.stats()), sink.stats()
     stats = sink.stats()
-    assert stats["overruns"] == 0 and stats["underruns"] == 0, stats
+    assert stats["overruns"] == 0 and stats["underruns"] == 0 and stats["level_steps"] == 0
     if device_ppm > 0:  # the device eats faster: samples repeated
         assert stats["drift_inserted"] > 0 and stats["drift_dropped"] == 0
     else:
@@ -377,3 +378,32 @@ def test_drift_band_centres_on_the_settled_depth_and_corrects_only_a_change() ->
     assert drift.target == 480 and drift.average is None
     plain = DriftCompensator(480, 280)  # settle 0: the band stays where it was put
     assert [plain.step(800) for _ in range(300)][-1] > 0  # 100 ms: out of 60 ± 35 ms
+
+
+def test_a_step_of_level_is_not_chased_the_band_follows_it() -> None:
+    """The sound server takes 35 ms more into its own buffer at once (as PulseAudio does after
+    an underrun): the depth steps from 60 to 25 ms of a 120 ms ring. Nothing is dropped or
+    repeated for it; once the level holds still the band is centred on it. Drift afterwards is
+    corrected again."""
+    drift = DriftCompensator(480, 280, settle=100, highest=680, step_limit=80)
+    before = [drift.step(480) for _ in range(300)]
+    assert drift.target == 480 and not any(before)
+    after = [drift.step(200) for _ in range(400)]  # 25 ms: out of 480 ± 280 (25-95 ms)
+    assert not any(after), "a step of level was chased"
+    assert drift.level_steps == 1
+    assert drift.target == 280  # re-centred as low as the band allows (280 - 280 = 0)
+    assert drift.dropped == drift.inserted == 0
+    # then a real drift, 0.4 samples a frame shallower (0.25 %: far faster than a card's,
+    # far slower than a step): corrected by repeating samples, not taken for another step
+    depth, steps, frame = 200.0, [], np.zeros(160, dtype=np.int16)
+    for _ in range(1000):
+        depth -= 0.4
+        step = drift.step(round(depth))
+        drift.apply(frame, step)  # counts what it repeats, as the device ends do
+        depth -= step  # a repeated sample is one more in the ring
+        steps.append(step)
+    assert min(steps) < 0 and drift.inserted > 0 and drift.level_steps == 1
+    plain = DriftCompensator(480, 280, settle=100, highest=680)  # no step_limit: chases it
+    for _ in range(300):
+        plain.step(480)
+    assert any(plain.step(100) for _ in range(400))

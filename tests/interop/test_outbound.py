@@ -28,51 +28,48 @@ from .kamailio import ContactInfo, Kamailio
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
 
 
-def alice_config(edges: list[Kamailio], data_dir: Path) -> Any:
+def phone_config(
+    name: str, listen: str, ports: tuple[int, int], data_dir: Path, **account: Any
+) -> Any:
+    """A phone listening on ``listen`` (udp or tcp) with one account ``name`` at 127.0.0.1 (DNS
+    off, auto-answer, plain RTP in ``ports``); ``account`` adds the account's own settings."""
     return parse_config(
         {
             "data_dir": str(data_dir),
-            "sip": {"listen_address": "127.0.0.1", "transports": ["tcp"], "tcp_port": 0},
-            "media": {"port_min": 56500, "port_max": 56749, "srtp": "off"},
+            "sip": {
+                "listen_address": "127.0.0.1",
+                "transports": [listen],
+                f"{listen}_port": 0,
+            },
+            "media": {"port_min": ports[0], "port_max": ports[1], "srtp": "off"},
             "calls": {"auto_answer": True},
             "dns": {"enabled": False},
             "accounts": [
                 {
-                    "name": "alice",
-                    "user": "alice",
+                    "name": name,
+                    "user": name,
                     "domain": "127.0.0.1",
-                    "password": USERS["alice"],
-                    "transport": "tcp",
-                    "outbound": True,
-                    "outbound_proxies": [edge.uri("tcp") for edge in edges],
+                    "password": USERS[name],
                     "expires": 120,
-                    "retry_base": 1,
-                    "retry_max": 2,
+                    **account,
                 }
             ],
         }
     )
 
 
+def alice_config(edges: list[Kamailio], data_dir: Path) -> Any:
+    """alice behind the edges: TCP, RFC 5626 outbound, one flow per edge."""
+    return phone_config(
+        "alice", "tcp", (56500, 56749), data_dir, transport="tcp", outbound=True,
+        outbound_proxies=[edge.uri("tcp") for edge in edges], retry_base=1, retry_max=2,
+    )  # fmt: skip
+
+
 def bob_config(registrar: Kamailio, data_dir: Path) -> Any:
-    return parse_config(
-        {
-            "data_dir": str(data_dir),
-            "sip": {"listen_address": "127.0.0.1", "transports": ["udp"], "udp_port": 0},
-            "media": {"port_min": 56750, "port_max": 56999, "srtp": "off"},
-            "dns": {"enabled": False},
-            "calls": {"auto_answer": True},
-            "accounts": [
-                {
-                    "name": "bob",
-                    "user": "bob",
-                    "domain": "127.0.0.1",
-                    "password": USERS["bob"],
-                    "registrar": f"sip:127.0.0.1:{registrar.port}",
-                    "expires": 120,
-                }
-            ],
-        }
+    """bob registered straight at the registrar over UDP."""
+    return phone_config(
+        "bob", "udp", (56750, 56999), data_dir, registrar=f"sip:127.0.0.1:{registrar.port}"
     )
 
 

@@ -33,6 +33,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -181,20 +182,30 @@ class RingBuffer:
 
 # -- drift compensation ---------------------------------------------------------------------------
 SETTLE_FRAMES = 100  # media frames (about 2 s) before a device ring's drift band is centred
+STEP_WINDOW = 50  # media frames (about 1 s) over which a change of level is measured
+STEP_MS_PER_S = 10  # a level moving faster than 1 % of time stepped: no clock drifts that fast
 
 
 class DriftCompensator:
-    """Keeps a ring buffer's depth in a band around its middle, one sample at a time.
+    """Keeps a ring buffer's depth in a band around where it settled, one sample at a time.
 
     The ring's edges (overrun, underrun) are the last resort: each costs half a buffer of audio
     at once. Before that, the media-clock side of the ring watches its depth, smoothed over
     about a second (an exponential average, so bursts of block delivery cancel out), and
     when the average leaves ``target ± band`` it drops ``per_frame`` samples (too deep: the
     producer's clock is faster) or repeats them (too shallow) per media frame until the
-    average is back in the inner half of the band (so it does not dither at the edge); the devices use one per 8 kHz of rate, 0.6 % at any rate — far more
-    than any sound card's clock error, and inaudible, as in the adaptive playout of real
-    softphones. ``dropped`` and ``inserted``
-    count the samples, ``average`` is the smoothed depth.
+    average is back in the inner half of the band (so it does not dither at the edge); the
+    devices use one per 8 kHz of rate, 0.6 % at any rate — far more than any sound card's
+    clock error, and inaudible, as in the adaptive playout of real softphones. ``dropped`` and
+    ``inserted`` count the samples, ``average`` is the smoothed depth.
+
+    Drift moves the depth slowly (a card 100 ppm off: under a millisecond a second). A sound
+    server that takes a larger buffer after an underrun, or a device that changes its block
+    pattern, moves it at once to a new steady level: that is a step, not drift, and chasing it
+    would stretch or squeeze the audio for seconds. When the depth, net of our own corrections,
+    moves more than ``step_limit`` samples within ``window`` frames, the compensator stops
+    correcting (``level_steps`` counts these), waits for the level to hold still, settles
+    again and centres the band on the new level.
     """
 
     def __init__(
@@ -206,6 +217,8 @@ class DriftCompensator:
         per_frame: int = 1,
         settle: int = 0,
         highest: int | None = None,
+        window: int = STEP_WINDOW,
+        step_limit: int | None = None,
     ) -> None:
         if band < 1 or target < band or per_frame < 1:
             raise ValueError(f"a drift band needs 1 <= band <= target, not {band} around {target}")
@@ -217,30 +230,55 @@ class DriftCompensator:
         # depth that moves away from it is corrected. 0: the band stays around ``target``.
         self.origin, self.settle = target, settle
         self.highest = max(target, highest if highest is not None else target)
+        self.step_limit = step_limit  # None: no step detection
+        self._moved: deque[float] = deque(maxlen=window + 1)  # smoothed depth + net correction
         self._frames = 0
+        self._stepping = False
         self.correcting = 0  # the step under way: until the average is back in the inner half
         self.average: float | None = None
+        self._level: float | None = None  # the smoothed depth as it would be uncorrected
         self.dropped = 0
         self.inserted = 0
+        self.level_steps = 0
 
     def reset(self) -> None:
         """Forget the smoothed depth (the ring was recentred: a new start)."""
-        self.average = None
+        self.average = self._level = None
+        self._moved.clear()
+        self._stepping = False
         self.correcting = 0
         self.target = self.origin
         self._frames = 0
 
+    def _smooth(self, old: float | None, value: float) -> float:
+        return value if old is None else old + self.smoothing * (value - old)
+
+    def _level_stepped(self, depth: int) -> bool:
+        """Whether the depth, net of the samples we dropped or repeated, moved faster than
+        drift can over the last ``window`` frames (counted once per step)."""
+        if self.step_limit is None:
+            return False
+        level = self._level = self._smooth(self._level, depth + self.dropped - self.inserted)
+        moved = self._moved
+        moved.append(level)
+        stepping = len(moved) == moved.maxlen and abs(level - moved[0]) > self.step_limit
+        if stepping and not self._stepping:
+            self.level_steps += 1
+        self._stepping = stepping
+        return stepping
+
     def step(self, depth: int) -> int:
         """Fold in the depth seen now: ``n > 0`` = drop n samples, ``-n`` = repeat n, ``0``."""
-        avg = (
-            depth
-            if self.average is None
-            else self.average + self.smoothing * (depth - self.average)
-        )
-        self.average = avg
+        avg = self.average = self._smooth(self.average, depth)
+        if self._level_stepped(depth):
+            self._frames = 0  # settle again once the level holds still
+            self.correcting = 0
+            return 0
         self._frames += 1
         if self._frames == self.settle:
             self.target = min(max(round(avg), self.band), self.highest)
+        elif self.level_steps and self._frames < self.settle:
+            return 0  # after a step, nothing is corrected until the band is centred again
         off = avg - self.target
         if abs(off) > self.band:  # out of the band: correct ...
             self.correcting = self.per_frame if off > 0 else -self.per_frame
@@ -273,6 +311,7 @@ class DriftCompensator:
             "drift_correcting": self.correcting != 0,
             "drift_dropped": self.dropped,
             "drift_inserted": self.inserted,
+            "level_steps": self.level_steps,
         }
 
 
@@ -534,6 +573,7 @@ class _DeviceEnd:
             per_frame=max(1, rate // 8000),
             settle=SETTLE_FRAMES,
             highest=self.ring.capacity - band,
+            step_limit=rate * STEP_MS_PER_S // 1000,
         )
         self.callbacks = 0  # PortAudio callbacks run
         self.device_xruns = 0  # callbacks whose status flagged an overflow or underflow
