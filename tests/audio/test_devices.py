@@ -367,17 +367,28 @@ def test_audio_config_section() -> None:
 
 def test_drift_band_centres_on_the_settled_depth_and_corrects_only_a_change() -> None:
     """A steady level high in the ring (a device's block pattern) is not drift: after ``settle``
-    frames the band is centred on it, and only a depth that moves away is corrected."""
-    drift = DriftCompensator(480, 280, settle=100, highest=680)
-    steps = [drift.step(760) for _ in range(300)]  # 95 ms of a 120 ms ring, steady
-    assert drift.target == 680  # centred as high as the ring allows (680 + 280 = capacity)
+    frames the band is centred on it, narrowed so that it stays inside the limits (the depths
+    whose block swing stays clear of the edges), and only a depth that moves away from it is
+    corrected. A 120 ms ring at 8 kHz: limits 25-95 ms, band ±35 ms, at least ±15 ms."""
+    drift = DriftCompensator(480, 280, settle=100, limits=(200, 760), least_band=120)
+    steps = [drift.step(720) for _ in range(300)]  # 90 ms, steady
+    assert (drift.target, drift.band) == (640, 120)  # 65-95 ms: as high as the limits allow
     assert all(s == 0 for s in steps[100:])  # inside the settled band: nothing dropped
     steps = [drift.step(1000) for _ in range(300)]  # now it really drifts upward
     assert steps[-1] > 0  # dropping samples
     drift.reset()  # the ring was recentred: back to its middle, settle again
-    assert drift.target == 480 and drift.average is None
+    assert (drift.target, drift.band) == (480, 280) and drift.average is None
+    for _ in range(100):
+        drift.step(500)  # settled near the middle: the full band
+    assert (drift.target, drift.band) == (500, 260)
+    high = DriftCompensator(480, 280, settle=100, limits=(200, 760), least_band=120)
+    assert [high.step(780) for _ in range(300)][-1] > 0  # past the limit: brought back in
     plain = DriftCompensator(480, 280)  # settle 0: the band stays where it was put
     assert [plain.step(800) for _ in range(300)][-1] > 0  # 100 ms: out of 60 ± 35 ms
+    small = DriftCompensator(240, 60, settle=100, limits=(200, 280), least_band=60)
+    for _ in range(100):
+        small.step(270)  # a 60 ms ring: no room to move the band
+    assert (small.target, small.band) == (240, 60)
 
 
 def test_a_step_of_level_is_not_chased_the_band_follows_it() -> None:
@@ -385,17 +396,17 @@ def test_a_step_of_level_is_not_chased_the_band_follows_it() -> None:
     an underrun): the depth steps from 60 to 25 ms of a 120 ms ring. Nothing is dropped or
     repeated for it; once the level holds still the band is centred on it. Drift afterwards is
     corrected again."""
-    drift = DriftCompensator(480, 280, settle=100, highest=680, step_limit=80)
+    drift = DriftCompensator(480, 280, settle=100, limits=(200, 760), least_band=120, step_limit=80)
     before = [drift.step(480) for _ in range(300)]
     assert drift.target == 480 and not any(before)
-    after = [drift.step(200) for _ in range(400)]  # 25 ms: out of 480 ± 280 (25-95 ms)
+    after = [drift.step(240) for _ in range(400)]  # 30 ms: the edge of 480 ± 280 (25-95 ms)
     assert not any(after), "a step of level was chased"
     assert drift.level_steps == 1
-    assert drift.target == 280  # re-centred as low as the band allows (280 - 280 = 0)
+    assert (drift.target, drift.band) == (320, 120)  # 25-55 ms: the band's lowest place
     assert drift.dropped == drift.inserted == 0
     # then a real drift, 0.4 samples a frame shallower (0.25 %: far faster than a card's,
     # far slower than a step): corrected by repeating samples, not taken for another step
-    depth, steps, frame = 200.0, [], np.zeros(160, dtype=np.int16)
+    depth, steps, frame = 240.0, [], np.zeros(160, dtype=np.int16)
     for _ in range(1000):
         depth -= 0.4
         step = drift.step(round(depth))
@@ -403,7 +414,7 @@ def test_a_step_of_level_is_not_chased_the_band_follows_it() -> None:
         depth -= step  # a repeated sample is one more in the ring
         steps.append(step)
     assert min(steps) < 0 and drift.inserted > 0 and drift.level_steps == 1
-    plain = DriftCompensator(480, 280, settle=100, highest=680)  # no step_limit: chases it
+    plain = DriftCompensator(480, 280, settle=100, limits=(200, 760))  # no step_limit: chased
     for _ in range(300):
         plain.step(480)
     assert any(plain.step(100) for _ in range(400))

@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from securephone.aio.call import Call
 from securephone.aio.phone import Phone
@@ -220,3 +222,23 @@ async def test_sdes_call_over_tls_shows_tls_and_srtp(tmp_path: Path) -> None:
         assert "ALARM" not in security
         await pilot.press("e")
         await await_until(lambda: not live(app.phone), 5, message="not hung up")
+
+
+async def test_keys_typed_right_after_d_go_into_the_dial_box(tmp_path: Path) -> None:
+    """A person types ``d`` and the URI without waiting: every key already queued behind ``d``
+    lands in the dial box, none reaches the app's bindings (``o``, ``m``, ``1`` ... are
+    commands there)."""
+    bob = Phone(config(tmp_path / "bob"))
+    async with softphone(config(tmp_path / "me"), bob) as (app, pilot):
+        target = "sip:bob@127.0.0.1:5062;transport=udp"
+        driver = app._driver
+        assert driver is not None
+        for char in "d" + target:  # all queued at once, as a fast typist's keys arrive
+            key = events.Key(_character_to_key(char) if not char.isalnum() else char, char)
+            key.set_sender(app)
+            driver.send_message(key)  # what the terminal driver does with each key read
+        dial = app.query_one("#dial", Input)
+        await await_until(lambda: len(dial.value) >= len(target), 5, message=lambda: dial.value)
+        assert dial.has_focus and dial.value == target, dial.value
+        await pilot.press("escape")
+        assert not dial.has_focus

@@ -216,7 +216,8 @@ class DriftCompensator:
         smoothing: float = 0.02,
         per_frame: int = 1,
         settle: int = 0,
-        highest: int | None = None,
+        limits: tuple[int, int] | None = None,
+        least_band: int | None = None,
         window: int = STEP_WINDOW,
         step_limit: int | None = None,
     ) -> None:
@@ -226,10 +227,14 @@ class DriftCompensator:
         self.per_frame = per_frame  # samples dropped or repeated per frame while out of band
         # Drift is a change of depth, not where the depth sits: the device's block pattern sets
         # a steady level anywhere in the ring. After ``settle`` frames the band is centred on
-        # the smoothed depth seen then (kept between ``band`` and ``highest``), so only a
-        # depth that moves away from it is corrected. 0: the band stays around ``target``.
-        self.origin, self.settle = target, settle
-        self.highest = max(target, highest if highest is not None else target)
+        # the smoothed depth seen then, and only a depth that moves away from it is corrected
+        # (0: the band stays around ``target``). The band stays inside ``limits`` (the depths
+        # the smoothed depth may reach without the swing of block transfers touching an
+        # edge): near a limit it narrows, down to ``least_band``, then its centre stops short
+        # of the level. Without limits it cannot move.
+        self.origin, self.full_band, self.settle = target, band, settle
+        self.limits = limits if limits is not None else (target - band, target + band)
+        self.least_band = min(band, least_band if least_band is not None else band)
         self.step_limit = step_limit  # None: no step detection
         self._moved: deque[float] = deque(maxlen=window + 1)  # smoothed depth + net correction
         self._frames = 0
@@ -247,8 +252,20 @@ class DriftCompensator:
         self._moved.clear()
         self._stepping = False
         self.correcting = 0
-        self.target = self.origin
+        self.target, self.band = self.origin, self.full_band
         self._frames = 0
+
+    def _centre(self, level: int) -> None:
+        """The band around ``level``, as wide as the limits leave room for (at least
+        ``least_band``), its centre moved in from a limit when even that does not fit."""
+        floor, ceiling = self.limits
+        room = min(level - floor, ceiling - level)
+        band = max(self.least_band, min(self.full_band, room))
+        if floor + band > ceiling - band:  # a ring too small to move the band: its middle
+            self.target, self.band = self.origin, self.full_band
+            return
+        self.band = band
+        self.target = min(max(level, floor + band), ceiling - band)
 
     def _smooth(self, old: float | None, value: float) -> float:
         return value if old is None else old + self.smoothing * (value - old)
@@ -276,7 +293,7 @@ class DriftCompensator:
             return 0
         self._frames += 1
         if self._frames == self.settle:
-            self.target = min(max(round(avg), self.band), self.highest)
+            self._centre(round(avg))
         elif self.level_steps and self._frames < self.settle:
             return 0  # after a step, nothing is corrected until the band is centred again
         off = avg - self.target
@@ -565,14 +582,19 @@ class _DeviceEnd:
         # the band: as wide as the ring allows once a frame and a device block (the swing of
         # the depth between two transfers, about 25 ms either way) fit above it
         swing = rate * 25 // 1000
-        band = max(1, self.ring.capacity // 8, self.ring.target - swing)
-        band = min(band, self.ring.target)
+        capacity = self.ring.capacity
+        least = max(1, capacity // 8)
+        band = min(max(least, self.ring.target - swing), self.ring.target)
         self.drift = DriftCompensator(
             self.ring.target,
             band,
             per_frame=max(1, rate // 8000),
             settle=SETTLE_FRAMES,
-            highest=self.ring.capacity - band,
+            limits=(
+                min(swing, self.ring.target - band),
+                max(capacity - swing, self.ring.target + band),
+            ),
+            least_band=least,
             step_limit=rate * STEP_MS_PER_S // 1000,
         )
         self.callbacks = 0  # PortAudio callbacks run

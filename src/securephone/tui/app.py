@@ -17,10 +17,12 @@ import time
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from securephone.aio.call import Call, CallKeyingChanged
@@ -99,7 +101,8 @@ class SoftphoneApp(App[None]):
     #security { height: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("d", "focus_dial", "Dial"),
+        # priority: handled as it arrives, so the keys typed after it already go to the box
+        Binding("d", "focus_dial", "Dial", priority=True),
         Binding("a", "answer", "Answer"),
         Binding("r", "reject", "Reject"),
         Binding("e", "hangup", "End call"),
@@ -311,7 +314,7 @@ class SoftphoneApp(App[None]):
         remote = str(message.data_table.get_row(message.row_key)[1])
         dial = self.query_one("#dial", Input)
         dial.value = remote
-        dial.focus()
+        self._focus_now(dial)
 
     # -- commands ------------------------------------------------------------------------------
     def _target(self) -> Call | None:
@@ -342,14 +345,26 @@ class SoftphoneApp(App[None]):
             return
         message.input.value = ""
         self.selected = call.key
-        self.query_one("#calls", DataTable).focus()
+        self._focus_now(self.query_one("#calls", DataTable))
         self._redraw()
 
+    def _focus_now(self, widget: Widget) -> None:
+        """Move the focus before the next queued event is handled (``Widget.focus`` defers it
+        behind the events already queued)."""
+        self.screen.set_focus(widget)
+
     def action_focus_dial(self) -> None:
-        self.query_one("#dial", Input).focus()
+        """``d``: to the dial box. A priority binding, run as the key arrives and before the
+        keys queued behind it are routed, so a fast typist's URI lands in the box (a plain
+        binding runs only once the key has bubbled up from the calls list, after the next keys
+        went the same way, to the hold, mute and DTMF bindings). In a text box ``d`` is a
+        letter."""
+        if isinstance(self.focused, Input):
+            raise SkipAction
+        self._focus_now(self.query_one("#dial", Input))
 
     def action_leave_dial(self) -> None:
-        self.query_one("#calls", DataTable).focus()
+        self._focus_now(self.query_one("#calls", DataTable))
 
     def _ringing(self) -> Call | None:
         call = self._call(self.selected)
