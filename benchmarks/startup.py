@@ -4,7 +4,10 @@ For each source tree (this one, and the ``BENCH_BASELINE`` git revision when set
 time of ``securephone --help`` over repeated runs (mean, min, max, like hyperfine), how many
 modules it imported, and the peak RSS of ``answer`` and ``call`` processes carrying one
 3-second SRTP call over loopback (read from the kernel's rusage of each child, so nothing is
-sampled). Printed, never asserted.
+sampled). A second table gives the floor under those figures: the peak RSS of a bare Python,
+and of one that imports only the libraries a call needs by docs/DESIGN's dependency table
+(asyncio, ssl, numpy, cryptography's X.509 and primitives, pydantic, pylibsrtp) and nothing of
+securephone. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -105,7 +108,37 @@ def call_rss(src: Path) -> tuple[float, float]:
             Path(name).unlink(missing_ok=True)
 
 
+# what a call process imports of the dependency table, nothing of ours, library by library
+FLOOR = (
+    ("bare python", ""),
+    ("+ asyncio, ssl", "import asyncio, ssl"),
+    ("+ numpy", "import numpy"),
+    ("+ cryptography (X.509, ciphers, EC/DH)", "import cryptography.x509, "
+     "cryptography.hazmat.primitives.ciphers, cryptography.hazmat.primitives.asymmetric.ec, "
+     "cryptography.hazmat.primitives.asymmetric.dh"),
+    ("+ pydantic", "import pydantic"),
+    ("+ pylibsrtp", "import pylibsrtp"),
+)  # fmt: skip
+
+
+def floor_rss() -> list[list[object]]:
+    """Peak RSS (MB) of a Python importing the FLOOR libraries cumulatively, one process each."""
+    rows: list[list[object]] = []
+    code = ""
+    for label, line in FLOOR:
+        code += line + "\n"
+        probe = code + "import resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        rows.append([label, int(out.stdout) / 1024 if out.returncode == 0 else float("nan")])
+    return rows
+
+
 def main() -> None:
+    print_table(
+        "The floor: peak RSS of a Python importing only the libraries a call needs",
+        ["imports (cumulative)", "peak RSS MB"],
+        floor_rss(),
+    )
     rows = []
     for label, src in source_trees():
         times = help_times(src)
