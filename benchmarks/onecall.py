@@ -7,6 +7,11 @@ kernel) is divided by the call's duration; the ratio securephone / baresip is pr
 never asserted; skipped with a line when baresip is not installed. With
 ``BENCH_BASELINE=<git revision>`` that revision's phone is measured too, each tree in its own
 process and against its own baresip, one after the other in the same run.
+
+A second table gives the floor under any 20 ms media clock on this machine: the CPU per second of
+a process that only wakes 50 times a second (``time.sleep``; a bare asyncio loop with one timer
+every 20 ms), each pinned to core 0 in its own process. On a virtual machine each wake-up costs
+the kernel and the hypervisor a fixed amount before any work is done.
 """
 
 from __future__ import annotations
@@ -99,6 +104,48 @@ async def _measure(phone: Phone, peer: Baresip) -> list[list[object]]:
     ]
 
 
+FLOOR_CODE = """
+import asyncio, os, resource, time
+os.sched_setaffinity(0, {{0}})
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+def sleeper(n):
+    for _ in range(n):
+        time.sleep(0.02)
+async def ticker(n):
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    start, count = loop.time(), [0]
+    def tick():
+        count[0] += 1
+        if count[0] == n:
+            done.set_result(None)
+        else:
+            loop.call_at(start + count[0] * 0.02, tick)
+    loop.call_at(start, tick)
+    await done
+n = int({seconds} * 50)
+t0, w0 = cpu(), time.perf_counter()
+sleeper(n) if {kind!r} == "sleep" else asyncio.run(ticker(n))
+print((cpu() - t0) / (time.perf_counter() - w0) * 1000)
+"""
+
+
+def floor_rows() -> list[list[object]]:
+    """CPU ms per second of a process that only wakes every 20 ms (sleep; asyncio timer)."""
+    rows: list[list[object]] = []
+    for kind, label in (
+        ("sleep", "time.sleep(0.02) loop"),
+        ("asyncio", "asyncio, a timer / 20 ms"),
+    ):
+        code = FLOOR_CODE.format(seconds=min(SECONDS, 5.0), kind=kind)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        ms = float(out.stdout) if out.returncode == 0 else float("nan")
+        rows.append([label, ms, ms / 50 * 1000])
+    return rows
+
+
 def main() -> None:
     missing = missing_tools()
     if missing:
@@ -125,6 +172,11 @@ def main() -> None:
         + (f", tree {tree}" if tree else ""),
         ["side", "CPU ms/call-s", "pkts sent", "pkts recv", "x baresip"],
         rows,
+    )
+    print_table(
+        "The floor: a process that only wakes 50 times a second (no work), core 0",
+        ["process", "CPU ms/s", "us per wake-up"],
+        floor_rows(),
     )
 
 
