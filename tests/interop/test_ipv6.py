@@ -134,6 +134,12 @@ def check_v6_media(call: Call) -> None:
     assert media["packets_sent"] >= CALL_SECONDS * 50 * 0.9
 
 
+def heard_both_ways(speech: tuple[Path, Path], tmp_path: Path) -> None:
+    """bob heard our sentence (``bob-heard.wav``) and we heard his (``we-heard.wav``)."""
+    assert_audio_matches(read_wav(speech[0])[0], read_wav(tmp_path / "bob-heard.wav")[0])
+    assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
+
+
 def sdp_addresses(trace: Path) -> set[str]:
     """Every o=/c= address in a SIP trace (SDP both ways)."""
     text = trace.read_text()
@@ -409,8 +415,7 @@ async def test_two_securephones_call_over_ipv6_with_zrtp(
         srtp = one.summary()["media"]["srtp"]
         assert srtp["packets_unprotected"] >= CALL_SECONDS * 50 * 0.8
         assert srtp["auth_failures"] == 0
-    assert_audio_matches(read_wav(speech[0])[0], read_wav(tmp_path / "bob-heard.wav")[0])
-    assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
+    heard_both_ways(speech, tmp_path)
 
 
 # -- dual stack ---------------------------------------------------------------------------------------
@@ -564,8 +569,7 @@ async def test_a_dual_stack_media_socket_talks_ipv4_to_an_ipv4_peer(
         assert media["last_source"].startswith("127.0.0.1:")  # not ::ffff:127.0.0.1
         assert media["packets_received"] >= CALL_SECONDS * 50 * 0.8
         assert media["foreign_source"] == 0 and media["foreign_dropped"] == 0
-    assert_audio_matches(read_wav(speech[0])[0], read_wav(tmp_path / "bob-heard.wav")[0])
-    assert_audio_matches(read_wav(speech[1])[0], read_wav(tmp_path / "we-heard.wav")[0])
+    heard_both_ways(speech, tmp_path)
 
 
 @pytest.mark.parametrize("listen", ["::1", "::"])
