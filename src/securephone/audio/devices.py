@@ -294,8 +294,8 @@ class DriftCompensator:
         self._frames += 1
         if self._frames == self.settle:
             self._centre(round(avg))
-        elif self.level_steps and self._frames < self.settle:
-            return 0  # after a step, nothing is corrected until the band is centred again
+        elif self._frames < self.settle:
+            return 0  # after a (re)start or a step, nothing is corrected until it settled
         off = avg - self.target
         if abs(off) > self.band:  # out of the band: correct ...
             self.correcting = self.per_frame if off > 0 else -self.per_frame
