@@ -418,3 +418,50 @@ def test_a_step_of_level_is_not_chased_the_band_follows_it() -> None:
     for _ in range(300):
         plain.step(480)
     assert any(plain.step(100) for _ in range(400))
+
+
+def test_corrections_wait_for_a_pause_unless_an_edge_is_near() -> None:
+    """Given each frame's level, samples are dropped or repeated only in quiet frames (four at
+    a time there), never inside a loud one — unless the smoothed depth is beyond ``urgent``."""
+    # smoothing 1: the average is the depth just seen
+    drift = DriftCompensator(480, 280, urgent=(100, 860), smoothing=1.0)
+    loud, quiet = np.full(160, 3000, dtype=np.int16), np.zeros(160, dtype=np.int16)
+    assert [drift.step(480, 5.0) for _ in range(5)] == [0] * 5  # in band, a quiet start
+    assert drift.step(800, 3000.0) == 0 and drift.waited == 1  # 100 ms, out of band: waits
+    assert drift.step(800, 3000.0) == 0 and drift.waited == 2
+    step = drift.step(800, 5.0)  # a pause: four samples at once
+    assert step == 4 and drift.apply(quiet, step).size == 156 and drift.dropped == 4
+    assert drift.apply(loud, drift.step(800, 3000.0)).size == 160  # loud again: untouched
+    urgent = DriftCompensator(480, 280, urgent=(100, 860), smoothing=1.0)
+    urgent.step(480, 5.0)
+    assert urgent.step(900, 3000.0) == 1  # near the edge: corrected in the middle of a word
+    noisy = DriftCompensator(480, 280, urgent=(100, 860))
+    steps = [noisy.step(800, 1000.0) for _ in range(3)]  # steady noise is its own floor
+    assert steps == [4, 4, 4]
+
+
+def test_speaker_drift_is_corrected_in_the_pauses_of_speech() -> None:
+    """A speaker 0.2 % slow for 60 s of words (400 ms loud) and pauses (100 ms quiet): no edge
+    event, the depth in its band, and every loud frame reaches the ring whole."""
+    factory = Factory()
+    sink = DeviceSink(buffer_ms=60, stream_factory=factory)
+    stream = factory.streams[0]
+    device_rate = 8000 * (1 - 2000 / 1e6)
+    played, written_loud = 0, 0
+    for frame in range(3000):
+        talking = frame % 25 < 20
+        pcm = np.full(160, 3000 if talking else 0, dtype=np.int16)
+        before = sink.ring.samples_in
+        sink.write_frame(pcm)
+        if talking:
+            written_loud += 1
+            assert sink.ring.samples_in - before == 160, "a loud frame was cut or stretched"
+        due = (frame + 1) * 160 * device_rate / 8000
+        while played + 80 <= due:
+            stream.tick()
+            played += 80
+        if frame >= 150:
+            assert in_band(sink.stats(), slack_ms=7.5), sink.stats()
+    stats = sink.stats()
+    assert stats["overruns"] == 0 and stats["underruns"] == 0, stats
+    assert stats["drift_dropped"] > 0 and stats["drift_waited"] > 0, stats
