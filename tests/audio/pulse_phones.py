@@ -65,10 +65,13 @@ def phone(data: Path, name: str, buffer_ms: int, codec: str) -> tuple[Phone, Cal
 
 
 def settled(figures: dict[str, Any]) -> bool:
-    """A ring whose smoothed depth is known, in its band, and not being corrected."""
+    """A ring whose band has been centred where its depth settled (about 2 s after the start),
+    with the smoothed depth in it and nothing being corrected."""
     average = figures["average_depth_ms"]
     low, high = figures["band_ms"]
-    return average is not None and low <= average <= high and not figures["drift_correcting"]
+    if not figures["drift_settled"] or figures["drift_correcting"]:
+        return False
+    return average is not None and low <= average <= high
 
 
 def flowing(audio: CallAudio, call: Call) -> bool:

@@ -374,6 +374,7 @@ class DriftCompensator:
                 round((self.target - self.band) * ms, 1),
                 round((self.target + self.band) * ms, 1),
             ],
+            "drift_settled": self._frames >= self.settle,  # the band is where it will stay
             "drift_correcting": self.correcting != 0,
             "drift_dropped": self.dropped,
             "drift_inserted": self.inserted,
