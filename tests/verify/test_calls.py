@@ -157,7 +157,9 @@ async def test_securephone_plain_call_is_readable(
     report = analyze(tmp_path / "plain.pcap")
     write_outputs(report, tmp_path / "report")
     assert report.overall is Verdict.PLAINTEXT and report.exit_code == 1
-    (sip,) = [i for i in report.items if i.flow is not None]
+    # the capture filter names ephemeral listening ports, which another test's traffic on this
+    # machine can share (a CI run saw a second flow): the call's flow is the one with its Call-ID
+    (sip,) = [i for i in report.items if i.flow is not None and call.key in i.flow.call_ids]
     assert sip.flow is not None and sip.flow.kind is FlowKind.SIP_UDP
     assert {"INVITE", "ACK", "BYE"} <= set(sip.flow.methods)
     media = media_items(report)
