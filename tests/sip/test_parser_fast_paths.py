@@ -20,10 +20,14 @@ from securephone.sip.headers import (
     _parse_via_tuple,
     is_plain_address,
     is_plain_via,
+    name_addr_from_plain,
     parse_name_addr_general,
     parse_name_addr_list,
     parse_params,
     parse_params_general,
+    plain_address,
+    plain_via,
+    via_from_plain,
 )
 from securephone.sip.uri import SipUri
 
@@ -76,10 +80,13 @@ def test_name_addr_fast_path_matches_general(text: str) -> None:
 )
 def test_a_plain_address_always_parses(text: str) -> None:
     """Validation skips building a plain address; its parse must then never fail."""
-    if is_plain_address(text):
+    match = plain_address(text)
+    assert is_plain_address(text) == (match is not None)
+    if match is not None:
         _parse_name_addr_tuple.cache_clear()
         (one,) = parse_name_addr_list(text)
         assert one == NameAddr.parse(text) == parse_name_addr_general(text)
+        assert name_addr_from_plain(match) == one  # what a parsed message's reader builds
 
 
 @SETTINGS
@@ -87,15 +94,19 @@ def test_a_plain_address_always_parses(text: str) -> None:
     st.one_of(
         texts.map(lambda t: "SIP/2.0/UDP " + t),
         texts.map(lambda t: "SIP/2.0/TCP h" + t),
+        texts.map(lambda t: "sip/2.0/tls h" + t),
         texts.map(lambda t: "SIP/2.0/UDP h:5060;" + t),
     )
 )
 def test_a_plain_via_always_parses(text: str) -> None:
     """Validation skips building every Via but the top one; a plain Via must parse."""
-    if is_plain_via(text):
+    match = plain_via(text)
+    assert is_plain_via(text) == (match is not None)
+    if match is not None:
         _parse_via_tuple.cache_clear()
         (one,) = Via.parse_list(text)
         assert one == Via.parse(text)
+        assert via_from_plain(match) == one  # what a parsed message's reader builds
 
 
 def test_common_header_values_are_plain_and_odd_ones_are_not() -> None:
@@ -134,3 +145,53 @@ def test_common_forms_take_the_fast_path_with_the_general_result() -> None:
     assert parsed == parse_name_addr_general(value)
     assert (parsed.display_name, parsed.tag, parsed.expires) == ("Alice A", "abc", 60)
     assert parse_params(";Branch=z9hG4bK1;rport") == (("branch", "z9hG4bK1"), ("rport", None))
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                '"Caller 1" <sip:user1@10.0.0.1>;tag=f11',
+                "Bob <sip:bob@example.org:5070;transport=tcp>;tag=x",
+                "<sip:callee@example.org>",
+                "sip:plain@example.org;tag=addr-spec",
+                '"A\\"B" <sip:a@h>;tag=escaped',
+                "<sips:[::1]:5061>",
+            ]
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from(
+        [
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/TLS host.example;branch=z9hG4bK2;received=192.0.2.1",
+            "SIP/2.0/UDP [::1]:5060;branch=z9hG4bK3",
+            "sip/2.0/tcp h.example:5070;branch=z9hG4bK6;rport",
+            "sip/2.0/udp a.example;branch=z9hG4bK4, SIP/2.0/TCP b;branch=z9hG4bK5",
+        ]
+    ),
+)
+def test_a_parsed_message_reads_the_same_as_one_built_by_hand(
+    contacts: list[str], via: str
+) -> None:
+    """The reader of a parsed message builds plain values from the matches validation kept;
+    a copy of its headers (nothing kept) parses them the general way: same values."""
+    from securephone.sip.message import Request, parse_message
+
+    raw = (
+        "INVITE sip:bob@example.org SIP/2.0\r\n"
+        f"Via: {via}\r\nVia: SIP/2.0/UDP 192.0.2.9:5070;branch=z9hG4bK9\r\n"
+        f"From: {contacts[0]}\r\nTo: {contacts[-1]}\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+        + "".join(f"Contact: {c}\r\n" for c in contacts)
+        + "Record-Route: <sip:p.example;lr>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    parsed = parse_message(raw)
+    assert isinstance(parsed, Request)
+    fresh = Request(parsed.method, parsed.uri, parsed.headers.copy())
+    assert parsed.top_via == fresh.top_via
+    assert parsed.vias == fresh.vias
+    assert (parsed.from_, parsed.to) == (fresh.from_, fresh.to)
+    assert parsed.contacts == fresh.contacts
+    assert parsed.record_routes == fresh.record_routes

@@ -18,6 +18,7 @@ from securephone.errors import LocalProtocolError, RemoteProtocolError
 from .uri import (
     AbsoluteUri,
     Params,
+    SipUri,
     Uri,
     check_param_value,
     drop_params,
@@ -60,16 +61,16 @@ _PLAIN_PARAM = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
 # parameters). Validation only needs to know that the value parses; the value is built when
 # it is read (see ``is_plain_address``).
 _PLAIN_ADDRESS_RE = re.compile(
-    r'(?:"[^"\\\x00-\x08\x0a-\x1f\x7f]*"[ \t]*|[A-Za-z0-9\-.!%*_+`\'~ \t]*)'
-    r"<sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,]+@)?[A-Za-z0-9][A-Za-z0-9\-.]*"
-    rf"(?::{_PORT_0_65535})?(?:;{_PLAIN_PARAM}(?:={_PLAIN_PARAM})?)*>"
-    rf"(?:;{TOKEN}(?:={_GEN_VALUE})?)*"
+    r'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"[ \t]*|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
+    r"<(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9][A-Za-z0-9\-.]*)"
+    rf"(?::({_PORT_0_65535}))?((?:;{_PLAIN_PARAM}(?:={_PLAIN_PARAM})?)*)>"
+    rf"((?:;{TOKEN}(?:={_GEN_VALUE})?)*)"
 )
 # One via-parm that ``Via.parse`` certainly accepts: token/token/token, a hostname or IPv4
 # host, a port 0-65535 and plain parameters (``is_plain_via`` also refuses a valued rport).
 _PLAIN_VIA_RE = re.compile(
-    rf"{TOKEN}/{TOKEN}/{TOKEN} [A-Za-z0-9][A-Za-z0-9\-.]*(?::{_PORT_0_65535})?"
-    rf"(?:;{TOKEN}(?:={_GEN_VALUE})?)*"
+    rf"({TOKEN})/({TOKEN})/({TOKEN}) ([A-Za-z0-9][A-Za-z0-9\-.]*)(?::({_PORT_0_65535}))?"
+    rf"((?:;{TOKEN}(?:={_GEN_VALUE})?)*)"
 )
 _DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*")
 _ADDR_SPEC_RE = re.compile(r"[^ \t;]+")
@@ -450,27 +451,66 @@ def parse_name_addr_general(text: str) -> NameAddr:
     return NameAddr._addr_spec(text)
 
 
-def is_plain_address(value: str) -> bool:
-    """True when ``value`` is one name-addr that certainly parses (RFC 3261 §20.10, §20.20).
+def plain_address(value: str) -> re.Match[str] | None:
+    """The match when ``value`` is one name-addr that certainly parses (RFC 3261 §20.10, §20.20).
 
     It holds no comma, so as a Contact/Route/Record-Route line it is a list of one, and it has
     the common form both fast paths take (see ``_PLAIN_ADDRESS_RE``): ``NameAddr.parse`` and
-    ``parse_name_addr_list`` succeed on it. False says nothing: such a value needs the parse.
+    ``parse_name_addr_list`` succeed on it, giving what ``name_addr_from_plain`` builds from the
+    match. None says nothing: such a value needs the parse.
     """
-    return "," not in value and _PLAIN_ADDRESS_RE.fullmatch(value.strip(" \t")) is not None
+    if "," in value:
+        return None
+    return _PLAIN_ADDRESS_RE.fullmatch(value.strip(" \t"))
+
+
+def is_plain_address(value: str) -> bool:
+    """True when ``value`` is one name-addr that certainly parses (see ``plain_address``)."""
+    return plain_address(value) is not None
+
+
+def name_addr_from_plain(match: re.Match[str]) -> NameAddr:
+    """The value of a ``plain_address`` match, built without a second parse."""
+    quoted, tokens, scheme, user, host, port, uri_params, params = match.groups()
+    display = quoted if tokens is None else (" ".join(tokens.split()) or None)
+    uri = SipUri(
+        scheme,
+        host,
+        user,
+        None,
+        None if port is None else int(port),
+        split_simple_params(uri_params),
+    )
+    return NameAddr(uri, display, split_simple_params(params))
+
+
+def plain_via(value: str) -> re.Match[str] | None:
+    """The match when a Via line is one via-parm that certainly parses (RFC 3261 §20.42).
+
+    No comma (a list of one), single spaces, a plain host and port and parameters without
+    quotes or white space, and no ``rport=`` value (whose port the parse checks); ``Via.parse``
+    gives what ``via_from_plain`` builds from the match. None says nothing: such a line needs
+    the parse.
+    """
+    if "," in value or "rport=" in value.lower():
+        return None
+    return _PLAIN_VIA_RE.fullmatch(value)
 
 
 def is_plain_via(value: str) -> bool:
-    """True when a Via line is one via-parm that certainly parses (RFC 3261 §20.42).
+    """True when a Via line is one via-parm that certainly parses (see ``plain_via``)."""
+    return plain_via(value) is not None
 
-    No comma (a list of one), single spaces, a plain host and port and parameters without
-    quotes or white space, and no ``rport=`` value (whose port the parse checks).
-    False says nothing: such a line needs the parse.
-    """
-    return (
-        "," not in value
-        and _PLAIN_VIA_RE.fullmatch(value) is not None
-        and "rport=" not in value.lower()
+
+def via_from_plain(match: re.Match[str]) -> Via:
+    """The value of a ``plain_via`` match, built without a second parse."""
+    name, version, transport, host, port, params = match.groups()
+    return Via(
+        transport.upper(),
+        host,
+        None if port is None else int(port),
+        split_simple_params(params),
+        f"{name.upper()}/{version}",
     )
 
 

@@ -26,13 +26,15 @@ from .headers import (
     NameAddr,
     Via,
     canonical_name,
-    is_plain_address,
-    is_plain_via,
+    name_addr_from_plain,
     parse_delta_seconds,
     parse_media_type,
     parse_name_addr_list,
     parse_sip_date,
+    plain_address,
+    plain_via,
     split_comma_values,
+    via_from_plain,
 )
 from .uri import AbsoluteUri, SipUri, Uri, parse_uri
 
@@ -53,6 +55,7 @@ _ESSENTIAL = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
 _RESPONSE_COPIED = frozenset({"Via", "From", "To", "Call-ID", "CSeq"})
 _T = TypeVar("_T")
+_PLAIN = "/plain"  # key suffix of the plain-form matches validation keeps (``_check_plain``)
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -310,7 +313,15 @@ def _parse_cseq(headers: Headers) -> CSeq:
     return CSeq.parse(_required(headers, "CSeq"))
 
 
+def _plain_matches(headers: Headers, name: str) -> list[re.Match[str]] | None:
+    """The matches validation kept for lines of ``name`` that were all plain, else None."""
+    return cast("list[re.Match[str]] | None", headers._parsed.get(name + _PLAIN))
+
+
 def _parse_vias(headers: Headers) -> tuple[Via, ...]:
+    plain = _plain_matches(headers, "Via")
+    if plain is not None:
+        return tuple(via_from_plain(match) for match in plain)
     return tuple(via for line in headers.get_lines("Via") for via in Via.parse_list(line))
 
 
@@ -318,18 +329,31 @@ def _parse_top_via(headers: Headers) -> Via:
     vias = headers._parsed.get("Via")  # every Via, parsed by validation: no second parse
     if vias:
         return cast(tuple[Via, ...], vias)[0]
+    plain = _plain_matches(headers, "Via")
+    if plain:
+        return via_from_plain(plain[0])
     return Via.parse_list(_required(headers, "Via"))[0]
 
 
+def _parse_address(headers: Headers, name: str) -> NameAddr:
+    plain = _plain_matches(headers, name)
+    if plain:
+        return name_addr_from_plain(plain[0])
+    return NameAddr.parse(_required(headers, name))
+
+
 def _parse_from(headers: Headers) -> NameAddr:
-    return NameAddr.parse(_required(headers, "From"))
+    return _parse_address(headers, "From")
 
 
 def _parse_to(headers: Headers) -> NameAddr:
-    return NameAddr.parse(_required(headers, "To"))
+    return _parse_address(headers, "To")
 
 
 def _address_list(headers: Headers, name: str) -> tuple[NameAddr, ...]:
+    plain = _plain_matches(headers, name)
+    if plain is not None:
+        return tuple(name_addr_from_plain(match) for match in plain)
     return tuple(a for line in headers.get_lines(name) for a in parse_name_addr_list(line))
 
 
@@ -639,32 +663,58 @@ def _parse_head(head: bytes) -> tuple[_StartLine, Headers]:
     if len(lines) - 1 > MAX_HEADERS:
         raise _error("too many header lines", 413)
     start = _parse_start_line(lines[0])
-    if any(line[:1] in (" ", "\t") for line in lines):
+    if b"\r\n " in head or b"\r\n\t" in head:
         items = _unfold(lines[1:])
+        index = _index(items)
     else:
-        items = _header_lines(lines)
+        items, index = _header_lines(lines)
+    if len(head) > MAX_HEADER_LINE:  # else no value can be longer
+        for name, value in items:
+            if len(value) > MAX_HEADER_LINE:
+                raise _error(f"{name[:40]} header too long", 413)
+    return start, Headers._trusted(items, index)
+
+
+def _index(items: list[tuple[str, str]]) -> dict[str, list[str]]:
     index: dict[str, list[str]] = {}
     for name, value in items:
-        if len(value) > MAX_HEADER_LINE:
-            raise _error(f"{name[:40]} header too long", 413)
         values = index.get(name)
         if values is None:
             index[name] = [value]
         else:
             values.append(value)
-    return start, Headers._trusted(items, index)
+    return index
 
 
-def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
-    """``_header_line`` of every line after the start line, in one loop (no folding)."""
+# received header name -> canonical name, for names already seen (bounded: a stranger's
+# made-up names stop being added once it is full)
+_NAMES_SEEN: dict[str, str] = {}
+_NAMES_SEEN_MAX = 1024
+
+
+def _header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """``_header_line`` of every line after the start line and the index by name, in one loop
+    (no folding)."""
     items = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        canonical = _header_name(name)
-        if not colon or canonical is None:
-            raise _error(f"malformed header line {line[:40]!r}")
-        items.append((canonical, value.strip(" \t")))
-    return items
+    index: dict[str, list[str]] = {}
+    seen = _NAMES_SEEN
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
+        canonical = seen.get(name)
+        if canonical is None or not colon:
+            canonical = _header_name(name)
+            if not colon or canonical is None:
+                raise _error(f"malformed header line {lines[i][:40]!r}")
+            if len(seen) < _NAMES_SEEN_MAX:
+                seen[name] = canonical
+        value = value.strip(" \t")
+        items.append((canonical, value))
+        values = index.get(canonical)
+        if values is None:
+            index[canonical] = [value]
+        else:
+            values.append(value)
+    return items, index
 
 
 def _header_line(line: str) -> tuple[str, str]:
@@ -678,7 +728,7 @@ def _header_line(line: str) -> tuple[str, str]:
 
 def _content_length(headers: Headers) -> int | None:
     """Content-Length (RFC 3261 §20.14): one non-negative integer, else 400."""
-    values = headers.get_lines("Content-Length")
+    values = headers._lines().get("Content-Length")
     if not values:
         return None
     if len(values) > 1:
@@ -708,42 +758,63 @@ def _reject(message: Request | Response, exc: RemoteProtocolError) -> RemoteProt
 
 def _check_essentials(message: Request | Response) -> None:
     """RFC 3261 §8.1.1, §8.2.2: the mandatory headers, once each, and all well-formed."""
-    lines = message.headers._lines()
+    headers = message.headers
+    lines = headers._lines()
     for name in _ESSENTIAL:
         if name not in lines:
             raise _error(f"missing {name} header")
     for name in _SINGLE:
-        if len(lines.get(name, ())) > 1:
+        values = lines.get(name)
+        if values is not None and len(values) > 1:
             raise _error(f"more than one {name} header")
-    headers = message.headers
-    if not all(is_plain_via(value) for value in lines["Via"]) and not message.vias:
+    _check_plain(headers, lines, "Via", plain_via, _parse_vias)
+    if _plain_matches(headers, "Via") is None and not message.vias:
         raise _error("empty Via header")
-    _ = (message.call_id, message.cseq)
-    _check_addresses(headers, lines, "From", _parse_from)
-    _check_addresses(headers, lines, "To", _parse_to)
-    _ = message.max_forwards
-    _check_addresses(headers, lines, "Contact", _parse_contacts)
-    _check_addresses(headers, lines, "Route", _parse_routes)
-    _check_addresses(headers, lines, "Record-Route", _parse_record_routes)
-    _ = message.content_type
+    parsed = headers._parsed
+    call_id = lines["Call-ID"][0]
+    if not _CALL_ID_RE.fullmatch(call_id):
+        raise _error(f"bad Call-ID {call_id[:60]!r}")
+    parsed["Call-ID"] = call_id
+    parsed["CSeq"] = CSeq.parse(lines["CSeq"][0])
+    _check_plain(headers, lines, "From", plain_address, _parse_from)
+    _check_plain(headers, lines, "To", plain_address, _parse_to)
+    if "Max-Forwards" in lines:
+        _ = message.max_forwards
+    _check_plain(headers, lines, "Contact", plain_address, _parse_contacts)
+    _check_plain(headers, lines, "Route", plain_address, _parse_routes)
+    _check_plain(headers, lines, "Record-Route", plain_address, _parse_record_routes)
+    if "Content-Type" in lines:
+        _ = message.content_type
     date = lines.get("Date")
     if date is not None:
         parse_sip_date(date[0])
 
 
-def _check_addresses(
-    headers: Headers, lines: dict[str, list[str]], name: str, parse: Callable[[Headers], object]
+def _check_plain(
+    headers: Headers,
+    lines: dict[str, list[str]],
+    name: str,
+    plain: Callable[[str], re.Match[str] | None],
+    parse: Callable[[Headers], object],
 ) -> None:
-    """Check that every line of an address header parses (RFC 3261 §20.10, §20.20, §20.30).
+    """Check that every line of an address or Via header parses (RFC 3261 §20.10, §20.42).
 
-    A line of the plain common form (``is_plain_address``) certainly parses, so it is only
-    matched here and built when it is read; any other line is parsed now (the same parse and
-    the same error as the accessor's), and the result kept.
+    When every line has the plain common form (``plain_address``, ``plain_via``) it certainly
+    parses, so it is only matched here; the matches are kept and the value is built from them
+    when it is read. Otherwise the lines are parsed now (the same parse and the same error as
+    the accessor's), and the result kept.
     """
     values = lines.get(name)
-    if values is None or all(is_plain_address(value) for value in values):
+    if values is None:
         return
-    headers._cached(name, parse)
+    matches = []
+    for value in values:
+        match = plain(value)
+        if match is None:
+            headers._cached(name, parse)
+            return
+        matches.append(match)
+    headers._parsed[name + _PLAIN] = matches
 
 
 def _check_request_line(request: Request, target: str) -> None:
