@@ -49,6 +49,7 @@ _CONTENT_LENGTH_RE = re.compile(r"[0-9]{1,20}")
 _MAX_FORWARDS_RE = re.compile(r"[0-9]{1,10}")
 _BAD_REASON_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CALL_ID_RE = re.compile(r"[^ \t\x00-\x1f\x7f]+")
+_PLAIN_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+/[A-Za-z0-9\-.!%*_+`'~]+")
 _LEADING_CRLF_RE = re.compile(rb"(?:\r\n)*")
 _KEEPALIVE_RE = re.compile(rb"[\r\n]+")
 _ESSENTIAL = ("Via", "From", "To", "Call-ID", "CSeq")
@@ -204,14 +205,22 @@ class Headers:
         self._index = None
         self._parsed.clear()
 
+    def _values(self, name: str) -> list[str] | None:
+        """The values of ``name`` (a canonical name is found without canonicalising it)."""
+        index = self._lines()
+        values = index.get(name)
+        if values is None:
+            values = index.get(canonical_name(name))
+        return values
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header line of that name."""
-        lines = self._lines().get(canonical_name(name))
+        lines = self._values(name)
         return lines[0] if lines else default
 
     def get_lines(self, name: str) -> list[str]:
         """Every header line's value, never split on commas."""
-        return list(self._lines().get(canonical_name(name), ()))
+        return list(self._values(name) or ())
 
     def get_all(self, name: str) -> list[str]:
         """Every value; comma lists split for list headers (RFC 3261 §7.3.1), empties dropped."""
@@ -222,7 +231,7 @@ class Headers:
 
     def count(self, name: str) -> int:
         """Number of header lines of that name."""
-        return len(self._lines().get(canonical_name(name), ()))
+        return len(self._values(name) or ())
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
@@ -278,7 +287,7 @@ class Headers:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_name(name) in self._lines()
+        return isinstance(name, str) and self._values(name) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._items))
@@ -353,6 +362,8 @@ def _parse_to(headers: Headers) -> NameAddr:
 def _address_list(headers: Headers, name: str) -> tuple[NameAddr, ...]:
     plain = _plain_matches(headers, name)
     if plain is not None:
+        if len(plain) == 1:
+            return (name_addr_from_plain(plain[0]),)
         return tuple(name_addr_from_plain(match) for match in plain)
     return tuple(a for line in headers.get_lines(name) for a in parse_name_addr_list(line))
 
@@ -390,7 +401,11 @@ def _parse_expires(headers: Headers) -> int | None:
 
 def _parse_content_type(headers: Headers) -> str | None:
     value = headers.get("Content-Type")
-    return None if value is None else parse_media_type(value)[0]
+    if value is None:
+        return None
+    if _PLAIN_MEDIA_TYPE_RE.fullmatch(value):  # type/subtype alone: what the parse gives
+        return value.lower()
+    return parse_media_type(value)[0]
 
 
 class Message:
