@@ -479,9 +479,9 @@ def name_addr_from_plain(match: re.Match[str]) -> NameAddr:
         user,
         None,
         None if port is None else int(port),
-        split_simple_params(uri_params),
+        split_simple_params(uri_params) if uri_params else (),
     )
-    return NameAddr(uri, display, split_simple_params(params))
+    return NameAddr(uri, display, split_simple_params(params) if params else ())
 
 
 def plain_via(value: str) -> re.Match[str] | None:
@@ -509,7 +509,7 @@ def via_from_plain(match: re.Match[str]) -> Via:
         transport.upper(),
         host,
         None if port is None else int(port),
-        split_simple_params(params),
+        split_simple_params(params) if params else (),
         f"{name.upper()}/{version}",
     )
 

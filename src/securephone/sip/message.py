@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar
 
 from securephone.errors import LocalProtocolError, RemoteProtocolError
 
@@ -56,7 +56,7 @@ _ESSENTIAL = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
 _RESPONSE_COPIED = frozenset({"Via", "From", "To", "Call-ID", "CSeq"})
 _T = TypeVar("_T")
-_PLAIN = "/plain"  # key suffix of the plain-form matches validation keeps (``_check_plain``)
+_ADDRESS_LISTS = ("Contact", "Route", "Record-Route")
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -165,7 +165,7 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
         self._index: dict[str, list[str]] | None = None
-        self._parsed: dict[str, object] = {}
+        self._parsed: dict[str, Any] = {}  # what accessors and validation parsed, by key
         for name, value in items:
             self.add(name, value)
 
@@ -174,9 +174,10 @@ class Headers:
         cls, items: list[tuple[str, str]], index: dict[str, list[str]] | None = None
     ) -> Headers:
         """Build from parser output whose names and values were already checked."""
-        headers = cls()
+        headers = cls.__new__(cls)
         headers._items = items
         headers._index = index
+        headers._parsed = {}
         return headers
 
     @staticmethod
@@ -281,7 +282,7 @@ class Headers:
         """``parse(self)``, computed once until the headers change (errors are not kept)."""
         parsed = self._parsed
         if key in parsed:
-            return cast(_T, parsed[key])
+            return parsed[key]  # type: ignore[no-any-return]
         value = parse(self)
         parsed[key] = value
         return value
@@ -322,45 +323,45 @@ def _parse_cseq(headers: Headers) -> CSeq:
     return CSeq.parse(_required(headers, "CSeq"))
 
 
-def _plain_matches(headers: Headers, name: str) -> list[re.Match[str]] | None:
-    """The matches validation kept for lines of ``name`` that were all plain, else None."""
-    return cast("list[re.Match[str]] | None", headers._parsed.get(name + _PLAIN))
+# Where validation keeps the matches of a header whose lines were all plain (``_check_plain``):
+# ``Headers._parsed[_PLAIN[name]]`` is the list of matches, one per line.
+_PLAIN = {name: name + "/plain" for name in ("Via", "From", "To", *_ADDRESS_LISTS)}
 
 
 def _parse_vias(headers: Headers) -> tuple[Via, ...]:
-    plain = _plain_matches(headers, "Via")
+    plain: list[re.Match[str]] | None = headers._parsed.get("Via/plain")
     if plain is not None:
         return tuple(via_from_plain(match) for match in plain)
     return tuple(via for line in headers.get_lines("Via") for via in Via.parse_list(line))
 
 
 def _parse_top_via(headers: Headers) -> Via:
-    vias = headers._parsed.get("Via")  # every Via, parsed by validation: no second parse
+    parsed = headers._parsed
+    vias: tuple[Via, ...] | None = parsed.get("Via")  # every Via, parsed: no second parse
     if vias:
-        return cast(tuple[Via, ...], vias)[0]
-    plain = _plain_matches(headers, "Via")
+        return vias[0]
+    plain: list[re.Match[str]] | None = parsed.get("Via/plain")
     if plain:
         return via_from_plain(plain[0])
     return Via.parse_list(_required(headers, "Via"))[0]
 
 
-def _parse_address(headers: Headers, name: str) -> NameAddr:
-    plain = _plain_matches(headers, name)
+def _parse_from(headers: Headers) -> NameAddr:
+    plain: list[re.Match[str]] | None = headers._parsed.get("From/plain")
     if plain:
         return name_addr_from_plain(plain[0])
-    return NameAddr.parse(_required(headers, name))
-
-
-def _parse_from(headers: Headers) -> NameAddr:
-    return _parse_address(headers, "From")
+    return NameAddr.parse(_required(headers, "From"))
 
 
 def _parse_to(headers: Headers) -> NameAddr:
-    return _parse_address(headers, "To")
+    plain: list[re.Match[str]] | None = headers._parsed.get("To/plain")
+    if plain:
+        return name_addr_from_plain(plain[0])
+    return NameAddr.parse(_required(headers, "To"))
 
 
 def _address_list(headers: Headers, name: str) -> tuple[NameAddr, ...]:
-    plain = _plain_matches(headers, name)
+    plain: list[re.Match[str]] | None = headers._parsed.get(_PLAIN[name])
     if plain is not None:
         if len(plain) == 1:
             return (name_addr_from_plain(plain[0]),)
@@ -378,6 +379,13 @@ def _parse_routes(headers: Headers) -> tuple[NameAddr, ...]:
 
 def _parse_record_routes(headers: Headers) -> tuple[NameAddr, ...]:
     return _address_list(headers, "Record-Route")
+
+
+_ADDRESS_PARSERS = {
+    "Contact": _parse_contacts,
+    "Route": _parse_routes,
+    "Record-Route": _parse_record_routes,
+}
 
 
 def _parse_max_forwards(headers: Headers) -> int | None:
@@ -783,7 +791,7 @@ def _check_essentials(message: Request | Response) -> None:
         if values is not None and len(values) > 1:
             raise _error(f"more than one {name} header")
     _check_plain(headers, lines, "Via", plain_via, _parse_vias)
-    if _plain_matches(headers, "Via") is None and not message.vias:
+    if "Via/plain" not in headers._parsed and not message.vias:
         raise _error("empty Via header")
     parsed = headers._parsed
     call_id = lines["Call-ID"][0]
@@ -795,9 +803,9 @@ def _check_essentials(message: Request | Response) -> None:
     _check_plain(headers, lines, "To", plain_address, _parse_to)
     if "Max-Forwards" in lines:
         _ = message.max_forwards
-    _check_plain(headers, lines, "Contact", plain_address, _parse_contacts)
-    _check_plain(headers, lines, "Route", plain_address, _parse_routes)
-    _check_plain(headers, lines, "Record-Route", plain_address, _parse_record_routes)
+    for name in _ADDRESS_LISTS:
+        if name in lines:
+            _check_plain(headers, lines, name, plain_address, _ADDRESS_PARSERS[name])
     if "Content-Type" in lines:
         _ = message.content_type
     date = lines.get("Date")
@@ -829,7 +837,7 @@ def _check_plain(
             headers._cached(name, parse)
             return
         matches.append(match)
-    headers._parsed[name + _PLAIN] = matches
+    headers._parsed[_PLAIN[name]] = matches
 
 
 def _check_request_line(request: Request, target: str) -> None:
