@@ -81,3 +81,5 @@ def test_call_path_loads_no_capture_and_no_dns_library() -> None:
     modules = list(json.loads(result.stdout.strip().splitlines()[-1]))
     assert "securephone.aio.phone" in modules
     assert _loaded(modules, ("dpkt", "dns", "securephone.capture.backends")) == []
+    # pyOpenSSL and the DTLS engine load only when a call chooses DTLS-SRTP
+    assert _loaded(modules, ("OpenSSL", "securephone.media.dtls.engine")) == []

@@ -167,3 +167,21 @@ async def test_rtp_has_its_own_reader_while_a_path_keying_runs() -> None:
     finally:
         channel.close()
         peer.sock.close()
+
+
+def test_send_lateness_percentiles_are_numpys_linear_ones() -> None:
+    """The call summary's lateness figures: numpy's default percentile, computed without it."""
+    from securephone.aio.media import SendClock
+
+    rng = random.Random(7)
+    for count in (1, 2, 3, 10, 101, 5000):
+        clock = SendClock()
+        lateness = [rng.expovariate(500) for _ in range(count)]
+        for late in lateness:
+            clock.record(100.0, 100.0 + late)
+        figures = clock.percentiles()
+        recorded = [100.0 + late - 100.0 for late in lateness]
+        assert figures["p50_ms"] == round(float(np.percentile(recorded, 50)) * 1000, 3)
+        assert figures["p99_ms"] == round(float(np.percentile(recorded, 99)) * 1000, 3)
+        assert figures["max_ms"] == round(max(recorded) * 1000, 3)
+    assert SendClock().percentiles() == {"p50_ms": None, "p99_ms": None, "max_ms": None}

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from securephone.errors import MediaError, SdpError, SrtpError
 from securephone.media.dtls.certificate import DtlsCertificate
-from securephone.media.dtls.keying import DtlsKeying
 from securephone.media.dtls.profiles import profiles_for_suites
 from securephone.media.keying import KeyingMethod, PathKeying
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
@@ -33,6 +33,9 @@ from securephone.sdp.offer_answer import (
     make_reoffer,
     process_answer,
 )
+
+if TYPE_CHECKING:
+    from securephone.media.dtls.keying import DtlsKeying
 from securephone.sdp.session import Attribute, MediaDescription, SessionDescription
 
 log = logging.getLogger(__name__)
@@ -396,6 +399,8 @@ class SdpMedia:
     # -- DTLS-SRTP (RFC 5763, RFC 5764, RFC 8122, RFC 8842) ---------------------------------------
     def _dtls(self) -> DtlsKeying:
         """The call's DTLS-SRTP keying (one association per call, kept across re-INVITEs)."""
+        from securephone.media.dtls.keying import DtlsKeying  # pyOpenSSL: only for DTLS calls
+
         if not isinstance(self.path, DtlsKeying):
             assert self.resources is not None and self.resources.dtls_certificate is not None
             profiles = profiles_for_suites(self.srtp.suites)

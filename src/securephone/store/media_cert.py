@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from securephone.media.dtls import DtlsCertificate
+from securephone.media.dtls.certificate import DtlsCertificate
 from securephone.pki import CertError, create_media_certificate
 from securephone.store.files import atomic_write
 

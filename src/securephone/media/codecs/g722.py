@@ -32,6 +32,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -225,8 +226,12 @@ def _high_tables() -> _BandTables:
     )
 
 
-_LOW = _low_tables()
-_HIGH = _high_tables()
+@cache
+def _tables() -> tuple[_BandTables, _BandTables]:
+    """The low and high band tables, built by the first encoder or decoder (about 1.6 MB: a
+    process whose calls never use G.722 never builds them)."""
+    return _low_tables(), _high_tables()
+
 
 # --- the sub-band ADPCM state and loops --------------------------------------------------------
 
@@ -427,6 +432,7 @@ class G722Encoder:
     """
 
     def __init__(self) -> None:
+        self._tables_low, self._tables_high = _tables()
         self.reset()
 
     def reset(self) -> None:
@@ -440,8 +446,8 @@ class G722Encoder:
         newer, older, self._history = _qmf_sums(self._history, _as_pcm(pcm))
         low = np.clip((newer + older) >> 15, -16384, 16383)
         high = np.clip((newer - older) >> 15, -16384, 16383)
-        il = _run_band(low.tolist(), self._low, _LOW, None)
-        ih = _run_band(high.tolist(), self._high, _HIGH, None)
+        il = _run_band(low.tolist(), self._low, self._tables_low, None)
+        ih = _run_band(high.tolist(), self._high, self._tables_high, None)
         codes = (np.array(ih, dtype=np.uint8) << 6) | np.array(il, dtype=np.uint8)
         return codes.tobytes()
 
@@ -457,6 +463,7 @@ class G722Decoder:
         if mode not in (1, 2, 3):
             raise ValueError(f"G.722 decoder mode must be 1, 2 or 3, not {mode!r}")
         self.mode = mode
+        self._tables_low, self._tables_high = _tables()
         self.reset()
 
     def reset(self) -> None:
@@ -468,8 +475,9 @@ class G722Decoder:
     def decode(self, data: bytes | bytearray | memoryview) -> Pcm:
         """Decode G.722 octets to 16 kHz int16 PCM (§4), ``2 * len(data)`` samples."""
         codes = np.frombuffer(data, dtype=np.uint8)
-        rl = np.array(_run_band((codes & 0x3F).tolist(), self._low, _LOW, _LOW.out[self.mode]))
-        rh = np.array(_run_band((codes >> 6).tolist(), self._high, _HIGH, _HIGH.out[1]))
+        t_low, t_high = self._tables_low, self._tables_high
+        rl = np.array(_run_band((codes & 0x3F).tolist(), self._low, t_low, t_low.out[self.mode]))
+        rh = np.array(_run_band((codes >> 6).tolist(), self._high, t_high, t_high.out[1]))
         pairs = np.empty(2 * codes.size, dtype=np.int64)
         pairs[0::2] = rl + rh
         pairs[1::2] = rl - rh
