@@ -180,3 +180,23 @@ async def test_a_reinvite_to_plain_rtp_is_refused_with_an_alarm() -> None:
     finally:
         await alice.stop()
         await bob.stop()
+
+
+async def test_start_up_objects_are_frozen_once_per_process() -> None:
+    """After a phone has started, what exists is out of the cyclic collector's view, so a full
+    collection during calls walks only what calls create (aio.phone.freeze_startup_objects)."""
+    import gc
+
+    from securephone.aio import phone as phone_module
+
+    phone = Phone(config())
+    await phone.start()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        kept = [[i] for i in range(5000)]  # new tracked objects after the freeze
+        phone_module.freeze_startup_objects()  # a second phone's start: no second freeze
+        assert gc.get_freeze_count() == frozen
+        assert len(kept) == 5000
+    finally:
+        await phone.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import secrets
@@ -111,6 +112,25 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         outbound=account.outbound,
         outbound_proxies=tuple(SipUri.parse(uri) for uri in account.outbound_proxies),
     )
+
+
+_startup_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Once per process, after the first phone has started: collect, then move every object that
+    exists (modules, classes, functions, the configuration, the listeners) out of the cyclic
+    collector's view (``gc.freeze``).
+
+    A full collection otherwise walks all of them while every call's media waits: with 300 calls
+    up one took 36 ms (117,000 tracked objects), 14 ms once the 52,000 start-up objects were
+    frozen. Frozen objects are never collected; start-up objects live as long as the process.
+    """
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _private_opener(path: str, flags: int) -> int:
@@ -246,6 +266,7 @@ class Phone:
                 self.ua.register(account.name, now)
         self._pump()
         self._keep_flows_alive()
+        freeze_startup_objects()
 
     # -- NAT (STUN, RFC 5626 outbound) -------------------------------------------------------------
     async def _learn_public_address(self) -> None:
