@@ -36,7 +36,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 import pylibsrtp
 
@@ -518,6 +518,34 @@ _Process = Callable[[bytes], bytes]
 _TRAILER = {"protect": 16 + 128, "protect_rtcp": 4 + 16 + 128, "unprotect": 0, "unprotect_rtcp": 0}
 
 
+class _Raw(NamedTuple):
+    """What one libsrtp call on a session's own buffer needs (see ``_raw``)."""
+
+    context: Any  # the session's srtp_t
+    cdata: Any  # its packet buffer as a C char array
+    buffer: Any  # the same buffer as a Python buffer
+    call: Callable[[Any, Any, Any], int]  # srtp_protect, srtp_unprotect ...
+    length: Any  # an int cell, allocated once
+    room: int  # the most a packet may hold before the call (the buffer less the trailer)
+
+
+def _raw(session: pylibsrtp.Session, method: str) -> _Raw | None:
+    """libsrtp's ``srtp_<method>`` with the session's own buffer, or None when pylibsrtp is laid
+    out otherwise (its public methods then serve)."""
+    try:
+        cdata = session._cdata
+        return _Raw(
+            session._srtp[0],
+            cdata,
+            session._buffer,
+            getattr(_lib, f"srtp_{method}"),
+            _ffi.new("int *"),
+            len(cdata) - _TRAILER[method],
+        )
+    except (AttributeError, TypeError, KeyError):  # pragma: no cover - other pylibsrtp
+        return None
+
+
 def _direct(session: pylibsrtp.Session, method: str) -> _Process:
     """``session.<method>`` as one libsrtp call on the session's own buffer.
 
@@ -526,16 +554,12 @@ def _direct(session: pylibsrtp.Session, method: str) -> _Process:
     (``pylibsrtp.Error`` with libsrtp's status text), same two copies (into libsrtp's buffer,
     out as ``bytes``). Falls back to the public method when pylibsrtp is laid out otherwise.
     """
-    public: _Process = getattr(session, method)
-    try:
-        context = session._srtp[0]
-        cdata, buffer = session._cdata, session._buffer
-        call = getattr(_lib, f"srtp_{method}")
-        length = _ffi.new("int *")
-        room = len(cdata) - _TRAILER[method]
-        errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
-    except (AttributeError, TypeError, KeyError):  # pragma: no cover - other pylibsrtp
+    raw = _raw(session, method)
+    if raw is None:  # pragma: no cover - other pylibsrtp
+        public: _Process = getattr(session, method)
         return public
+    context, cdata, buffer, call, length, room = raw
+    errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
 
     def process(data: bytes, _keep: pylibsrtp.Session = session) -> bytes:
         size = len(data)
@@ -559,22 +583,26 @@ def _direct_audio(session: pylibsrtp.Session, protect: _Process) -> _ProcessAudi
     into the session's own buffer, then one libsrtp call (RFC 3711 §3.3). Same checks and errors
     as :func:`_direct`; falls back to ``protect(pack_audio(...))`` for another pylibsrtp layout.
     """
+    raw = _raw(session, "protect")
+    if raw is None:  # pragma: no cover - other pylibsrtp
 
-    def packed(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
-        return protect(pack_audio(pt, marker, seq, ts, ssrc, payload))
+        def packed(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+            return protect(pack_audio(pt, marker, seq, ts, ssrc, payload))
 
-    try:
-        context = session._srtp[0]
-        cdata, buffer = session._cdata, session._buffer
-        call = _lib.srtp_protect
-        length = _ffi.new("int *")
-        room = len(cdata) - _TRAILER["protect"]
-        errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
-    except (AttributeError, TypeError, KeyError):  # pragma: no cover - other pylibsrtp
         return packed
+    context, cdata, buffer, call, length, room = raw
+    errors, error = pylibsrtp.ERRORS, pylibsrtp.Error
     pack_into = AUDIO_HEADER.pack_into
 
-    def process(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+    def process(
+        pt: int,
+        marker: bool,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        payload: bytes,
+        _keep: pylibsrtp.Session = session,
+    ) -> bytes:
         size = RTP_HEADER_SIZE + len(payload)
         if size > room:
             raise ValueError("packet is too long")
