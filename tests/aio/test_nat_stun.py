@@ -27,6 +27,7 @@ class FakeStun(asyncio.DatagramProtocol):
     def __init__(self, offset: int = 1000) -> None:
         self.offset = offset
         self.requests: list[tuple[str, int]] = []
+        self.times: list[float] = []  # when each request came (loop time)
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -36,6 +37,7 @@ class FakeStun(asyncio.DatagramProtocol):
         request = StunMessage.parse(data)
         assert request.cls is StunClass.REQUEST
         self.requests.append(addr)
+        self.times.append(asyncio.get_running_loop().time())
         assert self.transport is not None
         self.transport.sendto(binding_success(request, (PUBLIC_IP, addr[1] + self.offset)), addr)
 
@@ -47,6 +49,7 @@ class FakeRegistrar(FakeStun):
         super().__init__()
         self.registers: list[Request] = []
         self.invites: list[Request] = []
+        self.flow_timer: str | None = None  # a Flow-Timer for the 200s (RFC 5626 §4.4.1)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if data[0] < 4:
@@ -63,6 +66,7 @@ class FakeRegistrar(FakeStun):
             "SIP/2.0 200 OK",
             *(f"{n}: {message.headers.get(n)}" for n in ("Via", "From", "To", "Call-ID", "CSeq")),
             f"Contact: {message.headers.get('Contact')};expires=600",
+            *([f"Flow-Timer: {self.flow_timer}"] if self.flow_timer is not None else []),
             "Content-Length: 0",
         ]
         assert self.transport is not None

@@ -230,6 +230,7 @@ modparam("auth", "nonce_expire", 300)
 #!ifdef WITH_OUTBOUND
 modparam("registrar", "outbound_mode", 1)
 modparam("registrar", "use_path", 1)
+modparam("registrar", "flow_timer", @@FLOW_TIMER@@)
 modparam("tm", "contacts_avp", "tm_contacts")
 modparam("tm", "contact_flows_avp", "tm_contact_flows")
 modparam("tm", "restart_fr_on_each_reply", 0)
@@ -742,8 +743,10 @@ class Kamailio:
         role: str = "registrar",
         registrar: tuple[str, int] | None = None,
         ipv6: bool = False,
+        flow_timer: int = 0,
     ) -> None:
-        """``ipv6``: listen on ``[::1]`` (UDP, TCP, TLS) instead of 127.0.0.1."""
+        """``ipv6``: listen on ``[::1]`` (UDP, TCP, TLS) instead of 127.0.0.1. ``flow_timer``
+        (outbound registrar): the Flow-Timer its 200s to outbound REGISTERs carry, 0 none."""
         self.workdir = Path(workdir)
         self.users = {
             _check_value("user", user, _USER_RE): _check_value("password", pw, _PASSWORD_RE)
@@ -763,6 +766,7 @@ class Kamailio:
             raise ValueError("an edge (and only an edge) needs the registrar's (host, port)")
         self.role = role
         self.registrar = registrar
+        self.flow_timer = int(flow_timer)
         self.tls = tls
         self.algorithm = algorithm
         self.anonymous_inbound = anonymous_inbound
@@ -941,6 +945,7 @@ class Kamailio:
             "@@FR_TIMER@@": "3000" if self.role == "outbound-registrar" else "30000",
             "@@REGISTRAR@@": ":".join(map(str, self.registrar or ("", 0))),
             "@@SECRET@@": self._secret,
+            "@@FLOW_TIMER@@": str(self.flow_timer),
         }
         text = _CFG_EDGE if self.role == "edge" else _CFG_HEAD + _CFG_ROUTES
         for key, value in replacements.items():

@@ -123,15 +123,24 @@ _NFT = """table ip nat {
 class NsKamailio(Kamailio):
     """The harness's Kamailio, run in a namespace on the public address, answering STUN too."""
 
-    def __init__(self, workdir: Path, netns: str, **kwargs: object) -> None:
+    def __init__(self, workdir: Path, netns: str, outbound_flow_timer: int = 0, **kwargs: object):
         super().__init__(workdir, USERS, domain=PUBLIC_IP, **kwargs)  # type: ignore[arg-type]
         self.netns = netns
+        self.outbound_flow_timer = outbound_flow_timer
 
     def config_text(self) -> str:
         text = super().config_text().replace("127.0.0.1", PUBLIC_IP)
-        return text.replace(
+        text = text.replace(
             'loadmodule "nathelper.so"', 'loadmodule "nathelper.so"\nloadmodule "stun.so"'
         )
+        if self.outbound_flow_timer:  # RFC 5626 registrar: Require: outbound and a Flow-Timer
+            anchor = 'modparam("registrar", "method_filtering", 1)'
+            text = text.replace(
+                anchor,
+                f'{anchor}\nmodparam("registrar", "outbound_mode", 1)\n'
+                f'modparam("registrar", "flow_timer", {self.outbound_flow_timer})',
+            )
+        return text
 
     def _command(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *super()._command()]
@@ -189,13 +198,28 @@ def _phone_config(path: Path, data: dict[str, object]) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("keepalive", "flow_timer"),
+    [
+        pytest.param(1.0, 0, id="configured-keepalive"),
+        # the configured 60 s would let the router forget the flow: only the registrar's
+        # Flow-Timer of 2 s (RFC 5626 §4.4.1) keeps it
+        pytest.param(60.0, 2, id="registrars-flow-timer"),
+    ],
+)
 def test_register_keepalive_and_incoming_call_through_a_nat(
-    network: Network, processes: list[PeerProcess], tmp_path: Path
+    network: Network,
+    processes: list[PeerProcess],
+    tmp_path: Path,
+    keepalive: float,
+    flow_timer: int,
 ) -> None:
     require_kamailio()
     if shutil.which("turnserver") is None:
         pytest.skip("coturn not installed (apt-get install -y coturn)")
-    kamailio = NsKamailio(tmp_path / "kamailio", network.public, time_limit=120)
+    kamailio = NsKamailio(
+        tmp_path / "kamailio", network.public, outbound_flow_timer=flow_timer, time_limit=120
+    )
     try:
         kamailio.start()
         _start(processes, "coturn", network.public, _coturn(tmp_path), tmp_path / "coturn.log", 120)
@@ -208,7 +232,8 @@ def test_register_keepalive_and_incoming_call_through_a_nat(
                 "sip": {"listen_address": PRIVATE_IP, "udp_port": 5060, "transports": ["udp"],
                         "trace_file": str(tmp_path / "alice-trace.txt")},
                 "media": {"port_min": 56000, "port_max": 56099, "srtp": "off"},
-                "nat": {"stun_server": f"{PUBLIC_IP}:{STUN_PORT}", "keepalive_interval": 1.0},
+                "nat": {"stun_server": f"{PUBLIC_IP}:{STUN_PORT}",
+                        "keepalive_interval": keepalive},
                 "accounts": [{"name": "alice", "user": "alice", "domain": PUBLIC_IP,
                               "password": USERS["alice"], "registrar": registrar,
                               "outbound": True}],
@@ -241,6 +266,9 @@ def test_register_keepalive_and_incoming_call_through_a_nat(
         )
         assert learnt is not None, trace[-2000:]
         assert f"sip:alice@{learnt[1]}" in contact["contact"]
+        if flow_timer:
+            said = f"flow of alice: registrar's Flow-Timer {flow_timer} s"
+            wait_until(lambda: said in (tmp_path / "alice-trace.txt").read_text(), 10)
 
         # the router forgets idle flows: the one-shot STUN flows to coturn go, the SIP flow stays
         def stun_flows_gone_sip_flow_kept() -> bool:

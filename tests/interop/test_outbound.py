@@ -26,6 +26,7 @@ from .conftest import KamailioFactory
 from .kamailio import ContactInfo, Kamailio
 
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
+FLOW_TIMER = 12  # seconds, the registrar's Flow-Timer
 
 
 def phone_config(
@@ -111,7 +112,7 @@ async def call_alice(bob: Phone, registrar: Kamailio, alice: Phone) -> str:
 async def test_two_flows_through_two_edges_and_failover_when_one_dies(
     kamailio_factory: KamailioFactory, tmp_path: Path
 ) -> None:
-    registrar = kamailio_factory(users=USERS, role="outbound-registrar")
+    registrar = kamailio_factory(users=USERS, role="outbound-registrar", flow_timer=FLOW_TIMER)
     address = ("127.0.0.1", registrar.port)
     edges = [kamailio_factory(role="edge", registrar=address) for _ in range(2)]
     alice = Phone(alice_config(edges, tmp_path / "alice"))
@@ -131,6 +132,12 @@ async def test_two_flows_through_two_edges_and_failover_when_one_dies(
         assert [f":{edges[0].port}" in p or f":{edges[1].port}" in p for p in paths] == [True] * 2
         assert all(";ob" in p for p in paths), paths
         assert alice.status()["accounts"][0]["outbound_granted"] is True
+        # the registrar's Flow-Timer (RFC 5626 §4.4.1) came back through the edges: each TCP
+        # flow is pinged by it, sooner than the configured 30 s
+        assert [(f["flow_timer"], f["keepalive_s"]) for f in flows(alice)] == [
+            (FLOW_TIMER, float(FLOW_TIMER)),
+            (FLOW_TIMER, float(FLOW_TIMER)),
+        ]
         assert [(f["reg_id"], f["proxy"]) for f in flows(alice)] == [
             (1, edges[0].uri("tcp")),
             (2, edges[1].uri("tcp")),

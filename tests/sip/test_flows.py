@@ -78,3 +78,41 @@ def test_connection_limit_refuses_accepted_but_not_dialled() -> None:
     assert table.opened(4, dialled=True, now=0)  # our own flows are never refused
     table.closed(1)
     assert table.opened(5, dialled=False, now=1)
+
+
+def test_a_flow_timer_pings_at_80_to_100_percent_of_it_rfc5626_4_4_1() -> None:
+    import random
+
+    table = FlowTable(FlowLimits(keepalive_interval=30), rng=random.Random(5))
+    table.opened(1, dialled=True, now=0)
+    table.opened(2, dialled=True, now=0)  # another flow keeps the configured interval
+    assert table.set_keepalive(1, 10, now=1)  # the registrar's 200 said Flow-Timer: 10
+    assert table.keepalive_of(1) == 10 and table.keepalive_of(2) is None
+    pings: list[float] = []
+    now = 1.0
+    while (due := table.get_timer()) is not None and due <= 200:
+        for command in table.handle_timer(due):
+            if command.conn == 1:
+                assert command.action is FlowAction.PING
+                pings.append(due)
+                table.received(1, due + 0.01, messages=0, partial=False, pongs=1)
+            else:
+                table.received(2, due + 0.01, messages=0, partial=False, pongs=1)
+        now = due
+    gaps = [b - a for a, b in zip([1.0, *pings], pings, strict=False)]
+    assert len(gaps) >= 19 and all(8.0 <= gap <= 10.0 for gap in gaps), gaps
+    assert max(gaps) - min(gaps) > 0.5  # drawn at random each time, not a fixed 80 %
+    assert table.set_keepalive(1, None, now=now)  # back to the configured interval
+    assert table.keepalive_of(1) is None
+    assert not table.set_keepalive(9, 10, now=now)  # no such flow
+    table.opened(3, dialled=False, now=now)
+    assert not table.set_keepalive(3, 10, now=now)  # not a flow we dialled
+
+
+def test_a_shorter_flow_timer_brings_the_next_ping_forward() -> None:
+    table = FlowTable(FlowLimits(keepalive_interval=30))
+    table.opened(1, dialled=True, now=0)
+    assert table.get_timer() == 30
+    table.set_keepalive(1, 5, now=2)
+    due = table.get_timer()
+    assert due is not None and 2 + 4 <= due <= 2 + 5

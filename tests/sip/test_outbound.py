@@ -65,7 +65,7 @@ def _registration() -> Registration:
     return reg
 
 
-def _ok(request_headers: Headers, require: str | None) -> Response:
+def _ok(request_headers: Headers, require: str | None, flow_timer: str | None = None) -> Response:
     headers = Headers()
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         headers.add(name, str(request_headers.get(name) or "x"))
@@ -73,6 +73,8 @@ def _ok(request_headers: Headers, require: str | None) -> Response:
     headers.add("Contact", f"{request_headers.get('Contact')};expires=600")
     if require:
         headers.add("Require", require)
+    if flow_timer is not None:
+        headers.add("Flow-Timer", flow_timer)
     return Response(200, "OK", headers)
 
 
@@ -85,3 +87,32 @@ def test_register_says_supported_outbound_and_reads_require() -> None:
     request = reg.start()
     reg.on_response(_ok(request.headers, "outbound"), 1.0)
     assert reg.outbound_granted is True
+
+
+def test_flow_timer_of_the_registrar_is_read_rfc5626_4_4_1() -> None:
+    reg = _registration()
+    request = reg.start()
+    reg.on_response(_ok(request.headers, "outbound", "20"), 0.0)
+    assert (reg.flow_timer, reg.flow_timer_changed) == (20, True)
+    reg.flow_timer_changed = False
+    request = reg.start()
+    reg.on_response(_ok(request.headers, "outbound", " 20 "), 1.0)  # a refresh, the same value
+    assert (reg.flow_timer, reg.flow_timer_changed) == (20, False)
+    request = reg.start()
+    reg.on_response(_ok(request.headers, "outbound", "15"), 2.0)
+    assert (reg.flow_timer, reg.flow_timer_changed) == (15, True)
+    for bad in ("0", "soon", "-5", ""):  # not a positive number of seconds: ignored
+        request = reg.start()
+        reg.on_response(_ok(request.headers, "outbound", bad), 3.0)
+        assert reg.flow_timer is None, bad
+    request = reg.start()
+    reg.on_response(_ok(request.headers, "outbound"), 4.0)  # none given any more
+    assert reg.flow_timer is None
+
+
+def test_flow_timer_is_read_only_when_we_asked_for_outbound() -> None:
+    reg = _registration()
+    reg.supported = None
+    request = reg.start()
+    reg.on_response(_ok(request.headers, None, "20"), 0.0)
+    assert (reg.flow_timer, reg.flow_timer_changed) == (None, False)

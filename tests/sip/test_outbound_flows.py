@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from securephone.sip.endpoint import SipEndpoint
-from securephone.sip.events import RegistrationChanged, RequestReceived
+from securephone.sip.events import FlowTimerChanged, RegistrationChanged, RequestReceived
 from securephone.sip.message import Request, make_response, parse_message
 from securephone.sip.outbound import account_state, working_flow
 from securephone.sip.registration import Registration, RegState, RetryPolicy
@@ -34,6 +34,7 @@ class FakeEdge:
         self.endpoint = SipEndpoint()
         self.seen: list[Request] = []
         self.up = True
+        self.flow_timer: str | None = None  # a Flow-Timer for its REGISTER answers
 
     def receive(self, data: bytes, now: float) -> None:
         self.endpoint.receive_datagram(data, ALICE, now)
@@ -47,6 +48,8 @@ class FakeEdge:
         if request.method == "REGISTER" and request.headers.get("Expires") != "0":
             response.headers.add("Contact", f"{request.headers.get('Contact')};expires=600")
             response.headers.add("Require", "outbound")
+            if self.flow_timer is not None:
+                response.headers.add("Flow-Timer", self.flow_timer)
         return response
 
 
@@ -231,3 +234,32 @@ def test_account_state_from_flow_states() -> None:
     assert account_state(flows(R.UNREGISTERED, R.FAILED)) is R.FAILED
     pair = flows(R.FAILED, R.REGISTERED)
     assert working_flow(pair) is pair[1]
+
+
+def refresh_both(ua: UserAgent, net: dict[Peer, FakeEdge]) -> float:
+    """Run the clock until each edge has seen one more REGISTER; the time reached."""
+    wanted = {peer: len(edge.seen) + 1 for peer, edge in net.items()}
+    now = 0.0
+    while any(len(net[peer].seen) < count for peer, count in wanted.items()):
+        due = ua.get_timer()
+        assert due is not None
+        now = due
+        ua.handle_timer(now)
+        exchange(ua, net, now)
+    return now
+
+
+def test_each_flow_reports_its_registrars_flow_timer_once_per_change_rfc5626_4_4_1() -> None:
+    net = edges()
+    net[EDGE1].flow_timer, net[EDGE2].flow_timer = "20", "9"
+    ua, flows = registered(net)
+    timers = [e for e in iter(ua.next_event, None) if isinstance(e, FlowTimerChanged)]
+    assert sorted((e.flow, e.seconds) for e in timers) == [(1, 20), (2, 9)]
+    assert [f.flow_timer for f in flows] == [20, 9]
+    refresh_both(ua, net)  # the same Flow-Timers again: nothing new to say
+    assert not [e for e in iter(ua.next_event, None) if isinstance(e, FlowTimerChanged)]
+    net[EDGE1].flow_timer = "5"
+    refresh_both(ua, net)
+    timers = [e for e in iter(ua.next_event, None) if isinstance(e, FlowTimerChanged)]
+    assert [(e.flow, e.seconds) for e in timers] == [(1, 5)]
+    assert [f.flow_timer for f in flows] == [5, 9]

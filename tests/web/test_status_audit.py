@@ -132,3 +132,34 @@ async def test_status_page_lists_each_outbound_flow(tmp_path: Path) -> None:
             )
     finally:
         await mgr.shutdown()
+
+
+async def test_status_page_and_api_show_the_keepalive_and_the_registrars_flow_timer(
+    tmp_path: Path,
+) -> None:
+    """An outbound account whose registrar answers ``Flow-Timer: 4``: the status (API) and the
+    page say the keep-alives come every 4 s because of it (RFC 5626 §4.4.1)."""
+    from tests.helpers import await_until
+
+    from ..aio.test_nat_stun import FakeRegistrar, serve
+
+    registrar = FakeRegistrar()
+    registrar.flow_timer = "4"
+    transport, port = await serve(registrar)
+    account = {
+        "name": "alice", "user": "alice", "domain": "127.0.0.1", "password": "pw",
+        "outbound": True, "registrar": f"sip:127.0.0.1:{port}",
+    }  # fmt: skip
+    mgr = make_manager(tmp_path, accounts=[account], nat={"stun_server": f"127.0.0.1:{port}"})
+    await mgr.start_phone()
+    try:
+        await await_until(lambda: actions.status(mgr)["accounts"][0]["flow_timer"] == 4, 5)
+        (view,) = actions.status(mgr)["accounts"]
+        assert view["keepalive_s"] == 4.0  # below the configured 25 s
+        async with client_for(mgr) as client:
+            await page_ready(client)
+            html = (await client.get("/")).text
+        assert "keep-alive every 4.0 s (registrar's Flow-Timer 4 s)" in html
+    finally:
+        await mgr.shutdown()
+        transport.close()

@@ -145,6 +145,10 @@ class NatTraversal:
         self.agent.keep_alive(KEEPALIVE_PREFIX + account, server, interval, self._now())
         self._pump()
 
+    def keepalive_interval(self, account: str) -> float | None:
+        """The interval the UDP flow of ``account`` is kept alive by, None when it is not."""
+        return self.agent.keepalive_interval(KEEPALIVE_PREFIX + account)
+
     def receive(self, data: bytes, source: Address) -> bool:
         """A datagram on the SIP UDP socket that may be STUN; True when it was."""
         taken = self.agent.receive(data, source, self._now())

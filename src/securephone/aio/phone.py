@@ -52,6 +52,7 @@ from securephone.sip.events import (
     CallMediaUpdated,
     CallStateChanged,
     Event,
+    FlowTimerChanged,
     HoldChanged,
     IncomingCall,
     InfoReceived,
@@ -63,7 +64,7 @@ from securephone.sip.events import (
 from securephone.sip.locate import LocateError, NoServerFound
 from securephone.sip.message import Request, Response
 from securephone.sip.outbound import flow_summary
-from securephone.sip.registration import RegState, RetryPolicy
+from securephone.sip.registration import Registration, RegState, RetryPolicy
 from securephone.sip.router import AccountSpec
 from securephone.sip.transport import Peer
 from securephone.sip.uri import SipUri
@@ -112,6 +113,20 @@ def account_spec(account: AccountConfig) -> AccountSpec:
         outbound=account.outbound,
         outbound_proxies=tuple(SipUri.parse(uri) for uri in account.outbound_proxies),
     )
+
+
+def flow_key(name: str, reg: Registration) -> str:
+    """The name an outbound UDP flow's STUN keep-alive goes by: the account, ``/reg-id`` after
+    the first flow."""
+    return name if (reg.reg_id or 1) == 1 else f"{name}/{reg.reg_id}"
+
+
+def flow_interval(configured: float, flow_timer: int | None) -> float:
+    """Seconds between keep-alives on a flow: the configured interval, or the registrar's
+    Flow-Timer when it is shorter (RFC 5626 §4.4.1: at least that often); 0 stays off."""
+    if configured <= 0 or not flow_timer:
+        return max(configured, 0.0)
+    return min(configured, float(flow_timer))
 
 
 _startup_frozen = False
@@ -286,14 +301,40 @@ class Phone:
                 )
 
     def _keep_flows_alive(self) -> None:
-        """RFC 5626 §4.4.2: STUN keep-alives to the registrar of each outbound UDP account."""
-        ua, interval = self._core(), self.config.nat.keepalive_interval
+        """RFC 5626 §4.4: keep-alives on every outbound flow: STUN on UDP flows (§4.4.2), CRLF
+        pings on TCP/TLS flows (§4.4.1), at least as often as the flow's registrar asked with
+        Flow-Timer when that is sooner than the configured interval (0 in the configuration
+        keeps them off). Run at start, when a flow registers and when a Flow-Timer changes;
+        only a flow whose interval changes is touched."""
+        ua = self._core()
         for name, reg in ua.flows_of_all():
             spec, peer = ua.accounts[name], ua.flow_peer(name, reg)
-            udp = peer.transport == "udp" and is_ip(peer.host)
-            if spec.outbound and spec.register and udp and interval > 0:
-                key = name if (reg.reg_id or 1) == 1 else f"{name}/{reg.reg_id}"
-                self.nat.keep_alive(key, (peer.host.strip("[]"), peer.port), interval)
+            if not (spec.outbound and spec.register):
+                continue
+            if peer.transport == "udp":
+                interval = flow_interval(self.config.nat.keepalive_interval, reg.flow_timer)
+                key = flow_key(name, reg)
+                if is_ip(peer.host) and interval and self.nat.keepalive_interval(key) != interval:
+                    self.nat.keep_alive(key, (peer.host.strip("[]"), peer.port), interval)
+                continue
+            configured = self.config.sip.keepalive_interval
+            interval = flow_interval(configured, reg.flow_timer)
+            self._transports.set_flow_keepalive(peer, None if interval == configured else interval)
+
+    def _flow_keepalive(self, name: str, reg: Registration) -> float | None:
+        """Seconds between the keep-alives on an outbound flow now (STUN on UDP, CRLF on TCP/TLS),
+        None when it has none (not outbound, off, or no connection yet)."""
+        ua = self._core()
+        spec = ua.accounts[name]
+        if not (spec.outbound and spec.register):
+            return None
+        peer = ua.flow_peer(name, reg)
+        if peer.transport == "udp":
+            return self.nat.keepalive_interval(flow_key(name, reg))
+        if not self._transports.connected(peer):
+            return None
+        override = self._transports.flow_keepalive(peer)
+        return override if override is not None else (self.config.sip.keepalive_interval or None)
 
     def _nat_event(self, event: StunEvent) -> None:
         """A keep-alive said a flow broke or moved: new Contact, register again (RFC 5626 §4.5)."""
@@ -647,6 +688,14 @@ class Phone:
                 change.new.value,
                 change.reason,
             )
+            if change.new is RegState.REGISTERED:  # a new flow (connection) may need its timer
+                self._keep_flows_alive()
+        elif isinstance(event, FlowTimerChanged):
+            flow = "" if event.flow is None else f" {event.flow}"
+            said = "none" if event.seconds is None else f"{event.seconds} s"
+            log.info("flow%s of %s: the registrar's Flow-Timer is %s", flow, event.account, said)
+            self._note(f"flow{flow} of {event.account}: registrar's Flow-Timer {said}")
+            self._keep_flows_alive()
         elif isinstance(event, RequestCompleted | RequestFailed):
             self._resolve(event)
         elif isinstance(event, IncomingCall):
@@ -1053,7 +1102,16 @@ class Phone:
                     "contact": str(reg.contact),
                     "outbound": spec.outbound,
                     "outbound_granted": reg.outbound_granted,
-                    "flows": [flow_summary(f, self._now()) for f in ua.flows[name] if f.proxy],
+                    "flow_timer": reg.flow_timer,
+                    "keepalive_s": self._flow_keepalive(name, reg),
+                    "flows": [
+                        {
+                            **flow_summary(f, self._now()),
+                            "keepalive_s": self._flow_keepalive(name, f),
+                        }
+                        for f in ua.flows[name]
+                        if f.proxy
+                    ],
                     "tls": self._tls_dict(ua.router.registrar_peer(name)),
                 }
             )

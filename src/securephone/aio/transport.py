@@ -303,6 +303,25 @@ class TransportLayer:
     def keepalive_interval(self, seconds: float) -> None:
         self.flows.limits = replace(self.flows.limits, keepalive_interval=seconds)
 
+    def set_flow_keepalive(self, peer: Peer, seconds: float | None) -> bool:
+        """Ping our connection to ``peer`` at least every ``seconds`` (its registrar's
+        Flow-Timer, RFC 5626 §4.4.1), None for the configured interval; False when none is open."""
+        conn_id = self._by_addr.get((peer.transport, peer.host, peer.port))
+        if conn_id is None:
+            return False
+        done = self.flows.set_keepalive(conn_id, seconds, asyncio.get_running_loop().time())
+        self._arm_flows()
+        return done
+
+    def connected(self, peer: Peer) -> bool:
+        """True while a stream connection to ``peer`` is open."""
+        return (peer.transport, peer.host, peer.port) in self._by_addr
+
+    def flow_keepalive(self, peer: Peer) -> float | None:
+        """The Flow-Timer our connection to ``peer`` is pinged by (``set_flow_keepalive``)."""
+        conn_id = self._by_addr.get((peer.transport, peer.host, peer.port))
+        return None if conn_id is None else self.flows.keepalive_of(conn_id)
+
     def flow_opened(self, conn: _StreamConnection) -> bool:
         """A connection is up: False when it must be refused (too many connections)."""
         now = asyncio.get_running_loop().time()

@@ -402,6 +402,11 @@ class StunAgent:
         self._keepalives[key] = _Keepalive(server, interval, now)
         self.handle_timer(now)
 
+    def keepalive_interval(self, key: str) -> float | None:
+        """The interval flow ``key`` is kept alive by, None when it is not."""
+        entry = self._keepalives.get(key)
+        return None if entry is None else entry.interval
+
     @property
     def keeping(self) -> list[str]:
         """The flows kept alive."""

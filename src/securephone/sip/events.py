@@ -83,6 +83,16 @@ class RegistrationChanged(Event):
 
 
 @dataclass(frozen=True)
+class FlowTimerChanged(Event):
+    """A registrar's 2xx set or changed the Flow-Timer of an outbound flow (RFC 5626 §4.4.1):
+    keep-alives on that flow must come at least every ``seconds`` (None: it gave none now)."""
+
+    account: str
+    seconds: int | None
+    flow: int | None = None
+
+
+@dataclass(frozen=True)
 class RequestCompleted(Event):
     """An out-of-dialog request we sent got its final response (after any auth round)."""
 

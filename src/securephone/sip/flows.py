@@ -5,7 +5,9 @@ this table says when to ping and when to close, as commands, and when it next ne
 (``get_timer()`` / ``handle_timer(now)``).
 
 - RFC 5626 §4.4.1: on flows we opened, a CRLFCRLF ping every ``keepalive_interval``; no CRLF pong
-  by the next ping means the flow is dead and is closed (the registration then recovers).
+  by the next ping means the flow is dead and is closed (the registration then recovers). A flow
+  whose registrar gave a Flow-Timer is pinged at 80-100 % of it, chosen at random for each ping
+  (``set_keepalive``).
 - A stranger must not hold connections for free: a connection that has not completed a SIP
   message within ``first_message_timeout``, a message begun and not finished within
   ``message_timeout`` (half a header, a Content-Length never sent, one byte every two seconds),
@@ -16,6 +18,7 @@ this table says when to ping and when to close, as commands, and when it next ne
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from enum import Enum
 
@@ -58,6 +61,7 @@ class _Flow:
     partial_since: float | None = None
     awaiting_pong: bool = False
     next_ping: float | None = None
+    interval: float | None = None  # a registrar's Flow-Timer for this flow, else the limits'
 
     def deadline(self, limits: FlowLimits) -> tuple[float, str]:
         """The earliest time this flow must be closed, and why."""
@@ -74,8 +78,9 @@ class _Flow:
 class FlowTable:
     """Every stream connection of one phone, and the rules above."""
 
-    def __init__(self, limits: FlowLimits | None = None) -> None:
+    def __init__(self, limits: FlowLimits | None = None, rng: random.Random | None = None) -> None:
         self.limits = limits or FlowLimits()
+        self._rng = rng or random.Random()
         self._flows: dict[int, _Flow] = {}
         self.accepted = 0  # open connections others made to us (the limited kind)
         self.refused = 0
@@ -121,6 +126,35 @@ class FlowTable:
 
     def closed(self, conn: int) -> None:
         self._forget(conn)
+
+    def set_keepalive(self, conn: int, seconds: float | None, now: float) -> bool:
+        """Ping dialled flow ``conn`` at least every ``seconds`` (a registrar's Flow-Timer, RFC
+        5626 §4.4.1): each ping 80-100 % of it after the last, and the next one no later than
+        that from now. None: back to ``keepalive_interval``. False when there is no such flow.
+        """
+        flow = self._flows.get(conn)
+        if flow is None or not flow.dialled:
+            return False
+        if seconds == flow.interval:
+            return True
+        flow.interval = seconds
+        step = self._step(flow)
+        if step <= 0:
+            flow.next_ping = None
+        elif flow.next_ping is None or now + step < flow.next_ping:
+            flow.next_ping = now + step
+        return True
+
+    def keepalive_of(self, conn: int) -> float | None:
+        """The Flow-Timer a flow is pinged by (``set_keepalive``), None for the configured one."""
+        flow = self._flows.get(conn)
+        return None if flow is None else flow.interval
+
+    def _step(self, flow: _Flow) -> float:
+        """Seconds to the next ping (0: none)."""
+        if flow.interval:
+            return flow.interval * self._rng.uniform(0.8, 1.0)
+        return self.limits.keepalive_interval
 
     def _room_for(self, host: str | None) -> bool:
         if self.accepted >= self.limits.max_connections:
@@ -170,5 +204,5 @@ class FlowTable:
         if flow.awaiting_pong:
             return FlowCommand(conn, FlowAction.CLOSE, "no keep-alive pong")
         flow.awaiting_pong = True
-        flow.next_ping = now + self.limits.keepalive_interval
+        flow.next_ping = now + self._step(flow)
         return FlowCommand(conn, FlowAction.PING)

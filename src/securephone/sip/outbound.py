@@ -51,4 +51,5 @@ def flow_summary(reg: Registration, now: float) -> dict[str, object]:
         "state": reg.state.value,
         "reason": reg.reason,
         "expires_in": None if reg.expires_at is None else max(0, round(reg.expires_at - now)),
+        "flow_timer": reg.flow_timer,
     }

@@ -13,7 +13,7 @@ from enum import Enum
 
 from securephone.errors import RemoteProtocolError
 from securephone.sip.auth import Challenge, DigestClient, challenges_of
-from securephone.sip.headers import NameAddr
+from securephone.sip.headers import NameAddr, parse_delta_seconds
 from securephone.sip.message import Headers, Request, Response
 from securephone.sip.uri import SipUri
 
@@ -113,6 +113,10 @@ class Registration:
         self._want_expires = expires
         self.supported: str | None = None  # a Supported header value (RFC 5626 §4.2.1)
         self.outbound_granted: bool | None = None  # the registrar answered Require: outbound
+        # RFC 5626 §4.4.1: the registrar's Flow-Timer (seconds) in the last 2xx; keep-alives on
+        # this flow must then come at least that often. None: none was given.
+        self.flow_timer: int | None = None
+        self.flow_timer_changed = False  # set by a 2xx that changed it; the user agent clears it
         # RFC 5626 §4.2: with several outbound proxies, one registration per flow: its reg-id,
         # the proxy it goes through (a pre-loaded Route ``;lr;ob``), whether another flow works.
         self.reg_id = reg_id
@@ -207,11 +211,27 @@ class Registration:
         if self.supported:
             require = (response.headers.get("Require") or "").lower()
             self.outbound_granted = "outbound" in [t.strip() for t in require.split(",")]
+            self._read_flow_timer(response)
         self._failures = 0
         self.granted = granted
         self.expires_at = now + granted
         self._wake_at = now + refresh_delay(granted)
         self._set_state(RegState.REGISTERED, f"registered for {granted} s", response.status)
+
+    def _read_flow_timer(self, response: Response) -> None:
+        """RFC 5626 §4.4.1: ``Flow-Timer: delta-seconds`` of a 2xx to our outbound REGISTER.
+
+        A value that is not a positive number of seconds is ignored (and logged): the configured
+        keep-alive interval then applies, as when the registrar sends none.
+        """
+        value = response.headers.get("Flow-Timer")
+        seconds = None if value is None else parse_delta_seconds(value)
+        if value is not None and not seconds:
+            log.warning("registration %s: ignoring Flow-Timer %r", self.aor, value[:40])
+            seconds = None
+        if seconds != self.flow_timer:
+            self.flow_timer = seconds
+            self.flow_timer_changed = True
 
     def _granted_expiry(self, response: Response) -> int:
         """RFC 3261 §10.2.4: our Contact's expires param, else the Expires header, else what we asked."""

@@ -20,6 +20,7 @@ from securephone.sip.callstate import CallEnding
 from securephone.sip.endpoint import SipEndpoint, new_tag
 from securephone.sip.events import (
     Event,
+    FlowTimerChanged,
     RegistrationChanged,
     RequestCompleted,
     RequestFailed,
@@ -214,6 +215,10 @@ class UserAgent:
                 self._events.append(
                     RegistrationChanged(name, change, reg.reg_id if several else None)
                 )
+            if reg.flow_timer_changed:
+                reg.flow_timer_changed = False
+                flow = reg.reg_id if several else None
+                self._events.append(FlowTimerChanged(name, reg.flow_timer, flow))
         if several:
             note_other_flows(flows)
             working = working_flow(flows)
