@@ -262,3 +262,41 @@ def test_no_probe_when_failback_is_off() -> None:
     ua.handle_timer(540.3)  # the refresh (a minute before 600 s): it goes to B, nothing to A
     assert [out.peer for out in ua.outgoing()] == [B]
     assert ua.router.registrar_peer("a") == B
+
+
+def test_probes_every_better_server_and_climbs_back_one_rank_at_a_time() -> None:
+    """A, B, C in DNS order; A and B refused, so the account registered at C. The probes ask A
+    and B; B answers first: register at B (then C, then A if B fails again); the next probes ask
+    only A, and once A answers the account is back at the top."""
+    c = Peer("tcp", "127.0.0.3", 5090)
+    ua = phone()
+    ua.router.use_targets(DOMAIN, [A, B, c])
+    ua.failback_interval = 5.0
+    ua.register("a", 0.0)
+    ua.outgoing()
+    ua.transport_failed(A, "connection refused", 0.1)
+    ua.outgoing()
+    ua.transport_failed(B, "connection refused", 0.2)
+    (out,) = ua.outgoing()
+    assert out.peer == c
+    ua.receive_message(make_response(parse_message(out.data), 200, to_tag="x"), c, 0.3)  # type: ignore[arg-type]
+    ua.handle_timer(5.2)
+    probes = ua.outgoing()
+    assert sorted(p.peer.host for p in probes) == ["127.0.0.1", "127.0.0.2"]
+    assert all(p.data.startswith(b"OPTIONS ") for p in probes)
+    to_b = next(p for p in probes if p.peer == B)
+    ua.receive_message(make_response(parse_message(to_b.data), 200, to_tag="y"), B, 5.3)  # type: ignore[arg-type]
+    (register,) = ua.outgoing()
+    assert register.peer == B and register.data.startswith(b"REGISTER ")
+    assert ua.router.registrar_peer("a") == B
+    assert ua.router.failovers[-1] == (c, B, "back: answered OPTIONS with 200")
+    assert ua.router.resolved[DOMAIN] == [B, c, A]  # A, still silent, is tried last
+    ua.receive_message(make_response(parse_message(register.data), 200, to_tag="z"), B, 5.4)  # type: ignore[arg-type]
+    ua.transport_failed(A, "connection refused", 5.5)  # A's probe fails: try it again later
+    ua.handle_timer(10.3)
+    (probe,) = ua.outgoing()
+    assert probe.peer == A  # only the server above B
+    ua.receive_message(make_response(parse_message(probe.data), 405, to_tag="w"), A, 10.4)  # type: ignore[arg-type]
+    (register,) = ua.outgoing()
+    assert register.peer == A and ua.router.registrar_peer("a") == A
+    assert ua.router.resolved[DOMAIN] == [A, B, c]

@@ -242,22 +242,26 @@ class Router:
             return peers[0]
         return None
 
-    def preferred_over(self, peer: Peer) -> Peer | None:
-        """The server DNS ranks first, when ``peer`` is a server we failed over to; else None."""
+    def preferred_over(self, peer: Peer) -> list[Peer]:
+        """The servers DNS ranks above ``peer``, best first, when ``peer`` is one we failed over
+        to; else none."""
         for ranked in self.ranked.values():
-            if any(_same_target(p, peer) for p in ranked[1:]):
-                return ranked[0]
-        return None
+            for index, server in enumerate(ranked):
+                if _same_target(server, peer):
+                    return list(ranked[:index])
+        return []
 
     def fail_back(self, peer: Peer, why: str) -> None:
-        """``peer``, the server DNS ranks first, answers again: its list returns to DNS's order."""
+        """``peer``, a server DNS ranks above the one in use, answers again: requests go there
+        first, then on down DNS's order (the servers above it last, as they did not answer)."""
         for host, ranked in self.ranked.items():
-            if ranked and _same_target(ranked[0], peer):
-                current = self.resolved[host][0]
-                self.resolved[host] = list(ranked)
-                self.failovers.append((current, peer, why))
-                del self.failovers[:-20]
-                return
+            for index, server in enumerate(ranked):
+                if _same_target(server, peer):
+                    current = self.resolved[host][0]
+                    self.resolved[host] = [*ranked[index:], *ranked[:index]]
+                    self.failovers.append((current, peer, why))
+                    del self.failovers[:-20]
+                    return
 
     def registrar_peer(self, name: str) -> Peer:
         """Where account ``name`` registers."""

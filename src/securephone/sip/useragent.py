@@ -335,25 +335,26 @@ class UserAgent:
 
     # -- returning to the preferred server after a failover -------------------------------------------
     def _probe_preferred_servers(self, now: float) -> None:
-        """Send OPTIONS to the server DNS ranks first for each account that failed over from it.
+        """Send OPTIONS to every server DNS ranks above the one each account failed over to.
 
         A server that answers at all (any final response, 401/407/405 included) is up: the
-        account registers there again. No answer: ask again after ``failback_interval``.
+        account registers there again (or at a better one that answers later). No answer: ask
+        again after ``failback_interval``.
         """
         self._next_failback = None
         for name, reg in self.registrations.items():
             if reg.state not in (RegState.REGISTERED, RegState.FAILED) or len(self.flows[name]) > 1:
                 continue
-            preferred = self.router.preferred_over(self.router.registrar_peer(name))
-            if preferred is None or any(p == (name, preferred) for p in self._probes.values()):
-                continue
             spec = self.accounts[name]
-            key = self._send(self._new_request("OPTIONS", spec.registrar, spec), preferred, now)
-            self._probes[key] = (name, preferred)
-            log.info(
-                "account %s: asking %s, the preferred server, whether it is back", name, preferred
-            )
-            self._next_failback = now + self.failback_interval
+            for preferred in self.router.preferred_over(self.router.registrar_peer(name)):
+                if (name, preferred) in self._probes.values():
+                    continue
+                request = self._new_request("OPTIONS", spec.registrar, spec)
+                self._probes[self._send(request, preferred, now)] = (name, preferred)
+                log.info(
+                    "account %s: asking %s, a preferred server, whether it is back", name, preferred
+                )
+                self._next_failback = now + self.failback_interval
 
     def _probe_done(self, key: str, response: Response | None, why: str, now: float) -> None:
         name, server = self._probes.pop(key)
@@ -362,8 +363,8 @@ class UserAgent:
             self._next_failback = self._next_failback or now + self.failback_interval
             return
         reg = self.registrations[name]
-        if self.router.preferred_over(self.router.registrar_peer(name)) != server:
-            return  # already back there (another account's probe, or a later failover)
+        if server not in self.router.preferred_over(self.router.registrar_peer(name)):
+            return  # already there or at a better one (another probe, or a later failover)
         self.router.fail_back(server, f"back: answered OPTIONS with {response.status}")
         log.info("account %s: %s answers again, registering there", name, server)
         if reg.state in (RegState.REGISTERED, RegState.FAILED):
