@@ -308,9 +308,10 @@ class Phone:
         only a flow whose interval changes is touched."""
         ua = self._core()
         for name, reg in ua.flows_of_all():
-            spec, peer = ua.accounts[name], ua.flow_peer(name, reg)
+            spec = ua.accounts[name]
             if not (spec.outbound and spec.register):
                 continue
+            peer = ua.flow_peer(name, reg)
             if peer.transport == "udp":
                 interval = flow_interval(self.config.nat.keepalive_interval, reg.flow_timer)
                 key = flow_key(name, reg)
