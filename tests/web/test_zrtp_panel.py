@@ -43,7 +43,8 @@ async def bob(tmp_path: Path) -> AsyncIterator[Phone]:
 
 
 async def zrtp_call(client: httpx.AsyncClient, api: dict[str, str], bob: Phone) -> dict[str, Any]:
-    """Dial bob through the API; the call view once ZRTP agreed keys."""
+    """Dial bob through the API; the call view once ZRTP agreed keys on both sides (the two
+    ends finish the exchange a message apart: bob's SAS may come a moment after ours)."""
     target = f"sip:bob@{bob.status()['listen']['udp']}"
     response = await client.post("/api/v1/calls", json={"uri": target}, headers=api)
     assert response.status_code == 201, response.text
@@ -53,12 +54,15 @@ async def zrtp_call(client: httpx.AsyncClient, api: dict[str, str], bob: Phone) 
         call = (await client.get(f"/api/v1/calls/{call_id}")).json()
         return call if (call.get("zrtp") or {}).get("sas") else None
 
-    return dict(await await_until(secured, 10, message="ZRTP keys on the call"))
+    view = dict(await await_until(secured, 10, message="ZRTP keys on the call"))
+    await await_until(lambda: bobs_sas(bob) is not None, 10, message="ZRTP keys at bob")
+    return view
 
 
-def bobs_sas(bob: Phone) -> str:
-    (call,) = [c for c in bob.calls.values() if not c.ended]
-    return str(call.security["path"]["sas"])
+def bobs_sas(bob: Phone) -> str | None:
+    calls = [c for c in bob.calls.values() if not c.ended]
+    sas = (calls[0].security["path"] or {}).get("sas") if len(calls) == 1 else None
+    return None if sas is None else str(sas)
 
 
 async def test_sas_panel_confirm_and_cache_mismatch_alarm(
