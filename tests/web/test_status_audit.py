@@ -10,6 +10,13 @@ from securephone.web.manager import PhoneManager
 from .conftest import client_for, make_manager, media_settings, page_ready
 
 
+async def status_page(mgr: PhoneManager) -> str:
+    """The status page's HTML, logged in (the first login's password change done)."""
+    async with client_for(mgr) as client:
+        await page_ready(client)
+        return (await client.get("/")).text
+
+
 def test_status_includes_audit_with_default_web_password(manager: PhoneManager) -> None:
     findings = actions.status(manager)["audit"]
     titles = " ".join(f["title"] for f in findings)
@@ -27,9 +34,7 @@ async def test_status_page_and_api_show_the_media_certificate_fingerprint(tmp_pa
         assert fingerprint is not None and fingerprint.startswith("sha-256 ")
         assert len(fingerprint.split()[1]) == 95  # 32 bytes as XX:XX:...
         assert actions.status(mgr)["media_certificate"] == {"fingerprint": fingerprint}
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         assert 'id="media-fingerprint"' in html and fingerprint in html
     finally:
         await mgr.shutdown()
@@ -45,9 +50,7 @@ async def test_a_changed_tls_key_is_a_red_banner_and_in_the_json(tmp_path: Path)
         alarm = TlsPeerChanged("sip.example:5061", "OLD=", "NEW=", False, "the TLS key changed")
         mgr.phone.tls_alarms[alarm.peer] = alarm
         assert actions.status(mgr)["tls_alarms"][0]["seen"] == "NEW="
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         assert 'class="alarm" role="alert" data-tls-peer="sip.example:5061"' in html
     finally:
         await mgr.shutdown()
@@ -74,9 +77,7 @@ async def test_status_page_and_api_show_the_servers_dns_gave_and_the_failovers(
         assert servers["failovers"] == [
             {"from": "tcp:127.0.0.1:5070", "to": "tcp:127.0.0.1:5080", "why": "cannot connect"}
         ]
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         assert "<strong>tcp:127.0.0.1:5080 (from srv, ttl 60s) (in use)</strong>" in html
         assert "tcp:127.0.0.1:5070 → tcp:127.0.0.1:5080 (cannot connect)" in html
     finally:
@@ -93,9 +94,7 @@ async def test_status_page_and_api_show_the_learnt_public_address(tmp_path: Path
     try:
         nat = actions.status(mgr)["nat"]
         assert nat["public_address"] is not None and nat["public_address"].startswith(PUBLIC_IP)
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         assert 'id="nat"' in html and nat["public_address"] in html
     finally:
         await mgr.shutdown()
@@ -122,9 +121,7 @@ async def test_status_page_lists_each_outbound_flow(tmp_path: Path) -> None:
             (1, f"sip:127.0.0.1:{edges[0]}"),
             (2, f"sip:127.0.0.1:{edges[1]}"),
         ]
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         for reg_id, port in ((1, edges[0]), (2, edges[1])):
             assert (
                 f'<li data-reg-id="{reg_id}" class="danger">flow {reg_id} via sip:127.0.0.1:{port}: '
@@ -156,9 +153,7 @@ async def test_status_page_and_api_show_the_keepalive_and_the_registrars_flow_ti
         await await_until(lambda: actions.status(mgr)["accounts"][0]["flow_timer"] == 4, 5)
         (view,) = actions.status(mgr)["accounts"]
         assert view["keepalive_s"] == 4.0  # below the configured 25 s
-        async with client_for(mgr) as client:
-            await page_ready(client)
-            html = (await client.get("/")).text
+        html = await status_page(mgr)
         assert "keep-alive every 4.0 s (registrar's Flow-Timer 4 s)" in html
     finally:
         await mgr.shutdown()
