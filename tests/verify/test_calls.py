@@ -117,8 +117,14 @@ async def call_between(
     """Start both, capture their SIP ports and the media block, talk SECONDS, hang up."""
     await alice.start()
     await bob.start()
-    ports: list[Any] = [listen_port(p, t) for p in (alice, bob) for t in ("udp", "tcp", "tls")]
-    capture = start_capture(capture_to, [*ports, f"{block.first}-{block.last}"])
+    # each port with its transport: another test's traffic can use the same number over the
+    # other transport (ephemeral ports), and would otherwise count as this call's
+    ports: list[Any] = [
+        f"{'udp' if t == 'udp' else 'tcp'}:{listen_port(p, t)}"
+        for p in (alice, bob)
+        for t in ("udp", "tcp", "tls")
+    ]
+    capture = start_capture(capture_to, [*ports, f"udp:{block.first}-{block.last}"])
     try:
         call = alice.dial(target.format(udp=listen_port(bob, "udp"), tls=listen_port(bob, "tls")))
         assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.CONNECTED, (
@@ -236,7 +242,11 @@ def baresip_ports(*phones: Baresip) -> list[Any]:
     ports: list[Any] = []
     for phone in phones:
         assert phone.rtp_ports is not None
-        ports += [phone.sip_port, phone.tls_port, f"{phone.rtp_ports.first}-{phone.rtp_ports.last}"]
+        ports += [
+            phone.sip_port,  # UDP and TCP
+            f"tcp:{phone.tls_port}",
+            f"udp:{phone.rtp_ports.first}-{phone.rtp_ports.last}",
+        ]
     return ports
 
 
@@ -389,7 +399,7 @@ def test_linphonec_call_zrtp_or_plain(
     for phone in (alice, bob):
         linphones.append(phone)
         phone.start()
-    ports = [alice.sip_port, bob.sip_port, f"{media_block.first}-{media_block.last}"]
+    ports = [alice.sip_port, bob.sip_port, f"udp:{media_block.first}-{media_block.last}"]
     capture = start_capture(tmp_path / "linphone.pcap", ports)
     try:
         alice.command(f"call {bob.uri}")

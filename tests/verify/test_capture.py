@@ -41,9 +41,33 @@ def test_parse_ports_and_expression() -> None:
         bpf_expression(ports)
         == "(tcp or udp) and (port 5060 or portrange 30000-30999 or port 5061)"
     )
-    for bad in (["x"], ["0"], ["70000"], ["10-5"], []):
+    for bad in (["x"], ["0"], ["70000"], ["10-5"], [], ["sctp:5060"], ["udp:"], [":5060"]):
         with pytest.raises(ValueError):
             parse_ports(bad)
+
+
+def test_a_port_can_name_its_transport() -> None:
+    ports = parse_ports(["udp:5060", "TCP:5061-5070", "5080"])
+    assert ports == [
+        PortRange(5060, 5060, "udp"),
+        PortRange(5061, 5070, "tcp"),
+        PortRange(5080, 5080),
+    ]
+    assert [str(p) for p in ports] == ["udp:5060", "tcp:5061-5070", "5080"]
+    assert bpf_expression(ports) == (
+        "(tcp or udp) and (udp port 5060 or tcp portrange 5061-5070 or port 5080)"
+    )
+    udp_5060 = Packet(0, (LO, 40000), (LO, 5060), b"x")
+    tcp_5060 = Packet(0, (LO, 5060), (LO, 40000), b"x", "tcp")  # a stranger on the same number
+    tcp_5065 = Packet(0, (LO, 40001), (LO, 5065), b"x", "tcp")
+    udp_5065 = Packet(0, (LO, 40001), (LO, 5065), b"x")
+    both_5080 = [Packet(0, (LO, 40002), (LO, 5080), b"x", t) for t in ("udp", "tcp")]
+    for linktype in (1, 101):
+        assert frame_matches(frame(udp_5060, linktype), linktype, ports)
+        assert not frame_matches(frame(tcp_5060, linktype), linktype, ports)
+        assert frame_matches(frame(tcp_5065, linktype), linktype, ports)
+        assert not frame_matches(frame(udp_5065, linktype), linktype, ports)
+        assert all(frame_matches(frame(p, linktype), linktype, ports) for p in both_5080)
 
 
 def test_bpf_program_jumps_stay_inside_the_program() -> None:
@@ -189,3 +213,33 @@ def test_cli_captures_for_a_duration(tmp_path: Path) -> None:
     assert read_capture(tmp_path / "d.pcap").datagrams[0].payload == b"ping"
     bad = runner.invoke(app, ["--out", str(tmp_path / "e.pcap"), "-p", "x"])
     assert bad.exit_code == 2 and "not a port" in bad.stderr
+
+
+def test_live_capture_of_a_udp_port_leaves_out_tcp_on_the_same_number(tmp_path: Path) -> None:
+    """``udp:PORT``: the socket backend keeps the phone's datagrams and drops a TCP connection
+    that happens to use the same port number (another program's, e.g. another test's)."""
+    udp, sender = _free_udp(), _free_udp()
+    port = udp.getsockname()[1]
+    try:
+        listener = socket.create_server((LO, port))
+    except OSError:
+        pytest.skip(f"TCP port {port} is taken here")
+    cap = PacketCapture(tmp_path / "cap.pcap", backend="socket")
+    _start(cap, [f"udp:{port}"])
+    try:
+        for i in range(5):
+            sender.sendto(b"datagram %d" % i, (LO, port))
+        client = socket.create_connection((LO, port))
+        conn, _ = listener.accept()
+        client.sendall(b"a stranger over tcp")
+        assert conn.recv(100) == b"a stranger over tcp"
+        client.close()
+        conn.close()
+        wait_until(lambda: cap.packets >= 5 and cap.dropped_by_python > 0, 10)
+    finally:
+        summary = cap.stop()
+        for sock in (udp, sender, listener):
+            sock.close()
+    result = read_capture(summary.path)
+    assert [d.payload for d in result.datagrams] == [b"datagram %d" % i for i in range(5)]
+    assert result.connections == []

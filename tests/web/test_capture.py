@@ -97,8 +97,10 @@ async def test_capture_a_call_through_the_api(
     media = manager.config.media
     assert running["running"] is True and running["interface"] == "lo"
     assert running["backend"] in ("socket", "tcpdump", "dumpcap")
-    assert running["ports"] == [str(p) for p in sorted({ours, tcp_port(manager)})] + [
-        f"{media.port_min}-{media.port_max}"
+    assert running["ports"] == [
+        f"tcp:{tcp_port(manager)}",
+        f"udp:{ours}",
+        f"udp:{media.port_min}-{media.port_max}",
     ]
     assert running["max_seconds"] == 120
 

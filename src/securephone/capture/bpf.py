@@ -5,7 +5,10 @@ the same test in Python (:func:`frame_matches`) as a second line and a reference
 The program lets through only IPv4/IPv6 UDP and TCP packets whose source or destination port
 is in one of the ranges; later IPv4 fragments (which carry no ports) and IPv6 packets with
 extension headers are rejected. It is built from a small label-based assembly and resolved to
-the forward-only relative jumps classic BPF uses.
+the forward-only relative jumps classic BPF uses. A range may name its transport (``udp:5060``,
+``tcp:5061``): the pcap-filter expression says so, and on the raw socket the kernel program
+checks the port and :func:`frame_matches`, which the socket backend runs on every frame, the
+transport too (so a stranger's TCP connection on the number of the phone's UDP port is dropped).
 """
 
 from __future__ import annotations
@@ -37,33 +40,46 @@ LINKTYPE_RAW = 101
 MAX_PORT_RANGES = 24
 
 
+TRANSPORTS = ("udp", "tcp")
+
+
 @dataclass(frozen=True, slots=True)
 class PortRange:
-    """Ports ``first``..``last`` (inclusive)."""
+    """Ports ``first``..``last`` (inclusive), of UDP and TCP or of one of them (``transport``)."""
 
     first: int
     last: int
+    transport: str | None = None  # "udp" or "tcp"; None: both
 
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and self.first <= port <= self.last
 
+    def matches(self, transport: str, port: int) -> bool:
+        """True for ``port`` of ``transport`` ("udp" or "tcp")."""
+        return self.first <= port <= self.last and self.transport in (None, transport)
+
     def __str__(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        ports = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        return ports if self.transport is None else f"{self.transport}:{ports}"
 
 
 def parse_ports(specs: Sequence[str | int]) -> list[PortRange]:
-    """``["5060", "30000-30999"]`` → port ranges; ValueError with the bad item otherwise."""
+    """``["5060", "30000-30999", "udp:5062", "tcp:5063"]`` → port ranges (a ``udp:`` or ``tcp:``
+    prefix keeps only that transport); ValueError with the bad item otherwise."""
     ranges = []
     for spec in specs:
         text = str(spec).strip()
-        first, _, last = text.partition("-")
+        transport, colon, rest = text.partition(":")
+        if colon and transport.lower() not in TRANSPORTS:
+            raise ValueError(f"not a port or port range (udp: or tcp: before it): {text!r}")
+        first, _, last = (rest if colon else text).partition("-")
         try:
             low, high = int(first), int(last or first)
         except ValueError:
             raise ValueError(f"not a port or port range: {text!r}") from None
         if not 1 <= low <= high <= 65535:
             raise ValueError(f"port range out of order or outside 1-65535: {text!r}")
-        ranges.append(PortRange(low, high))
+        ranges.append(PortRange(low, high, transport.lower() if colon else None))
     if not ranges:
         raise ValueError("give at least one port to capture")
     if len(ranges) > MAX_PORT_RANGES:
@@ -72,8 +88,12 @@ def parse_ports(specs: Sequence[str | int]) -> list[PortRange]:
 
 
 def bpf_expression(ports: Sequence[PortRange]) -> str:
-    """The pcap-filter(7) expression for tcpdump/dumpcap: ``(tcp or udp) and (port …)``."""
-    terms = [f"port {r.first}" if r.first == r.last else f"portrange {r}" for r in ports]
+    """The pcap-filter(7) expression for tcpdump/dumpcap: ``(tcp or udp) and (port … or udp
+    port …)``."""
+    terms = []
+    for r in ports:
+        term = f"port {r.first}" if r.first == r.last else f"portrange {r.first}-{r.last}"
+        terms.append(term if r.transport is None else f"{r.transport} {term}")
     return f"(tcp or udp) and ({' or '.join(terms)})"
 
 
@@ -195,4 +215,7 @@ def frame_matches(frame: bytes, linktype: int, ports: Sequence[PortRange]) -> bo
     layer = ip.data
     if not isinstance(layer, dpkt.udp.UDP | dpkt.tcp.TCP):
         return False
-    return any(layer.sport in r or layer.dport in r for r in ports)
+    transport = "udp" if isinstance(layer, dpkt.udp.UDP) else "tcp"
+    return any(
+        r.matches(transport, layer.sport) or r.matches(transport, layer.dport) for r in ports
+    )

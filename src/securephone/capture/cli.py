@@ -28,7 +28,11 @@ def capture(
     port: Annotated[
         list[str],
         typer.Option(
-            "--port", "-p", help="Port or range (5060, 30000-30999); repeat.", show_default=False
+            "--port",
+            "-p",
+            help="Port or range (5060, 30000-30999); udp: or tcp: before it keeps only that "
+            "transport (udp:5060, tcp:5061); repeat.",
+            show_default=False,
         ),
     ],
     interface: Annotated[str, typer.Option("--interface", "-i", help="Network interface.")] = "lo",

@@ -500,11 +500,21 @@ async def restore_backup(manager: PhoneManager, blob: bytes, passphrase: str | N
 
 # -- packet capture --------------------------------------------------------------------------------
 def capture_ports(manager: PhoneManager) -> list[str]:
-    """The phone's SIP listen ports (as bound) and its RTP/RTCP port range, for the capture."""
+    """The phone's SIP listen ports (as bound, each with its transport: UDP, or TCP for TCP and
+    TLS) and its RTP/RTCP port range (UDP), for the capture: another program's traffic on the
+    same numbers over the other transport stays out."""
     listen: dict[str, str] = _phone(manager).status()["listen"]
-    sip = sorted({int(address.rsplit(":", 1)[1]) for address in listen.values()})
+    sip = sorted(
+        {
+            ("udp" if transport == "udp" else "tcp", int(address.rsplit(":", 1)[1]))
+            for transport, address in listen.items()
+        }
+    )
     media = manager.config.media
-    return [*(str(port) for port in sip if port > 0), f"{media.port_min}-{media.port_max}"]
+    return [
+        *(f"{transport}:{port}" for transport, port in sip if port > 0),
+        f"udp:{media.port_min}-{media.port_max}",
+    ]
 
 
 def default_interface(manager: PhoneManager) -> str:
