@@ -170,13 +170,11 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def _trusted(
-        cls, items: list[tuple[str, str]], index: dict[str, list[str]] | None = None
-    ) -> Headers:
+    def _trusted(cls, items: list[tuple[str, str]]) -> Headers:
         """Build from parser output whose names and values were already checked."""
         headers = cls.__new__(cls)
         headers._items = items
-        headers._index = index
+        headers._index = None
         headers._parsed = {}
         return headers
 
@@ -680,64 +678,31 @@ def _unfold(lines: list[str]) -> list[tuple[str, str]]:
 def _parse_head(head: bytes) -> tuple[_StartLine, Headers]:
     """Start line and header section (RFC 3261 §7), with the header count and size limits.
 
-    The values are indexed by name as they are read, so no look-up scans the lines.
+    The values are indexed by name on the first look-up, so no look-up scans the lines.
     """
     lines = _decode_head(head)
     if len(lines) - 1 > MAX_HEADERS:
         raise _error("too many header lines", 413)
     start = _parse_start_line(lines[0])
-    if b"\r\n " in head or b"\r\n\t" in head:
-        items = _unfold(lines[1:])
-        index = _index(items)
-    else:
-        items, index = _header_lines(lines)
+    folded = b"\r\n " in head or b"\r\n\t" in head
+    items = _unfold(lines[1:]) if folded else _header_lines(lines)
     if len(head) > MAX_HEADER_LINE:  # else no value can be longer
         for name, value in items:
             if len(value) > MAX_HEADER_LINE:
                 raise _error(f"{name[:40]} header too long", 413)
-    return start, Headers._trusted(items, index)
+    return start, Headers._trusted(items)  # indexed by name on the first look-up (validation's)
 
 
-def _index(items: list[tuple[str, str]]) -> dict[str, list[str]]:
-    index: dict[str, list[str]] = {}
-    for name, value in items:
-        values = index.get(name)
-        if values is None:
-            index[name] = [value]
-        else:
-            values.append(value)
-    return index
-
-
-# received header name -> canonical name, for names already seen (bounded: a stranger's
-# made-up names stop being added once it is full)
-_NAMES_SEEN: dict[str, str] = {}
-_NAMES_SEEN_MAX = 1024
-
-
-def _header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
-    """``_header_line`` of every line after the start line and the index by name, in one loop
-    (no folding)."""
+def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
+    """``_header_line`` of every line after the start line, in one loop (no folding)."""
     items = []
-    index: dict[str, list[str]] = {}
-    seen = _NAMES_SEEN
-    for i in range(1, len(lines)):
-        name, colon, value = lines[i].partition(":")
-        canonical = seen.get(name)
-        if canonical is None or not colon:
-            canonical = _header_name(name)
-            if not colon or canonical is None:
-                raise _error(f"malformed header line {lines[i][:40]!r}")
-            if len(seen) < _NAMES_SEEN_MAX:
-                seen[name] = canonical
-        value = value.strip(" \t")
-        items.append((canonical, value))
-        values = index.get(canonical)
-        if values is None:
-            index[canonical] = [value]
-        else:
-            values.append(value)
-    return items, index
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        canonical = _header_name(name)
+        if not colon or canonical is None:
+            raise _error(f"malformed header line {line[:40]!r}")
+        items.append((canonical, value.strip(" \t")))
+    return items
 
 
 def _header_line(line: str) -> tuple[str, str]:
