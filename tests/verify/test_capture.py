@@ -99,6 +99,15 @@ def _free_udp() -> socket.socket:
     return sock
 
 
+def _tcp_exchange(listener: socket.socket, data: bytes) -> None:
+    """One connection to ``listener`` carrying ``data``, received whole, then closed."""
+    with socket.create_connection(listener.getsockname()[:2]) as client:
+        conn, _ = listener.accept()
+        with conn:
+            client.sendall(data)
+            assert conn.recv(100) == data
+
+
 def _frames_seen(cap: PacketCapture) -> int:
     """Frames captured so far: counted by the socket backend, read from a program's file."""
     if cap.backend == "socket":
@@ -133,12 +142,7 @@ def test_live_capture_keeps_only_the_ports_asked_for(tmp_path: Path, backend: st
             sender.sendto(b"other %d" % i, (LO, other_port))
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as v6:
             v6.sendto(b"over ipv6", ("::1", port))
-        client = socket.create_connection((LO, tcp_port))
-        conn, _ = listener.accept()
-        client.sendall(b"hello over tcp")
-        assert conn.recv(100) == b"hello over tcp"
-        client.close()
-        conn.close()
+        _tcp_exchange(listener, b"hello over tcp")
         wait_until(  # 21 datagrams and at least the TCP data segment reached the capture
             lambda: _frames_seen(cap) >= 22, 10, message=f"{backend} captured the packets"
         )
@@ -229,12 +233,7 @@ def test_live_capture_of_a_udp_port_leaves_out_tcp_on_the_same_number(tmp_path: 
     try:
         for i in range(5):
             sender.sendto(b"datagram %d" % i, (LO, port))
-        client = socket.create_connection((LO, port))
-        conn, _ = listener.accept()
-        client.sendall(b"a stranger over tcp")
-        assert conn.recv(100) == b"a stranger over tcp"
-        client.close()
-        conn.close()
+        _tcp_exchange(listener, b"a stranger over tcp")
         wait_until(lambda: cap.packets >= 5 and cap.dropped_by_python > 0, 10)
     finally:
         summary = cap.stop()
