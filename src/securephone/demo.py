@@ -1,13 +1,19 @@
-"""`make demo`: an encrypted call, captured on the wire and verified, beside a plain one for contrast.
+"""`make demo`: encrypted calls, captured on the wire and verified, beside a plain one for contrast.
 
 1. Creates a CA and certificates (what `securephone cert` does).
 2. Starts two phones on 127.0.0.1: bob answers over TLS with mandatory SRTP.
-3. Captures the loopback with tshark while alice calls bob over sips: and speaks; then a second,
-   deliberately plain call (UDP, RTP) for contrast.
-4. Verifies both captures (what `securephone verify` does) and writes HTML reports with pictures:
-   the TLS/SRTP call must show TLS signalling and noise; the plain call shows SIP and speech.
+3. Captures the loopback with tshark while alice calls bob over sips: and speaks, three times:
+   - "encrypted": SRTP keyed by SDES, as an encrypted desk phone does it (the keys travel in the
+     TLS-protected SDP, so every SIP server on the path could read them: hop by hop);
+   - "end-to-end": SRTP keyed by ZRTP in the media path (no server ever sees the keys); both
+     phones show the same short authentication string (SAS);
+   - "plain": deliberately UDP and RTP, for contrast.
+4. Verifies each capture (what `securephone verify` does) and writes HTML reports with pictures:
+   the encrypted calls must show TLS signalling and noise (the end-to-end one a completed ZRTP
+   exchange too); the plain call shows SIP and speech.
 
-Exit code 0 only when the encrypted call verified as encrypted and the plain one did not.
+Exit code 0 only when both encrypted calls verified as encrypted, the end-to-end one was keyed by
+ZRTP with equal SAS at both ends, and the plain call did not verify.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from securephone.pki.certs import create_ca, issue_certificate, write_public_fil
 from securephone.sip.callstate import CallState
 from securephone.store.config import parse_config
 from securephone.verify.keys import load_key_file
-from securephone.verify.report import analyze, render_terminal, write_outputs
+from securephone.verify.report import analyze, keying_of, render_terminal, write_outputs
 
 SPEECH = (
     "This is a secure phone call. The signalling travels over TLS, "
@@ -77,17 +83,28 @@ def make_speech(path: Path, text: str) -> Path:
     return path
 
 
-def phone_config(out: Path, certs: dict[str, Path], name: str, secure: bool, **extra: Any) -> Any:
+#: the demo's calls: label -> (SIP over TLS with mandatory SRTP, how the keys are agreed)
+CALLS: dict[str, tuple[bool, str | None]] = {
+    "encrypted": (True, "sdes"),
+    "end-to-end": (True, "zrtp"),
+    "plain": (False, None),
+}
+
+
+def phone_config(out: Path, certs: dict[str, Path], name: str, label: str, **extra: Any) -> Any:
+    secure, keying = CALLS[label]
     media: dict[str, Any] = {"port_min": 47000, "port_max": 47999}
     if secure:
         media["srtp"] = "mandatory"
-        if name == "alice":
+        media["keying"] = [keying]
+        if name == "alice" and keying == "sdes":
             media["srtp_key_export"] = str(out / "srtp-keys.json")
     else:
         media["srtp"] = "off"
+    (out / name).mkdir(exist_ok=True)  # each phone its own data (its own ZRTP identity)
     return parse_config(
         {
-            "data_dir": str(out),
+            "data_dir": str(out / name),
             "sip": {"listen_address": "127.0.0.1", "transports": ["udp", "tls"], "udp_port": 0,
                     "tls_port": 0, "trace_file": str(out / f"{name}-sip-trace.txt")},
             "tls": {"ca_file": str(certs["sips"]), "use_system_cas": False,
@@ -122,10 +139,10 @@ class Tshark:
             self.proc.wait()
 
 
-async def one_call(out: Path, certs: dict[str, Path], speech: Path, secure: bool) -> dict[str, Any]:
-    label = "encrypted" if secure else "plain"
-    alice = Phone(phone_config(out, certs, "alice", secure))
-    bob = Phone(phone_config(out, certs, "bob", secure, calls={"auto_answer": True}))
+async def one_call(out: Path, certs: dict[str, Path], speech: Path, label: str) -> dict[str, Any]:
+    secure = CALLS[label][0]
+    alice = Phone(phone_config(out, certs, "alice", label))
+    bob = Phone(phone_config(out, certs, "bob", label, calls={"auto_answer": True}))
     alice.source_factory = lambda call: WavSource(speech)
     bob.source_factory = lambda call: WavSource(speech)
     bob.sink_factory = lambda call: WavRecorder(out / f"{label}-bob-heard.wav")
@@ -143,13 +160,17 @@ async def one_call(out: Path, certs: dict[str, Path], speech: Path, secure: bool
         call = alice.dial(target)
         await call.wait_for(CallState.CONNECTED, timeout=15)
         await asyncio.sleep(6.0)
+        answered = list(bob.calls.values())
+        far_end = answered[0].security if answered else {}
         call.hangup()
         await call.wait_ended(10)
     finally:
         await alice.stop()
         await bob.stop()
         capture.stop()
-    return {"label": label, "pcap": pcap, "summary": _brief(call)}
+    brief = _brief(call)
+    brief["far_end_sas"] = (far_end.get("path") or {}).get("sas")
+    return {"label": label, "pcap": pcap, "summary": brief}
 
 
 def _brief(call: Call) -> dict[str, Any]:
@@ -157,6 +178,7 @@ def _brief(call: Call) -> dict[str, Any]:
     media = summary.get("media") or {}
     signalling = summary.get("signalling") or {}
     tls = signalling.get("tls") or {}
+    security = summary.get("security") or {}
     return {
         "state": summary["state"],
         "answered": summary["answered"],
@@ -167,6 +189,9 @@ def _brief(call: Call) -> dict[str, Any]:
         "server_certificate_sha256": tls.get("peer_sha256"),
         "media_encryption": media.get("encryption"),
         "srtp_suite": (media.get("srtp") or {}).get("suite"),
+        "keying": security.get("keying"),
+        "end_to_end": security.get("end_to_end"),
+        "sas": (security.get("path") or {}).get("sas"),
         "packets_sent": media.get("packets_sent"),
         "packets_received": media.get("packets_received"),
     }
@@ -176,6 +201,8 @@ def verify(out: Path, result: dict[str, Any]) -> int:
     keys_file = out / "srtp-keys.json"
     keys = load_key_file(keys_file) if result["label"] == "encrypted" and keys_file.exists() else []
     report = analyze(result["pcap"], keys)
+    # how the wire shows each media stream's keys agreed (None: not in the media path)
+    result["wire_keying"] = sorted({str(keying_of(stream)) for stream in report.media.streams})
     paths = write_outputs(report, out / f"{result['label']}-verify")
     console.rule(f"[bold]{result['label']} call: what the wire shows")
     render_terminal(report, console)
@@ -202,20 +229,42 @@ def main(argv: list[str] | None = None) -> int:
         f"certificates: CA {certs['sips'].name}, bob's server and alice's device certificate in {out}"
     )
     speech = make_speech(out / "speech.wav", SPEECH)
-    results = [asyncio.run(one_call(out, certs, speech, secure)) for secure in (True, False)]
+    results = [asyncio.run(one_call(out, certs, speech, label)) for label in CALLS]
     codes = [verify(out, result) for result in results]
     console.rule("[bold]calls")
     for result in results:
         console.print(f"{result['label']}: {json.dumps(result['summary'])}")
         console.print(f"  report: {result['report']}")
-    encrypted_ok = codes[0] == 0 and results[0]["summary"]["answered"]
-    plain_caught = codes[1] != 0 and results[1]["summary"]["answered"]
-    verdict = "PASS" if encrypted_ok and plain_caught else "FAIL"
-    console.print(
-        f"[bold]{verdict}[/]: the TLS+SRTP call verified as encrypted: {encrypted_ok}; "
-        f"the plain call was caught as not encrypted: {plain_caught}"
-    )
+    checks = verdicts(results, codes)
+    for check, ok in checks.items():
+        console.print(f"  {'ok' if ok else 'FAILED'}: {check}")
+    verdict = "PASS" if all(checks.values()) else "FAIL"
+    console.print(f"[bold]{verdict}[/]")
     return 0 if verdict == "PASS" else 1
+
+
+def verdicts(results: list[dict[str, Any]], codes: list[int]) -> dict[str, bool]:
+    """What the demo must show, each with whether it did."""
+    calls = {result["label"]: (result, code) for result, code in zip(results, codes, strict=True)}
+    sdes, sdes_code = calls["encrypted"]
+    e2e, e2e_code = calls["end-to-end"]
+    plain, plain_code = calls["plain"]
+    brief = e2e["summary"]
+    return {
+        "the SDES call verified as encrypted (keys hop by hop)": sdes_code == 0
+        and sdes["summary"]["answered"]
+        and sdes["summary"]["keying"] == "sdes"
+        and not sdes["summary"]["end_to_end"],
+        "the ZRTP call verified as encrypted, keyed in the media path (end to end)": e2e_code == 0
+        and brief["answered"]
+        and brief["keying"] == "zrtp"
+        and brief["end_to_end"] is True
+        and e2e["wire_keying"] == ["zrtp"],
+        "both ends of the ZRTP call show the same SAS": bool(brief["sas"])
+        and brief["sas"] == brief["far_end_sas"],
+        "the plain call was caught as not encrypted": plain_code != 0
+        and plain["summary"]["answered"],
+    }
 
 
 if __name__ == "__main__":
