@@ -265,8 +265,9 @@ def _srtp(config: Config) -> list[Finding]:
 
 
 def _keying(config: Config) -> list[Finding]:
-    """SDES alone puts every call's keys in the SDP: each SIP server on the path can read them
-    (RFC 4568 §8.1), TLS only protects them hop by hop; ZRTP agrees them end to end."""
+    """SDES puts a call's keys in the SDP: each SIP server on the path can read them (RFC 4568
+    §8.1), TLS only protects them hop by hop; ZRTP and DTLS-SRTP agree them end to end. SDES
+    alone is a weakness; SDES first says that calls over TLS will mostly use it."""
     lists: list[tuple[str, str, list[str]]] = [
         ("media.keying", "", list(getattr(config.media, "keying", []) or []))
     ]
@@ -281,6 +282,19 @@ def _keying(config: Config) -> list[Finding]:
                 Severity.MEDIUM,
                 where + "media keys only by SDES: readable by every SIP server on the path",
                 f'add "zrtp" to {key} (keys agreed end to end in the media path, RFC 6189)',
+                key,
+            ))  # fmt: skip
+        elif "sdes" in methods and methods[0] == "sdes":
+            # an offer takes the first usable method and an answer the first the offer allows:
+            # with SDES first, the end-to-end methods after it only serve calls where SDES cannot
+            found.append(Finding(
+                Severity.LOW,
+                where + "SDES comes first: calls over TLS to peers that accept SDES are keyed hop by "
+                "hop (readable by every SIP server on the path); the end-to-end methods after it "
+                "are used only where SDES cannot be (plaintext signalling, an offer without "
+                "a=crypto)",
+                f'put "zrtp" (or "dtls") first in {key} for peers that speak it; a peer that '
+                "speaks only SDES then gets an offer it cannot take",
                 key,
             ))  # fmt: skip
     return found

@@ -31,6 +31,7 @@ def hardened(tmp_path: Path, **media: Any) -> Config:
             "media": {
                 "srtp": "mandatory",
                 "srtp_suites": ["AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"],
+                "keying": ["zrtp", "sdes"],
                 **media,
             },
             "accounts": [
@@ -130,10 +131,27 @@ def test_keying_by_sdes_alone_is_flagged(tmp_path: Path) -> None:
     assert set(flagged) == {"media.keying", "accounts[].keying"}
     assert all(f.severity is Severity.MEDIUM and '"zrtp"' in f.fix for f in flagged.values())
     assert "account a: " in flagged["accounts[].keying"].title
-    for keying in (["sdes", "zrtp"], ["zrtp"]):
+    for keying in (["zrtp", "sdes"], ["zrtp"], ["dtls", "sdes", "zrtp"]):
         clean = audit_config(hardened(tmp_path, keying=keying), default_web_password=False,
                              web_scheme="https")  # fmt: skip
-        assert not any("SDES" in f.title for f in clean)
+        assert not any("SDES" in f.title for f in clean), keying
+
+
+def test_sdes_before_an_end_to_end_method_is_said(tmp_path: Path) -> None:
+    """With SDES first, an offer over TLS uses SDES: ZRTP after it does not make calls end to
+    end, and the audit says so (low: the default keeps SDES first for desk phones)."""
+    for keying in (["sdes", "zrtp"], ["sdes", "dtls", "zrtp"]):
+        config = hardened(tmp_path, keying=keying)
+        findings = audit_config(config, default_web_password=False, web_scheme="https")
+        [finding] = [f for f in findings if "SDES" in f.title]
+        assert finding.severity is Severity.LOW and finding.key == "media.keying"
+        assert "hop by hop" in finding.title and finding.fix.startswith('put "zrtp"')
+    config = hardened(tmp_path, keying=["zrtp"])
+    config.accounts[0].keying = ["sdes", "zrtp"]  # type: ignore[list-item]
+    findings = audit_config(config, default_web_password=False, web_scheme="https")
+    assert [f.key for f in findings if "SDES" in f.title] == ["accounts[].keying"]
+    default = audit_config(parse_config({"data_dir": str(tmp_path)}))
+    assert any(f.severity is Severity.LOW and "SDES comes first" in f.title for f in default)
 
 
 def _weak_rsa_cert(days_valid: int, start: datetime) -> bytes:
