@@ -18,7 +18,7 @@ from securephone.media.codecs.dtmf import TelephoneEvent
 from securephone.media.codecs.g711 import PCMA, PCMU
 from securephone.media.keying import KeyingEvent, KeyingMethod, KeysAgreed
 from securephone.media.rtp import RtpPacket
-from securephone.media.session import MediaStream, Pcm
+from securephone.media.session import MAX_DIGITS_KEPT, MediaStream, Pcm
 from securephone.media.srtp import SrtpContext, generate_key
 from securephone.sdp.offer_answer import NegotiatedMedia
 
@@ -240,7 +240,7 @@ def test_malformed_telephone_event_is_counted() -> None:
     _, bob = pair()
     bob.receive(bytes(RtpPacket(101, 1, 160, 7, b"\x01")), ALICE, 0.0)
     assert bob.counters.malformed == 1
-    assert bob.digits == []
+    assert list(bob.digits) == []
 
 
 def test_malformed_rtcp_is_counted() -> None:
@@ -270,6 +270,20 @@ def test_dtmf_digits_go_out_as_telephone_events_and_come_back_as_digits() -> Non
     assert [d.digit for d in bob.digits] == ["1", "#"]
     assert bob.stats()["dtmf_received"] == "1#"
     assert alice.stats()["dtmf_sent"] == 2
+
+
+def test_a_long_run_of_received_digits_keeps_the_newest_and_counts_all() -> None:
+    """A peer pressing keys for hours must not grow the call: the newest digits are kept."""
+    alice, bob = pair()
+    sent = "0123456789*#ABCD" * 20  # 320 digits, more than the stream keeps
+    alice.send_dtmf(sent)
+    delivered = deliver(send(alice, len(sent) * 25), bob)
+    assert "".join(delivered) == sent  # every digit still reported as it arrives
+    assert len(bob.digits) == MAX_DIGITS_KEPT < len(sent)
+    assert bob.digits_received == len(sent)
+    stats = bob.stats()
+    assert stats["dtmf_received"] == sent[-MAX_DIGITS_KEPT:]
+    assert stats["dtmf_received_count"] == len(sent)
 
 
 def test_dtmf_replaces_audio_while_a_key_is_pressed() -> None:
@@ -510,7 +524,7 @@ def test_injected_dtmf_from_a_stranger_is_ignored() -> None:
     for n, data in enumerate(packets):
         bob.receive(data, ("127.0.0.66", 40000), n * FRAME)
     assert len(packets) > 5
-    assert bob.digits == [] and bob.counters.foreign_dropped == len(packets)
+    assert list(bob.digits) == [] and bob.counters.foreign_dropped == len(packets)
 
 
 def test_symmetric_rtp_latches_onto_the_new_source() -> None:

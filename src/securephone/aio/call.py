@@ -169,7 +169,7 @@ class Call:
 
     @property
     def digits(self) -> str:
-        """DTMF digits received so far (RFC 4733)."""
+        """DTMF digits received so far (RFC 4733), the newest ``MAX_DIGITS_KEPT`` of a long call."""
         if self.channel is None:
             return ""
         return "".join(d.digit for d in self.channel.stream.digits)

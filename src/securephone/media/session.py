@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
 Address = tuple[str, int]
+MAX_DIGITS_KEPT = 256  # received DTMF digits a call keeps (the newest); all are counted
 RTCP_BANDWIDTH = 64000 / 8 * 0.05  # 5 % of a 64 kbit/s stream, in octets per second
 
 
@@ -98,7 +99,9 @@ class MediaStream:
         self._next_rtcp: float | None = None
         self._last_sr: tuple[int, float] | None = None  # middle 32 bits of its NTP time, arrival
         self._avg_rtcp = 100.0
-        self.digits: list[DtmfDigit] = []
+        # the newest received digits (a peer sending events for hours must not grow the call)
+        self.digits: deque[DtmfDigit] = deque(maxlen=MAX_DIGITS_KEPT)
+        self.digits_received = 0  # every digit received, kept or not
         self.srtp: SrtpContext | None = None
         self.require_srtp = False  # mandatory mode: nothing goes out or comes in without SRTP
         self.symmetric_rtp = (
@@ -379,6 +382,7 @@ class MediaStream:
             self.counters.malformed += 1
             return []
         self.digits.extend(digits)
+        self.digits_received += len(digits)
         return digits
 
     def playout(self, now: float) -> Pcm:
@@ -503,6 +507,7 @@ class MediaStream:
             "malformed": c.malformed,
             "dtmf_sent": c.dtmf_sent,
             "dtmf_received": "".join(d.digit for d in self.digits),
+            "dtmf_received_count": self.digits_received,
             "rtcp_sent": c.rtcp_sent,
             "rtcp_received": c.rtcp_received,
             "remote_fraction_lost": c.remote_fraction_lost,
