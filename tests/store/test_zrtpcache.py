@@ -45,3 +45,17 @@ def test_a_damaged_cache_is_one_clear_error_and_left_alone(tmp_path: Path) -> No
     path.write_bytes(b"not a database at all")
     with pytest.raises(zrtpcache.ZrtpCacheFileError):
         zrtpcache.load_or_create(path)
+
+
+def test_the_peers_order_survives_a_save(tmp_path: Path) -> None:
+    """Least recently updated first: the order that decides who goes when the cache is full."""
+    path = tmp_path / zrtpcache.CACHE_NAME
+    cache = zrtpcache.load_or_create(path)
+    order = [bytes([n]) * 12 for n in (9, 3, 7, 1)]  # not sorted: the order of the updates
+    for peer in order:
+        cache.record(peer).rs1 = peer[:1] * 32
+    zrtpcache.save(path, cache)
+    assert list(zrtpcache.load_or_create(path).peers) == order
+    cache.record(order[0])
+    zrtpcache.save(path, cache)
+    assert list(zrtpcache.load_or_create(path).peers) == [*order[1:], order[0]]

@@ -2,7 +2,9 @@
 
 The core keeps the cache as data (``media.zrtp.cache``); this module keeps it in an SQLite
 database in the data directory (mode 0600: the secrets protect later calls). Every save replaces
-the peers in one transaction, so a crash leaves the old cache or the new one, never half of each.
+the peers in one transaction, so a crash leaves the old cache or the new one, never half of each;
+the rows keep the cache's order (least recently updated first), which decides who goes first
+when the cache is full.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def load_or_create(path: Path) -> ZrtpCache:
     try:
         with contextlib.closing(sqlite3.connect(path)) as db:
             (zid,) = db.execute("SELECT zid FROM identity").fetchone()
-            rows = db.execute("SELECT zid, rs1, rs2, verified, name FROM peers").fetchall()
+            rows = db.execute(
+                "SELECT zid, rs1, rs2, verified, name FROM peers ORDER BY rowid"
+            ).fetchall()
         return ZrtpCache(zid=_sized(zid, 12, "own ZID"), peers=dict(_peer(row) for row in rows))
     except (sqlite3.Error, TypeError, ValueError) as exc:
         raise ZrtpCacheFileError(
@@ -54,7 +58,8 @@ def save(path: Path, cache: ZrtpCache) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
-    rows = [(zid, p.rs1, p.rs2, int(p.verified), p.name) for zid, p in sorted(cache.peers.items())]
+    # in the cache's order (least recently updated first): the rowids keep it for the next load
+    rows = [(zid, p.rs1, p.rs2, int(p.verified), p.name) for zid, p in cache.peers.items()]
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executescript(_SCHEMA)
         db.execute("INSERT OR REPLACE INTO identity (one, zid) VALUES (1, ?)", (cache.zid,))

@@ -2,6 +2,9 @@
 
 One ZID for this installation and, per peer ZID, rs1, rs2 (the previous rs1), the
 SAS-verified flag and the name last seen with that ZID (§4.9.1, for the user interface).
+Peers are kept in the order they were last updated, at most ``max_peers`` of them: anyone who
+can reach the phone can make ZRTP calls with new ZIDs, so beyond the limit the least recently
+updated peer that was never verified goes first (a verified one only when all are verified).
 The core never touches files: :func:`dump_cache` / :func:`load_cache` turn it into bytes
 (JSON) that the shell writes with the project's atomic writer.
 """
@@ -17,6 +20,7 @@ from typing import Any
 __all__ = ["PeerSecrets", "ZrtpCache", "ZrtpCacheError", "dump_cache", "load_cache"]
 
 _FORMAT = 1
+MAX_PEERS = 1000  # peers a cache keeps
 
 
 class ZrtpCacheError(ValueError):
@@ -38,7 +42,21 @@ class ZrtpCache:
     """Our ZID and the per-peer retained secrets."""
 
     zid: bytes
-    peers: dict[bytes, PeerSecrets] = field(default_factory=dict)
+    peers: dict[bytes, PeerSecrets] = field(default_factory=dict)  # least recently updated first
+    max_peers: int = MAX_PEERS
+
+    def record(self, zid: bytes) -> PeerSecrets:
+        """The peer's record for an update (created when new), made the most recent; the cache
+        then drops what is beyond ``max_peers`` (never this peer)."""
+        record = self.peers.pop(zid, None)
+        if record is None:
+            record = PeerSecrets()
+        self.peers[zid] = record
+        while len(self.peers) > max(1, self.max_peers):
+            oldest = next(iter(self.peers))
+            unverified = next((z for z, p in self.peers.items() if not p.verified), oldest)
+            del self.peers[unverified if unverified != zid else oldest]
+        return record
 
     @classmethod
     def new(cls, rng: Callable[[int], bytes] = secrets.token_bytes) -> ZrtpCache:

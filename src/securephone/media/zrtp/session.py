@@ -41,7 +41,7 @@ from .algorithms import (
     negotiate,
     unsupported_family,
 )
-from .cache import PeerSecrets, ZrtpCache
+from .cache import ZrtpCache
 from .crypto import BadPublicValue, DerivedKeys, HashChain, KeyPair
 from .events import (
     CacheUpdated,
@@ -321,7 +321,7 @@ class ZrtpSession:
         zid = self.peer_zid
         if zid is None or self.state is not State.SECURE:
             raise ZrtpUsageError("the SAS can only be confirmed on a secured session")
-        record = self.cache.peers.setdefault(zid, PeerSecrets())
+        record = self.cache.record(zid)
         record.verified = verified
         if verified and self._pending_rs1 is not None:
             record.rs2, record.rs1 = record.rs1, self._pending_rs1
@@ -795,7 +795,7 @@ class ZrtpSession:
     def _update_cache(self, zid: bytes, new_rs1: bytes) -> None:
         """rs2 := rs1, rs1 := new — postponed after a mismatch until the SAS is confirmed
         (RFC 6189 §4.6.1, §4.6.1.1); the stored V flag is cleared on a mismatch, like bzrtp."""
-        record = self.cache.peers.setdefault(zid, PeerSecrets())
+        record = self.cache.record(zid)
         if self.cache_mismatch:
             self._pending_rs1 = new_rs1
             record.verified = False
