@@ -325,6 +325,12 @@ def answer(
 def _finish(summaries: list[dict[str, object]], json_summary: bool) -> None:
     if json_summary:
         typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2))
+    else:
+        from securephone.tui.view import ALARM, summary_lines  # plain functions, no Textual
+
+        for summary in summaries:
+            for text, style in summary_lines(dict(summary)):
+                typer.secho(text, fg="red" if style == ALARM else None)
     failed = [s for s in summaries if not s.get("ok")]
     for summary in failed:
         typer.echo(

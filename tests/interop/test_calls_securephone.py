@@ -261,9 +261,9 @@ async def test_caller_display_name_reaches_the_callee(tmp_path: Path) -> None:
         await bob.stop()
 
 
-def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> None:
-    """``call``/``answer --keying zrtp --json``: the summary's security block says ZRTP, end to
-    end, the SAS and its rendering, not verified before, no cache mismatch; both ends agree."""
+def zrtp_cli_call(tmp_path: Path, *extra: str) -> tuple[str, str]:
+    """``answer`` and ``call`` with ``--keying zrtp`` (each its own data directory, so its own
+    ZRTP identity) and ``extra`` options for both; what the caller and the answerer printed."""
     configs = []
     for name in ("caller", "answerer"):
         path = tmp_path / f"{name}.toml"
@@ -275,7 +275,7 @@ def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> N
     port = free_port("both")
     answer = run_cli(
         "answer", "--config", str(configs[1]), "--listen", f"127.0.0.1:{port}", "--calls", "1",
-        "--keying", "zrtp", "--json",
+        "--keying", "zrtp", *extra,
     )  # fmt: skip
     try:
         wait_until(
@@ -286,7 +286,7 @@ def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> N
         caller = subprocess.run(
             [sys.executable, "-m", "securephone.cli", "call", f"sip:bob@127.0.0.1:{port}",
              "--config", str(configs[0]), "--direct", "--keying", "zrtp", "--duration", "2",
-             "--json"],
+             *extra],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         out, err = answer.communicate(timeout=30)
@@ -296,7 +296,14 @@ def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> N
             answer.wait()
     assert caller.returncode == 0, caller.stderr
     assert answer.returncode == 0, err
-    placed, answered = json.loads(caller.stdout), json.loads(out)
+    return caller.stdout, out
+
+
+def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> None:
+    """``call``/``answer --keying zrtp --json``: the summary's security block says ZRTP, end to
+    end, the SAS and its rendering, not verified before, no cache mismatch; both ends agree."""
+    caller, answer = zrtp_cli_call(tmp_path, "--json")
+    placed, answered = json.loads(caller), json.loads(answer)
     for summary in (placed, answered):
         security = summary["security"]
         assert security["keying"] == "zrtp" and security["end_to_end"] and security["keys_agreed"]
@@ -310,3 +317,21 @@ def test_cli_zrtp_call_json_shows_the_same_sas_on_both_ends(tmp_path: Path) -> N
         assert "rs1" not in json.dumps(summary) and "key" not in path
     assert placed["security"]["path"]["sas"] == answered["security"]["path"]["sas"]
     assert placed["security"]["path"]["role"] != answered["security"]["path"]["role"]
+
+
+def test_cli_prints_each_call_with_its_security_without_json(tmp_path: Path) -> None:
+    """Without --json, call and answer each print the call: plaintext signalling said plainly,
+    the media keyed by ZRTP end to end, and the same SAS at both ends (not compared)."""
+    sas = []
+    printed = zrtp_cli_call(tmp_path)
+    for text, first in zip(printed, ("outgoing call with sip:bob@", "incoming call"), strict=True):
+        lines = text.splitlines()
+        assert lines[0].startswith(first) and ": answered, " in lines[0], text
+        assert "  signalling: UDP with udp:127.0.0.1:" in text
+        assert "not encrypted (the signalling can be read on the path)" in text
+        assert "  media keying: zrtp, end to end" in lines
+        assert "  SAS not compared" in lines and "ALARM" not in text
+        [line] = [line for line in lines if line.startswith("  ZRTP SAS: ")]
+        sas.append(line.split()[2])
+        assert any(line.startswith("  audio: ") and "packets sent " in line for line in lines)
+    assert sas[0] == sas[1] and len(sas[0]) == 4

@@ -5,13 +5,14 @@ questions a user of a secure phone asks: how does signalling travel (transport, 
 cipher, whose certificate), how were the media keys agreed (SDES in the signalling, ZRTP end to
 end, DTLS-SRTP), with which SRTP suite, and is there anything to worry about (media not
 encrypted, ZRTP cache mismatch, a SAS not yet compared or rejected, keying failed).
+``summary_lines`` is the same for a finished call, printed by ``securephone call``/``answer``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ALARM", "OK", "Line", "call_lines", "call_row", "security_lines"]
+__all__ = ["ALARM", "OK", "Line", "call_lines", "call_row", "security_lines", "summary_lines"]
 
 Line = tuple[str, str]
 ALARM = "bold red"
@@ -130,7 +131,10 @@ def _media_lines(summary: dict[str, Any]) -> list[Line]:
     return lines
 
 
-def _zrtp_lines(path: dict[str, Any] | None) -> list[Line]:
+SAS_KEYS = "s = it matches, w = it does not"  # the softphone's keys for the SAS verdict
+
+
+def _zrtp_lines(path: dict[str, Any] | None, sas_hint: str | None = SAS_KEYS) -> list[Line]:
     if not path or path.get("method") != "zrtp":
         return []
     lines: list[Line] = []
@@ -142,8 +146,6 @@ def _zrtp_lines(path: dict[str, Any] | None) -> list[Line]:
         return lines
     lines.append((f"ZRTP SAS: {sas}   (read it aloud; compare with the far end)", "bold"))
     verified = path.get("sas_verified")
-    if path.get("cache_mismatch"):
-        lines.append(("ALARM: ZRTP cache mismatch: the far end's secrets changed", ALARM))
     if verified is True:
         lines.append(("SAS confirmed: peer verified", OK))
     elif verified is False:
@@ -151,15 +153,44 @@ def _zrtp_lines(path: dict[str, Any] | None) -> list[Line]:
     elif path.get("previously_verified"):
         lines.append(("peer verified on an earlier call", OK))
     else:
-        lines.append(("SAS not compared yet: s = it matches, w = it does not", WARN))
+        lines.append(
+            (f"SAS not compared yet: {sas_hint}" if sas_hint else "SAS not compared", WARN)
+        )
     return lines
 
 
-def security_lines(summary: dict[str, Any]) -> list[Line]:
-    """The security panel of one call."""
+def security_lines(summary: dict[str, Any], sas_hint: str | None = SAS_KEYS) -> list[Line]:
+    """The security panel of one call (``sas_hint``: how to give the SAS verdict, if one can)."""
     security = summary.get("security") or {}
     return [
         *_signalling_lines(summary.get("signalling")),
         *_media_lines(summary),
-        *_zrtp_lines(security.get("path")),
+        *_zrtp_lines(security.get("path"), sas_hint),
+        # the call's alarms in words: a ZRTP cache mismatch, refused downgrades (README, ZRTP)
+        *((f"ALARM: {alarm}", ALARM) for alarm in security.get("alarms") or ()),
     ]
+
+
+def summary_lines(summary: dict[str, Any]) -> list[Line]:
+    """A finished call for the command line: who and how it went, its security, its media."""
+    outcome = "answered" if summary.get("answered") else "not answered"
+    how = summary.get("reason") or summary.get("error")
+    lines: list[Line] = [
+        (
+            f"{summary.get('direction', '')} call with {summary.get('remote', '?')}: {outcome}, "
+            f"{float(summary.get('duration') or 0):.1f} s" + (f", {how}" if how else ""),
+            "bold",
+        ),
+        *(("  " + text, style) for text, style in security_lines(summary, sas_hint=None)),
+    ]
+    media = summary.get("media") or {}
+    if media.get("codec"):
+        lines.append(
+            (
+                f"  audio: {media['codec']}, packets sent {media.get('packets_sent', 0)}, "
+                f"received {media.get('packets_received', 0)}, lost "
+                f"{media.get('packets_lost', 0)}, jitter {media.get('jitter_ms', 0)} ms",
+                PLAIN,
+            )
+        )
+    return lines

@@ -127,7 +127,8 @@ class ZrtpKeying:
                 cache_mismatch=secure.cache_mismatch,
                 role=secure.role.value,
                 peer_zid=secure.peer_zid.hex(),
-                algorithms=asdict(secure.algorithms),
+                # the 4-character type names without their padding ("B32 " is B32)
+                algorithms={k: v.strip() for k, v in asdict(secure.algorithms).items()},
                 srtp_suite=secure.srtp_suite,
             )
         return data
