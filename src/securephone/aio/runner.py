@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from securephone.audio.sources import AudioSource, SilenceSource, open_source
 from securephone.sip.callstate import CallState
 from securephone.sip.registration import RegState
 from securephone.store.config import Config
+
+MAX_KEPT_SUMMARIES = 1000  # `answer --calls 0`: the newest call summaries returned
 
 log = logging.getLogger(__name__)
 
@@ -166,29 +170,69 @@ async def _place(
 
 
 async def answer_calls(config: Config, count: int, options: CallOptions) -> list[dict[str, Any]]:
-    """Answer ``count`` calls (0 = until SIGINT/SIGTERM) and return their summaries."""
+    """Answer ``count`` calls (0 = until SIGINT/SIGTERM) and return their summaries.
+
+    Each call is summarised when it ends and then let go (it holds its INVITE and media state):
+    answering until stopped, the newest ``MAX_KEPT_SUMMARIES`` are returned, and failures among
+    the older ones are one summary that counts them.
+    """
     config.calls.auto_answer = True
     phone = Phone(config)
     devices = _install_audio(phone, options, many=count != 1)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    runs: list[asyncio.Task[None]] = []
-    calls: list[Call] = []
+    runs: dict[asyncio.Task[None], Call] = {}  # calls being answered or under way
+    summaries = KeptSummaries()  # of ended calls
+    unfinished: list[Call] = []  # runs cut short by a stop: summarised once the phone stopped
+    taken = 0
+
+    def run_ended(task: asyncio.Task[None]) -> None:
+        call = runs.pop(task)
+        if call.ended:  # else the phone's stop ends it, and it is summarised after that
+            summaries.add(finish_summary(call, devices=devices))
+        else:
+            unfinished.append(call)
 
     def incoming(call: Call) -> None:
-        if count and len(calls) >= count:
+        nonlocal taken
+        if count and taken >= count:
             call.reject(486)
             return
-        calls.append(call)
-        runs.append(asyncio.ensure_future(_answered(call, options, stop)))
+        taken += 1
+        task = asyncio.ensure_future(_answered(call, options, stop))
+        runs[task] = call
+        task.add_done_callback(run_ended)
 
     phone.on_incoming = incoming
     await phone.start()
     try:
-        await _until_done(runs, calls, count, stop)
+        await _until_done(runs, lambda: bool(count) and taken >= count and not runs, stop)
     finally:
         await phone.stop()
-    return [finish_summary(call, devices=devices) for call in calls]
+    for call in [*unfinished, *runs.values()]:
+        summaries.add(finish_summary(call, devices=devices))
+    return summaries.result()
+
+
+class KeptSummaries:
+    """The newest ``limit`` call summaries; a failure among those let go is still counted, so
+    the result says that not every call succeeded."""
+
+    def __init__(self, limit: int = MAX_KEPT_SUMMARIES) -> None:
+        self._kept: deque[dict[str, Any]] = deque(maxlen=max(1, limit))
+        self.dropped_failures = 0
+
+    def add(self, summary: dict[str, Any]) -> None:
+        if len(self._kept) == self._kept.maxlen and not self._kept[0].get("ok"):
+            self.dropped_failures += 1
+        self._kept.append(summary)
+
+    def result(self) -> list[dict[str, Any]]:
+        """Oldest first; led by one failed entry that counts the failures no longer kept."""
+        if self.dropped_failures:
+            error = f"{self.dropped_failures} earlier calls failed (their summaries were not kept)"
+            return [{"ok": False, "error": error}, *self._kept]
+        return list(self._kept)
 
 
 async def _answered(call: Call, options: CallOptions, stop: asyncio.Event) -> None:
@@ -198,11 +242,11 @@ async def _answered(call: Call, options: CallOptions, stop: asyncio.Event) -> No
 
 
 async def _until_done(
-    runs: list[asyncio.Task[None]], calls: list[Call], count: int, stop: asyncio.Event
+    runs: dict[asyncio.Task[None], Call], finished: Callable[[], bool], stop: asyncio.Event
 ) -> None:
-    while not stop.is_set():
-        if count and len(calls) >= count and all(c.ended for c in calls):
-            return
+    """Until ``finished()`` or a stop; wakes when a call's run ends (never on one that has)."""
+    while not stop.is_set() and not finished():
         waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiter, *runs}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        pending = {task for task in runs if not task.done()}
+        await asyncio.wait({waiter, *pending}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
