@@ -4,6 +4,7 @@ that cannot get its sockets refused cleanly instead of escaping as an OSError.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -16,9 +17,10 @@ import pytest
 
 from securephone.aio import phone as phone_module
 from securephone.aio.phone import Phone
-from securephone.aio.transport import TransportLayer
+from securephone.aio.transport import STREAM_WRITE_HIGH_WATER, STREAM_WRITE_LIMIT, TransportLayer
 from securephone.sip.callstate import CallState
 from securephone.sip.flows import FlowLimits, FlowTable
+from securephone.sip.transport import Outgoing
 from securephone.store.config import parse_config
 from tests.helpers import await_until
 
@@ -108,3 +110,52 @@ async def test_an_auto_answer_without_descriptors_ends_the_call_cleanly(
     finally:
         await alice.stop(timeout=0.5)
         await bob.stop(timeout=0.5)
+
+
+async def test_a_peer_that_never_reads_cannot_grow_our_send_buffer() -> None:
+    """Requests that each get a large answer, from a client that never reads: the connection
+    stops being read past the high-water mark and is closed past the limit, so what waits in
+    our buffer stays below the limit (plus one answer) however much the client sends."""
+    answer = b"SIP/2.0 200 OK\r\n" + b"X-Pad: " + b"x" * 8000 + b"\r\nContent-Length: 0\r\n\r\n"
+    handled = 0
+
+    def on_message(message: object, peer: Any) -> None:
+        nonlocal handled
+        handled += 1
+        transports.send(Outgoing(answer, peer))
+
+    transports = TransportLayer(on_message, lambda peer, reason: None)
+    host, port = await transports.listen_stream("tcp", "127.0.0.1", 0)
+    client = socket.create_connection((host, port))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    request = (
+        b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK%d\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: %d@h\r\n"
+        b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    sent, largest, blocked = 0, 0, False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 8
+    try:
+        while sent < 20_000 and loop.time() < deadline:  # bounded in count and time
+            try:
+                client.send(request % (sent, sent))
+                sent += 1
+            except BlockingIOError:
+                blocked = True
+                await asyncio.sleep(0.01)
+            except OSError:
+                break  # closed by the phone: also an outcome
+            if sent % 50 == 0:
+                await asyncio.sleep(0)
+            for conn in list(transports._live.values()):
+                if conn.transport is not None:
+                    largest = max(largest, conn.transport.get_write_buffer_size())
+        assert largest <= STREAM_WRITE_LIMIT + len(answer), largest
+        # the flood was held back: the client's sends blocked or the connection was closed
+        assert blocked or not transports._live
+        assert handled * len(answer) > STREAM_WRITE_HIGH_WATER  # the answers did pile up
+    finally:
+        client.close()
+        await transports.close()

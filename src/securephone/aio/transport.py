@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 UDP_MAX_DATAGRAM = 65535  # RFC 3261 §18.1.1: a UDP message may be as large as IP allows
 UDP_BATCH = 64  # datagrams read per readiness callback
+# A connection whose peer does not read what we send: past the high-water mark we stop reading
+# from it (its requests wait in the kernel, no more answers are made); past the limit (answers
+# to requests read before the pause) it is closed. Nothing it sends can grow our buffers.
+STREAM_WRITE_HIGH_WATER = 256 * 1024
+STREAM_WRITE_LIMIT = 1024 * 1024
 
 MessageHandler = Callable[[bytes | Request | Response, Peer], None]
 ErrorHandler = Callable[[Peer, str], None]
@@ -87,8 +92,18 @@ class _StreamConnection(asyncio.Protocol):
             self.refused = True
             transport.close()
             return
+        transport.set_write_buffer_limits(high=STREAM_WRITE_HIGH_WATER)
         if self.dialled is None:
             self.layer._register_connection(self)
+
+    def pause_writing(self) -> None:
+        """The peer is not reading what we send: read nothing more from it until it does."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
@@ -126,9 +141,16 @@ class _StreamConnection(asyncio.Protocol):
         return explain_close(self.notes, received=self.received, sent=self.sent, has_cert=has_cert)
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             self.sent += len(data)
-            self.transport.write(data)
+            transport.write(data)
+            unread = transport.get_write_buffer_size()
+            if unread > STREAM_WRITE_LIMIT:
+                self.layer.note_bad(
+                    "SIP connection not reading", f"closing {self.peer}: {unread} bytes unread"
+                )
+                transport.abort()
 
     def close(self) -> None:
         if self.transport is not None:
