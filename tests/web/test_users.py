@@ -154,6 +154,33 @@ def test_throttle_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(throttle._failures) == ["b", "c", "d"]
 
 
+def test_a_huge_user_name_is_counted_by_its_first_64_characters() -> None:
+    """The login form takes any length: a megabyte of name must not become a megabyte of key."""
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock, user_max_failures=2)
+    huge = "x" * 1_000_000
+    for n in range(2):
+        assert throttle.begin(f"10.0.0.{n}", huge + str(n)) == 0
+        locked = throttle.failure(f"10.0.0.{n}", huge + str(n))
+    assert locked  # both names are the same 64 characters: one user budget
+    assert throttle.begin("10.9.9.9", "x" * 64) == pytest.approx(300)
+    assert all(len(key) == 64 for key in throttle._user.locked_until)
+
+
+def test_locks_are_bounded_and_expired_ones_go_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("securephone.store.users.MAX_TRACKED", 3)
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock, max_failures=1, lockout=100)
+    throttle.failure("old")
+    clock.now += 101  # "old" has expired, but nothing looked at it since
+    for address in ("a", "b"):
+        throttle.failure(address)
+    throttle.failure("c")  # full: the expired lock goes
+    assert list(throttle._address.locked_until) == ["a", "b", "c"]
+    throttle.failure("d")  # full of live locks: the oldest goes
+    assert list(throttle._address.locked_until) == ["b", "c", "d"]
+
+
 def test_an_attempt_is_reserved_before_it_is_checked() -> None:
     throttle = LoginThrottle(clock=Clock())
     for _ in range(5):

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -33,6 +33,7 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256  # argon2 hashes anything, but a megabyte "password" is an attack
 TOKEN_PREFIX = "sp_"
 MAX_TRACKED = 10_000  # addresses whose failed logins are counted at once
+MAX_NAME_KEY = 64  # a user name is counted by its first 64 characters (no user name is longer)
 
 
 class UserError(Exception):
@@ -263,6 +264,11 @@ class _Budget:
         if len(recent) < self.max_failures:
             return False
         recent.clear()
+        if key not in self.locked_until and len(self.locked_until) >= MAX_TRACKED:
+            for expired in [k for k, until in self.locked_until.items() if until <= now]:
+                del self.locked_until[expired]
+            if len(self.locked_until) >= MAX_TRACKED:
+                self.locked_until.pop(next(iter(self.locked_until)))  # the oldest lock
         self.locked_until[key] = now + self.lockout
         log.warning(
             "web login locked for %s %s for %d s after %d failed attempts within %d s",
@@ -273,6 +279,15 @@ class _Budget:
             self.window,
         )
         return True
+
+
+@overload
+def _name_key(user: str) -> str: ...
+@overload
+def _name_key(user: None) -> None: ...
+def _name_key(user: str | None) -> str | None:
+    """What a user name is counted by: a stranger's megabyte-long name costs 64 characters."""
+    return None if user is None else user[:MAX_NAME_KEY]
 
 
 class LoginThrottle:
@@ -312,6 +327,7 @@ class LoginThrottle:
 
     def locked_for(self, address: str, user: str | None = None) -> float:
         """Seconds left of the lockout of ``address`` or ``user`` (0 when it may try)."""
+        user = _name_key(user)
         now = self._clock()
         left = self._address.locked_for(address, now)
         if user is not None:
@@ -320,6 +336,7 @@ class LoginThrottle:
 
     def begin(self, address: str, user: str) -> float:
         """Reserve one login attempt; 0 when reserved, else the seconds to wait (refused)."""
+        user = _name_key(user)
         left = self.locked_for(address, user)
         if left > 0:
             return left
@@ -340,6 +357,7 @@ class LoginThrottle:
 
     def failure(self, address: str, user: str | None = None) -> bool:
         """Settle a failed attempt (or count one); True when it locks the address or the user."""
+        user = _name_key(user)
         now = self._clock()
         self._everyone.append(now)
         self._address.release(address)
@@ -351,6 +369,7 @@ class LoginThrottle:
 
     def success(self, address: str, user: str | None = None) -> None:
         """A good login settles its attempt and clears the failures of address and user."""
+        user = _name_key(user)
         self._address.release(address)
         self._address.failures.pop(address, None)
         if user is not None:
