@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from securephone.media.codecs.dtmf import (
     DTMF_DIGITS,
+    MAX_OPEN_EVENTS,
     DtmfDigit,
     DtmfPacket,
     DtmfReceiver,
@@ -177,6 +178,19 @@ def test_lost_end_packets_are_reported_by_the_next_event() -> None:
         DtmfDigit("1", 1, 1000, 800, 10, ended=False),
         DtmfDigit("2", 2, 5000, 800, 10, ended=True),
     ]
+
+
+def test_start_packets_with_ever_older_timestamps_keep_few_events_open() -> None:
+    """Each packet starts an event older than every open one, so none supersedes another: the
+    receiver keeps at most MAX_OPEN_EVENTS open and reports the first heard of beyond that."""
+    receiver = DtmfReceiver()
+    starts = [next(iter(dtmf_packets("5", 100_000_000 - n * 800))) for n in range(2000)]
+    digits = _feed(receiver, _rtp(starts))
+    assert len(receiver._open) == MAX_OPEN_EVENTS
+    assert len(digits) == 2000 - MAX_OPEN_EVENTS
+    assert [d.timestamp for d in digits[:2]] == [100_000_000, 100_000_000 - 800]
+    assert not any(d.ended for d in digits)
+    assert len(receiver.flush()) == MAX_OPEN_EVENTS
 
 
 def test_flush_reports_an_unfinished_event_once() -> None:

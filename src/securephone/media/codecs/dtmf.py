@@ -152,13 +152,17 @@ class DtmfDigit:
     ended: bool = True
 
 
+MAX_OPEN_EVENTS = 4  # events heard of, not yet ended or superseded (reordering needs 2)
+
+
 class DtmfReceiver:
     """Turn telephone-event packets into ``DtmfDigit``s exactly once per event (RFC 4733 §2.5.2).
 
     An event is identified by (SSRC, RTP timestamp): all its packets — updates and the
     repeated end packets — share the start timestamp. A digit is reported at its first end
     packet; an event whose end packets were all lost is reported when a packet for a newer
-    event arrives or at ``flush()``. Packets of an event already reported are ignored, in
+    event arrives or at ``flush()``; beyond ``MAX_OPEN_EVENTS`` open at once (packets with ever
+    older start times), the one heard of first is reported. Packets of an event already reported are ignored, in
     any order. Events outside 0-15 are not DTMF and are ignored.
     """
 
@@ -177,6 +181,8 @@ class DtmfReceiver:
         self._open[key] = self._merge(key, digit, payload)
         if payload.end:
             finished.append(self._close(key))
+        while len(self._open) > MAX_OPEN_EVENTS:  # ever older start times supersede nothing
+            finished.append(self._close(next(iter(self._open))))  # the one heard of first
         return finished
 
     def flush(self) -> list[DtmfDigit]:
