@@ -11,7 +11,7 @@ import pytest
 from securephone.media.zrtp.algorithms import AlgorithmOffer
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.crypto import DH3K_PRIME
-from securephone.media.zrtp.events import DropReason, FailureReason, PacketDropped
+from securephone.media.zrtp.events import DropReason, FailureReason, PacketDropped, ZrtpFailed
 from securephone.media.zrtp.messages import (
     Commit,
     Confirm1,
@@ -27,7 +27,7 @@ from securephone.media.zrtp.messages import (
     parse_message,
 )
 from securephone.media.zrtp.packet import ZrtpPacket
-from securephone.media.zrtp.session import State, ZrtpConfig
+from securephone.media.zrtp.session import MAX_PING_ACKS, State, ZrtpConfig
 
 from .harness import Endpoint, Wire, both_secure, endpoint
 
@@ -269,6 +269,21 @@ def test_goclear_and_sasrelay_are_refused_and_ping_is_answered() -> None:
     ack = replies[1]
     assert isinstance(ack, PingAck) and ack.ssrc == 777 and ack.received_endpoint_hash == b"e" * 8
     assert b.state is State.SECURE
+
+
+def test_a_flood_of_pings_from_anyone_cannot_use_up_the_sequence_numbers() -> None:
+    """Pings are answered in any state and need no SSRC of the call: past MAX_PING_ACKS they
+    are counted and left unanswered, so 70,000 of them neither fail the session (ZRTP must never
+    wrap its 16-bit sequence numbers) nor make 70,000 PingACKs."""
+    wire = _run(endpoint("a"), endpoint("b"))
+    b = wire.b.session
+    ping = bytes(ZrtpPacket(1, 777, bytes(Ping("1.10", b"e" * 8))))
+    answers = 0
+    for _ in range(70_000):
+        b.receive(ping, ("203.0.113.9", 4000), wire.now)
+        answers += len(b.datagrams_to_send())
+    assert b.state is State.SECURE and not wire.b.of(ZrtpFailed)
+    assert answers == MAX_PING_ACKS and b.pings_ignored == 70_000 - MAX_PING_ACKS
 
 
 def test_peer_error_message_fails_the_agreement_and_is_acknowledged() -> None:

@@ -115,6 +115,7 @@ class ZrtpKeying:
             "state": self.session.state.value,
             "failure": self.failure,
             "dropped": self.dropped,
+            "pings_ignored": self.session.pings_ignored,
             "zrtp_hash_in_sdp": self.peer_hello_hash_signalled,
             "alarms": list(self.alarms),
         }

@@ -85,6 +85,10 @@ __all__ = ["TRANSITIONS", "State", "Trigger", "ZrtpConfig", "ZrtpSession", "Zrtp
 log = logging.getLogger(__name__)
 
 VERSION = "1.10"
+# PingACKs a session sends at most (RFC 6189 §5.16): a Ping may come from anyone who can reach
+# the media port, and each answer takes one of our 16-bit sequence numbers, which must never
+# wrap; an endpoint checking that we are alive needs a handful per call
+MAX_PING_ACKS = 64
 Address = Any  # whatever the shell uses for a datagram source; kept for diagnostics only
 
 
@@ -221,6 +225,8 @@ class ZrtpSession:
         self._timers: dict[str, _Retransmit] = {}
         self._deadlines: dict[str, float] = {}
         self._outbox: list[bytes] = []
+        self.pings_ignored = 0  # Pings past MAX_PING_ACKS: counted, not answered
+        self._ping_acks = 0
         self._events: deque[Event] = deque()
         self._last_now = 0.0
         self._current_ssrc: int | None = None
@@ -355,7 +361,9 @@ class ZrtpSession:
             self._arm("error", raw, self._last_now, self.config.t2_initial, self.config.t2_cap)
 
     def _drop(self, reason: DropReason, detail: str) -> None:
-        log.info("ZRTP packet dropped: %s (%s)", reason.value, detail)
+        # anyone can send such packets to the media port: counted (the summary's "dropped"),
+        # logged only at debug level
+        log.debug("ZRTP packet dropped: %s (%s)", reason.value, detail)
         self._events.append(PacketDropped(reason, detail))
 
     # -- sending and timers -------------------------------------------------------------------
@@ -823,7 +831,12 @@ class ZrtpSession:
         self._drop(DropReason.SAS_RELAY_IGNORED, "relayed SAS from a PBX is not trusted")
 
     def _answer_ping(self, ping: Ping, ssrc: int) -> None:
-        """PingACK in any state (RFC 6189 §5.16); EndpointHash from our ZID."""
+        """PingACK in any state (RFC 6189 §5.16); EndpointHash from our ZID. Only
+        ``MAX_PING_ACKS`` per session: beyond that Pings are counted and left unanswered."""
+        if self._ping_acks >= MAX_PING_ACKS:
+            self.pings_ignored += 1
+            return
+        self._ping_acks += 1
         own = crypto.sha256(self.cache.zid)[:8]
         self._send(bytes(PingAck(VERSION, own, ping.endpoint_hash, ssrc)))
 
