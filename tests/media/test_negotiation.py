@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from securephone.errors import MediaError
-from securephone.media.keying import KeyingMethod
+from securephone.media.keying import MAX_ALARMS, KeyingMethod, add_alarm
 from securephone.media.negotiation import KeyingResources, SdpMedia, SrtpPolicy
 from securephone.media.zrtp.cache import ZrtpCache
 from securephone.media.zrtp.keying import ZrtpKeying
@@ -92,6 +92,27 @@ def test_optional_mode_refuses_a_reoffer_that_would_drop_srtp() -> None:
     assert refused.value.status == 488 and refused.value.security
     assert callee.keying is not None  # the call goes on as it was
     assert callee.alarms and "downgrade refused" in callee.alarms[0]
+
+
+def test_a_downgrade_repeated_a_thousand_times_is_one_alarm() -> None:
+    """The peer decides how often it re-INVITEs: each is refused, the alarm is kept once."""
+    caller = media(40000, mode="optional", methods=(SDES,), tls=True)
+    callee = media(40002, mode="optional", methods=(SDES,), tls=True)
+    callee.receive_offer(caller.create_offer(False), False)
+    plain = SdpMedia(MediaCapabilities(), 40000, SrtpPolicy(mode="off"))
+    for _ in range(1000):
+        with pytest.raises(MediaError) as refused:
+            callee.receive_offer(plain.create_offer(True), False)
+        assert refused.value.status == 488
+    assert len(callee.alarms) == 1
+
+
+def test_a_call_keeps_at_most_max_alarms_distinct_alarms() -> None:
+    alarms: list[str] = []
+    assert add_alarm(alarms, "a") and not add_alarm(alarms, "a")
+    for n in range(100):
+        add_alarm(alarms, f"alarm {n}")
+    assert len(alarms) == MAX_ALARMS and alarms[:2] == ["a", "alarm 0"]
 
 
 def test_a_reoffer_with_a_weaker_suite_is_refused() -> None:

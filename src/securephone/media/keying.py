@@ -16,6 +16,16 @@ from enum import Enum
 from typing import Protocol
 
 Address = tuple[str, int]
+MAX_ALARMS = 16  # distinct alarms a call keeps (a peer can repeat what raises them at will)
+
+
+def add_alarm(alarms: list[str], text: str) -> bool:
+    """Keep ``text`` among a call's alarms once; True when it is new (and kept: at most
+    ``MAX_ALARMS``, the first ones), so callers log and announce it only then."""
+    if text in alarms or len(alarms) >= MAX_ALARMS:
+        return False
+    alarms.append(text)
+    return True
 
 
 class KeyingMethod(Enum):

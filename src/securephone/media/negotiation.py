@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from securephone.errors import MediaError, SdpError, SrtpError
 from securephone.media.dtls.certificate import DtlsCertificate
 from securephone.media.dtls.profiles import profiles_for_suites
-from securephone.media.keying import KeyingMethod, PathKeying
+from securephone.media.keying import KeyingMethod, PathKeying, add_alarm
 from securephone.media.srtp import DEFAULT_SUITES, SdesChoice, SdesNegotiator
 from securephone.media.suites import SUITES
 from securephone.media.zrtp.cache import ZrtpCache
@@ -270,8 +270,8 @@ class SdpMedia:
         """Refuse a change that would lower the call's security (488); the call goes on as it was
         and the alarm stays on the call for every interface to show."""
         alarm = f"downgrade refused: {what}"
-        self.alarms.append(alarm)
-        log.warning("media %s", alarm)
+        if add_alarm(self.alarms, alarm):  # a repeat is refused the same way, not logged again
+            log.warning("media %s", alarm)
         raise MediaError(alarm, 488, security=True)
 
     @staticmethod

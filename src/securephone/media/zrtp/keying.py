@@ -11,6 +11,7 @@ from securephone.media.keying import (
     KeyingMethod,
     KeyingUpdated,
     KeysAgreed,
+    add_alarm,
 )
 
 from .cache import ZrtpCache
@@ -54,8 +55,8 @@ class ZrtpKeying:
     def raise_alarm(self, text: str) -> None:
         """Something tried to weaken this call's keying (e.g. a downgrade re-INVITE): users
         must see it; listeners hear it as a ``KeyingUpdated``."""
-        self.alarms.append(text)
-        self._pending.append(KeyingUpdated(self.method, self.summary()))
+        if add_alarm(self.alarms, text):  # each alarm once, however often it is raised
+            self._pending.append(KeyingUpdated(self.method, self.summary()))
 
     # -- PathKeying --------------------------------------------------------------------------------
     def start(self, now: float) -> None:
