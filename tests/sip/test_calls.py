@@ -8,6 +8,7 @@ import pytest
 
 from securephone.media.negotiation import SdpMedia
 from securephone.sdp.offer_answer import MediaCapabilities
+from securephone.sip.callmanager import MAX_FORKS
 from securephone.sip.callstate import CallEnding, CallState
 from securephone.sip.events import (
     CallMediaUpdated,
@@ -352,6 +353,24 @@ def test_second_forked_2xx_is_acked_and_byed() -> None:
     byes = [d for d in out if d.startswith(b"BYE")]
     assert len(acks) == 1 and len(byes) == 1
     assert parse_message(byes[0]).to.tag == "otherfork"
+    assert pair.a.calls.get(key).state is CallState.CONNECTED
+
+
+def test_forked_2xx_each_fork_is_byed_once_and_forks_are_bounded() -> None:
+    """A retransmitted 2xx of an extra fork gets its ACK again but no second BYE; past MAX_FORKS
+    new tags get nothing: who sends 2xx must not make us send a BYE for each of them."""
+    pair = Pair()
+    key, _, _, _ = connect(pair)
+    ok = pair.sent("b", "SIP/2.0 200")[0]
+    for _ in range(3):
+        pair.a.receive_datagram(retag(ok, "To", "otherfork"), B, pair.now)
+    for n in range(50):
+        pair.a.receive_datagram(retag(ok, "To", f"fork{n}"), B, pair.now)
+    out = [o.data for o in pair.a.outgoing()]
+    byes = [parse_message(d).to.tag for d in out if d.startswith(b"BYE")]
+    acks = [d for d in out if d.startswith(b"ACK")]
+    assert byes == ["otherfork", *(f"fork{n}" for n in range(MAX_FORKS - 1))]
+    assert len(acks) == 3 + MAX_FORKS - 1
     assert pair.a.calls.get(key).state is CallState.CONNECTED
 
 

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 DEFAULT_INCOMING_RING = 120.0  # seconds an unanswered incoming call may ring before 480
+MAX_FORKS = 8  # other forks' 2xx a call ACKs and BYEs (RFC 3261 §13.2.2.4); more are ignored
 _CANCELLED = (CallEnding.CANCELLED_HERE, "cancelled")
 _HUNG_UP = (CallEnding.HUNG_UP_HERE, "hung up")
 
@@ -341,7 +342,13 @@ class CallManager:
         self._send_stateless(ack, self._dialog_peer(call))
 
     def _ack_and_bye_fork(self, call: CallSession, response: Response, now: float) -> None:
+        """ACK every 2xx of the fork, BYE it once; at most ``MAX_FORKS`` forks a call (whoever
+        answers picks where the BYE goes: more 2xx with new tags are ignored)."""
         assert call.invite is not None
+        tag = response.to.tag
+        known = tag in call.forks
+        if not known and len(call.forks) >= MAX_FORKS:
+            return
         try:
             fork = Dialog.as_uac(call.invite, response)
         except ProtocolError:
@@ -349,7 +356,9 @@ class CallManager:
         spec = self.router.account(call.account)
         peer = self.router.route_peer(spec, fork.next_hop(), use_proxy=False)
         self._send_stateless(fork.create_request("ACK", cseq=call.invite.cseq.seq), peer)
-        self._send(fork.create_request("BYE"), peer, now)
+        if not known:  # a retransmitted 2xx of this fork needed only the ACK
+            call.forks.add(tag)
+            self._send(fork.create_request("BYE"), peer, now)
 
     def _send_cancel(self, call: CallSession, now: float) -> None:
         """RFC 3261 §9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""

@@ -68,6 +68,7 @@ class CallSession:
         self.local_hold = False
         self.remote_hold = False
         self.dialog: Dialog | None = None
+        self.forks: set[str | None] = set()  # To-tags of other forks' 2xx we ACKed and BYEd
         self.media: CallMedia | None = None
         self.peer: Peer | None = None  # where our INVITE went / theirs came from
         self.invite: Request | None = None  # our INVITE (UAC) or theirs (UAS)
