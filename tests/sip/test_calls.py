@@ -574,6 +574,27 @@ def test_refused_offer_gets_488_without_ringing() -> None:
     assert kinds(pair, "b") == ["IncomingCall", "terminated"]
 
 
+def test_refused_offers_are_logged_a_few_at_a_time(caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone can send INVITEs the media policy refuses: a burst of warnings, then counts."""
+    from securephone.errors import MediaError
+
+    pair = Pair()
+
+    def refuse(account: str | None, invite: Request, transport: str) -> MediaError | None:
+        return MediaError("SRTP is mandatory but the offer is RTP/AVP", 488, security=True)
+
+    pair.b.calls.offer_check = refuse
+    caplog.set_level(logging.WARNING, logger="securephone.sip.callmanager")
+    for port in range(40):
+        pair.a.dial(SipUri.parse("sip:bob@127.0.0.1:5080"), media(41000 + 2 * port), pair.now)
+        pair.flush()
+    refused = [r for r in caplog.records if r.getMessage().startswith("offer refused")]
+    assert len(pair.sent("b", "SIP/2.0 488")) >= 40  # every one refused all the same
+    assert len(refused) == pair.b.calls.refusal_log.burst
+    assert all(r.levelno == logging.WARNING for r in refused)
+    assert pair.b.calls.refusal_log.total["offer refused"] == 40
+
+
 def test_crossed_byes_keep_each_sides_own_cause() -> None:
     """Both sides end the call for a security cause at once: the BYEs cross, and each side's
     ending stays its own cause rather than "the far end hung up"."""

@@ -91,6 +91,9 @@ class CallManager:
         self._by_invite: dict[str, str] = {}  # server INVITE transaction id -> call key
         self.session_expires: int | None = SESSION_EXPIRES  # RFC 4028 asked as UAC; None: off
         self.busy_log = LogLimiter(log)  # an INVITE flood at the call limit: counts, not lines
+        # offers refused (no SRTP where it is mandatory, nothing in common): anyone can send
+        # such INVITEs, so a burst of warnings per interval, then counts
+        self.refusal_log = LogLimiter(log, level=logging.WARNING)
 
     # -- helpers -----------------------------------------------------------------------------------
     def get(self, key: str) -> CallSession:
@@ -428,7 +431,7 @@ class CallManager:
         self.events.append(IncomingCall(call.key, request))
         refusal = self._check_offer(call, request, event.peer.transport)
         if refusal is not None:  # refused before it rings: no 180 for an offer we cannot take
-            log.warning("call %s: refusing the offer: %s", call.key[:8], refusal)
+            self.refusal_log.note(now, "offer refused", f"call {call.key[:8]}: {refusal}")
             self._reject(call, refusal.status, now, media_ending(refusal), str(refusal))
             return
         ringing = make_response(request, 180, to_tag=call.local_tag)
@@ -455,7 +458,7 @@ class CallManager:
         try:
             body = self._first_answer(call, media, call.invite)
         except MediaError as exc:
-            log.warning("call %s: offer not acceptable: %s", key[:8], exc)
+            self.refusal_log.note(now, "offer refused", f"call {key[:8]}: {exc}")
             self._reject(call, exc.status, now, media_ending(exc), str(exc))
             return
         try:
