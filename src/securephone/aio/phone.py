@@ -166,12 +166,34 @@ def zrtp_config(media: MediaSettings) -> ZrtpConfig:
     return ZrtpConfig(offer=offer)
 
 
-class SipTrace:
-    """Writes every SIP message in and out to a file, with time, direction and peer."""
+TRACE_MAX_BYTES = 64 * 1024 * 1024  # a trace file this large goes to FILE.1 and starts again
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+
+class SipTrace:
+    """Writes every SIP message in and out to a file, with time, direction and peer.
+
+    Everything that reaches the SIP ports is written, garbage included, so the file is bounded:
+    past ``max_bytes`` it becomes ``FILE.1`` (replacing the one before) and a new one begins.
+    """
+
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, max_bytes: int = TRACE_MAX_BYTES
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
         self._file: TextIO = open(path, "a", encoding="utf-8", opener=_private_opener)  # noqa: SIM115
+        self._size = self._file.tell()
         self._clock = clock
+
+    def _write(self, text: str) -> None:
+        if self._size >= self.max_bytes:
+            self._file.close()
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            self._file = open(self.path, "a", encoding="utf-8", opener=_private_opener)  # noqa: SIM115
+            self._size = 0
+        self._file.write(text)
+        self._file.flush()
+        self._size += len(text.encode("utf-8"))
 
     def __call__(self, direction: str, peer: Peer, data: bytes) -> None:
         millis = int(self._clock() * 1000)  # one clock read: seconds and milliseconds agree
@@ -179,14 +201,12 @@ class SipTrace:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}Z"
         arrow = "<<" if direction == "in" else ">>"
         text = redact(data.decode("utf-8", errors="replace"))  # SDES keys never reach a trace
-        self._file.write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")
-        self._file.flush()
+        self._write(f"{stamp} {arrow} {direction} {peer} ({len(data)} bytes)\n{text}\n")
 
     def note(self, text: str) -> None:
         """A line that is not a SIP message (DNS answers, failovers), with its time."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))
-        self._file.write(f"{stamp} ## {text}\n")
-        self._file.flush()
+        self._write(f"{stamp} ## {text}\n")
 
     def close(self) -> None:
         self._file.close()
