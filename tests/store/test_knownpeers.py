@@ -56,6 +56,20 @@ def test_a_changed_key_alarms_and_strict_refuses(
     assert pins.check("sip.example", 5061, certs[1]).verdict is PinVerdict.MATCH
 
 
+def test_a_full_table_pins_no_more_and_keeps_every_pin(certs: tuple[bytes, bytes]) -> None:
+    """Far ends can name new servers for our requests: past max_pins a new server is connected
+    unpinned, and no pin already made is pushed out (a stranger cannot evict a real server's)."""
+    pins = KnownPeers(None, PinMode.STRICT, max_pins=3)
+    for port in (5061, 5062, 5063):
+        assert pins.check("sip.example", port, certs[0]).verdict is PinVerdict.NEW
+    for port in range(6000, 6050):
+        check = pins.check("stranger.example", port, certs[1])
+        assert check.verdict is PinVerdict.UNPINNED and not check.refused
+    assert sorted(pins.pins) == [f"sip.example:{p}" for p in (5061, 5062, 5063)]
+    assert pins.check("sip.example", 5061, certs[1]).verdict is PinVerdict.CHANGED  # still held
+    assert knownpeers.MAX_PINS == KnownPeers().max_pins >= 100
+
+
 def test_off_records_nothing(certs: tuple[bytes, bytes]) -> None:
     pins = KnownPeers(None, PinMode.OFF)
     assert pins.check("h", 1, certs[0]).verdict is PinVerdict.UNCHECKED

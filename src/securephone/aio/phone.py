@@ -245,6 +245,7 @@ class Phone:
         self._wildcard = False  # a listener on :: or 0.0.0.0: Via/Contact/SDP follow each peer
         self._known_peers: knownpeers.KnownPeers | None = None
         self.tls_alarms: dict[str, TlsPeerChanged] = {}  # by host:port, the latest one
+        self.pins_full = 0  # first-use servers not pinned because the pin table was full
         self.nat = NatTraversal(
             config.nat, self._transports.send_stun, software=config.sip.user_agent, note=self._note
         )
@@ -495,6 +496,14 @@ class Phone:
                 pins.save()
             except OSError as exc:
                 log.error("cannot save %s: %s", pins.path, exc)
+        elif check.verdict is knownpeers.PinVerdict.UNPINNED:
+            self.pins_full += 1
+            if self.pins_full == 1:  # once: every later server is in the same situation
+                log.warning(
+                    "%s holds %d pins, the most it keeps: %s and later new servers are "
+                    "connected without a pin (remove pins you no longer need)",
+                    pins.path, len(pins.pins), check.peer,
+                )  # fmt: skip
         elif check.verdict is knownpeers.PinVerdict.MATCH:
             self.tls_alarms.pop(check.peer, None)
         elif check.verdict is knownpeers.PinVerdict.CHANGED:

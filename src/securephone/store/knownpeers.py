@@ -40,6 +40,10 @@ __all__ = [
 
 KNOWN_PEERS_NAME = "known_peers.json"
 _VERSION = 1
+# servers pinned at most: a call's far end can name the next hop of our requests (Contact,
+# Record-Route), so strangers could grow the table; when it is full, new servers are connected
+# unpinned (a warning says so) and no pin already made is ever pushed out
+MAX_PINS = 1000
 
 
 class PinMode(StrEnum):
@@ -54,6 +58,7 @@ class PinVerdict(Enum):
     """What a server's key is, compared with what we knew of it."""
 
     NEW = "new"  # first use: recorded now
+    UNPINNED = "unpinned"  # first use, but the table is full: not recorded
     MATCH = "match"
     CHANGED = "changed"
     UNCHECKED = "unchecked"  # pinning is off
@@ -106,6 +111,7 @@ class KnownPeers:
     path: Path | None = None
     mode: PinMode = PinMode.TOFU
     pins: dict[str, str] = field(default_factory=dict)
+    max_pins: int = MAX_PINS
 
     def check(self, host: str, port: int, der_certificate: bytes) -> PinCheck:
         """Compare the server's key with the pin; a first use is recorded (call :meth:`save`)."""
@@ -115,6 +121,8 @@ class KnownPeers:
             return PinCheck(peer, PinVerdict.UNCHECKED, seen)
         pinned = self.pins.get(peer)
         if pinned is None:
+            if len(self.pins) >= self.max_pins:
+                return PinCheck(peer, PinVerdict.UNPINNED, seen)
             self.pins[peer] = seen
             return PinCheck(peer, PinVerdict.NEW, seen)
         if pinned == seen:
