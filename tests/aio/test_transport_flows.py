@@ -89,3 +89,33 @@ async def test_keepalive_ping_and_close_without_pong() -> None:
     finally:
         await transports.close()
         server.close()
+
+
+async def test_connections_we_open_beyond_the_limit_close_the_least_used_but_not_a_flow() -> None:
+    """Three servers we send to, two connections allowed: the one that carried a REGISTER
+    stays, the least recently used other one is closed when the third opens."""
+    transports = layer(FlowLimits(max_dialled=2))
+    accepted: list[asyncio.StreamReader] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+        await reader.read()  # until we close it
+        writer.close()
+
+    servers = [await asyncio.start_server(serve, "127.0.0.1", 0) for _ in range(3)]
+    peers = [Peer("tcp", "127.0.0.1", s.sockets[0].getsockname()[1]) for s in servers]
+    try:
+        transports.send(Outgoing(b"REGISTER sip:127.0.0.1 SIP/2.0\r\n\r\n", peers[0]))
+        for peer in peers[1:]:
+            await asyncio.sleep(0.2)
+            transports.send(Outgoing(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\r\n", peer))
+        for _ in range(100):
+            if len(accepted) == 3 and not transports.connected(peers[1]):
+                break
+            await asyncio.sleep(0.02)
+        assert [transports.connected(peer) for peer in peers] == [True, False, True]
+        assert len(transports.flows) == 2
+    finally:
+        await transports.close()
+        for server in servers:
+            server.close()

@@ -116,3 +116,22 @@ def test_a_shorter_flow_timer_brings_the_next_ping_forward() -> None:
     table.set_keepalive(1, 5, now=2)
     due = table.get_timer()
     assert due is not None and 2 + 4 <= due <= 2 + 5
+
+
+def test_beyond_max_dialled_the_least_recently_used_flow_without_a_registration_goes() -> None:
+    """Far ends name where our requests go: connections we open are bounded, but never by
+    closing a registration's flow (RFC 5626: the registrar reaches us over it)."""
+    flows = FlowTable(FlowLimits(max_dialled=3))
+    assert flows.opened(1, dialled=True, now=0)
+    flows.sent(1, now=0, register=True)  # the registration's flow, the oldest of all
+    assert flows.opened(2, dialled=True, now=1)
+    flows.sent(2, now=1)
+    assert flows.opened(3, dialled=True, now=2)
+    assert flows.overflow() == []  # three: at the limit
+    flows.received(2, now=3, messages=1, partial=False)  # 2 is used again: 3 is now the oldest
+    assert flows.opened(4, dialled=True, now=4)
+    assert flows.overflow() == [FlowCommand(3, FlowAction.CLOSE, "too many connections we opened")]
+    assert len(flows) == 3 and flows.overflow() == []
+    assert flows.opened(5, dialled=True, now=5)
+    assert [c.conn for c in flows.overflow()] == [2]  # 1 never goes, however old
+    assert flows.accepted == 0  # the accepted connections' count is not touched

@@ -145,6 +145,8 @@ class _StreamConnection(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             self.sent += len(data)
             transport.write(data)
+            if data != b"\r\n\r\n" and data != b"\r\n":  # keep-alive pings are no use
+                self.layer.flow_sent(self, data.startswith(b"REGISTER "))
             unread = transport.get_write_buffer_size()
             if unread > STREAM_WRITE_LIMIT:
                 self.layer.note_bad(
@@ -358,8 +360,16 @@ class TransportLayer:
             )
             return False
         self._live[conn.conn_id] = conn
+        for command in self.flows.overflow():  # dialled ones beyond the limit
+            spare = self._live.get(command.conn)
+            if spare is not None:
+                log.info("closing the SIP connection with %s: %s", spare.peer, command.reason)
+                spare.close()
         self._arm_flows()
         return True
+
+    def flow_sent(self, conn: _StreamConnection, register: bool) -> None:
+        self.flows.sent(conn.conn_id, asyncio.get_running_loop().time(), register=register)
 
     def flow_received(
         self, conn: _StreamConnection, messages: int, partial: bool, pongs: int

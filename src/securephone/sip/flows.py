@@ -13,6 +13,9 @@ this table says when to ping and when to close, as commands, and when it next ne
   ``message_timeout`` (half a header, a Content-Length never sent, one byte every two seconds),
   or (on accepted connections) no bytes at all for ``idle_timeout`` is closed; beyond ``max_connections``
   in all, or ``max_per_address`` from one address, new incoming connections are refused.
+- Nor make us hold connections: a call's far end names where our requests go (Contact,
+  Record-Route), so beyond ``max_dialled`` connections we opened, the least recently used one
+  that never carried a REGISTER is closed (a registration's flow must stay: RFC 5626).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class FlowLimits:
     idle_timeout: float = 900.0
     max_connections: int = 256
     max_per_address: int = 32  # accepted connections from one IP address
+    max_dialled: int = 64  # connections we opened; beyond, the least recently used one goes
 
 
 @dataclass
@@ -62,6 +66,8 @@ class _Flow:
     awaiting_pong: bool = False
     next_ping: float | None = None
     interval: float | None = None  # a registrar's Flow-Timer for this flow, else the limits'
+    last_used: float = 0.0  # a SIP message sent or received
+    registration: bool = False  # a REGISTER went over it: never closed to make room
 
     def deadline(self, limits: FlowLimits) -> tuple[float, str]:
         """The earliest time this flow must be closed, and why."""
@@ -102,11 +108,29 @@ class FlowTable:
             self.accepted += 1
             if host is not None:
                 self._per_host[host] = self._per_host.get(host, 0) + 1
-        flow = _Flow(dialled, host, now, now)
+        flow = _Flow(dialled, host, now, now, last_used=now)
         if dialled and self.limits.keepalive_interval > 0:
             flow.next_ping = now + self.limits.keepalive_interval
         self._flows[conn] = flow
         return True
+
+    def sent(self, conn: int, now: float, *, register: bool = False) -> None:
+        """A SIP message went out on ``conn`` (``register``: a REGISTER, so it is a flow)."""
+        flow = self._flows.get(conn)
+        if flow is not None:
+            flow.last_used = now
+            flow.registration = flow.registration or register
+
+    def overflow(self) -> list[FlowCommand]:
+        """Closes that make room when more than ``max_dialled`` connections we opened are up:
+        the least recently used ones that carry no registration (forgotten here)."""
+        dialled = [(f.last_used, c) for c, f in self._flows.items() if f.dialled]
+        spare = sorted((used, c) for used, c in dialled if not self._flows[c].registration)
+        commands = []
+        for _, conn in spare[: max(0, len(dialled) - self.limits.max_dialled)]:
+            commands.append(FlowCommand(conn, FlowAction.CLOSE, "too many connections we opened"))
+            self._forget(conn)
+        return commands
 
     def received(
         self, conn: int, now: float, *, messages: int, partial: bool, pongs: int = 0
@@ -117,6 +141,8 @@ class FlowTable:
             return
         flow.last_rx = now
         flow.messages += messages
+        if messages:
+            flow.last_used = now
         if pongs:
             flow.awaiting_pong = False
         if not partial:
