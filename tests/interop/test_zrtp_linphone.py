@@ -48,7 +48,7 @@ X255_B256 = {
     "zrtp_sas_suites": "MS_ZRTP_SAS_B256, MS_ZRTP_SAS_B32",
 }
 # what linphone's debug log calls the algorithms (bzrtp's names)
-LINPHONE_NAMES = {"DH3k": "DHM-3072", "X255": "ECDH-255", "B32 ": "Base32", "B256": "PGP-WordList"}
+LINPHONE_NAMES = {"DH3k": "DHM-3072", "X255": "ECDH-255", "B32": "Base32", "B256": "PGP-WordList"}
 ALGO_RE = re.compile(
     r"ZRTP algo used during negotiation: Cipher: (\S+) - KeyAgreement: (\S+) - Hash: (\S+)"
     r" - AuthTag: (\S+) - Sas Rendering: (\S+)"
@@ -216,7 +216,7 @@ async def direct(
         await phone.stop()
 
 
-DEFAULT_ALGOS = {"key_agreement": "DH3k", "sas_type": "B32 ", "auth_tag": "HS80"}
+DEFAULT_ALGOS = {"key_agreement": "DH3k", "sas_type": "B32", "auth_tag": "HS80"}
 X255_ALGOS = {"key_agreement": "X255", "sas_type": "B256", "auth_tag": "HS80"}
 
 
