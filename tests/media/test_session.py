@@ -658,6 +658,21 @@ class _AgreeOnFirstDatagram:
     def close(self) -> None: ...
 
 
+def test_a_strangers_keying_packets_do_not_keep_a_silent_call_alive() -> None:
+    """ZRTP/DTLS packets go to the path keying from any address (it judges them), but only the
+    peer's count as hearing from the peer for the silence check."""
+    _, bob = pair()
+    bob.set_keying(
+        _AgreeOnFirstDatagram(SUITE, generate_key(SUITE), generate_key(SUITE)), required=True
+    )
+    zrtp_like = b"\x10\x00\x00\x01ZRTP" + bytes(20)
+    for n in range(20):
+        bob.receive(zrtp_like, ("203.0.113.7", 4000 + n), float(n))
+    assert bob.last_heard is None and bob.silent(19.0, since=0.0, timeout=10)
+    bob.receive(zrtp_like, ALICE, 19.5)
+    assert bob.last_heard == 19.5 and not bob.silent(20.0, since=0.0, timeout=10)
+
+
 def test_keys_agreed_in_the_media_path_key_the_very_next_datagram() -> None:
     """linphone sends its first SRTP packet right behind its Conf2ACK: both arrive in one read,
     before the shell polls the keying. The agreed keys must already unprotect that packet."""

@@ -295,7 +295,8 @@ class MediaStream:
                 self.keying_dropped += 1
             else:
                 self.keying.receive(data, source, now)
-                self.last_heard = now
+                if self._from_peer(source):  # a stranger's handshake packets keep no call alive
+                    self.last_heard = now
                 self._take_keying_events(self.keying)
             return []
         if kind is PacketKind.STUN:  # e.g. linphone's connectivity checks on the RTP port
@@ -318,6 +319,15 @@ class MediaStream:
         if self.negotiated is None or not self._accept_source(source, rtcp=False):
             return []
         return self._receive_packet(packet, self.negotiated, now)
+
+    def _from_peer(self, source: Address) -> bool:
+        """From the negotiated RTP address, or from where accepted media last came (not counted
+        as foreign either way: the path keying judges its own packets)."""
+        media = self.negotiated
+        negotiated = media is not None and source[1] == media.remote_port
+        if negotiated and media is not None and _same_host(source[0], media.remote_address):
+            return True
+        return self.last_source is not None and (source[0], source[1]) == self.last_source
 
     def _accept_source(self, source: Address, rtcp: bool) -> bool:
         """May a packet from ``source`` be used? Records it; counts and drops a stranger's."""
