@@ -673,6 +673,27 @@ def test_a_strangers_keying_packets_do_not_keep_a_silent_call_alive() -> None:
     assert bob.last_heard == 19.5 and not bob.silent(20.0, since=0.0, timeout=10)
 
 
+def test_keying_packets_are_taken_only_from_the_peer_unless_symmetric_rtp() -> None:
+    """Like plain RTP: with symmetric RTP off only the negotiated address takes part in a ZRTP
+    or DTLS handshake (a blind stranger cannot abort or steer it); with it on (NAT), the
+    keying itself judges a packet from elsewhere."""
+    zrtp_like = b"\x10\x00\x00\x01ZRTP" + bytes(20)
+    for symmetric in (False, True):
+        _, bob = pair()
+        bob.symmetric_rtp = symmetric
+        bob.set_keying(
+            _AgreeOnFirstDatagram(SUITE, generate_key(SUITE), generate_key(SUITE)), required=True
+        )
+        bob.receive(zrtp_like, ("203.0.113.7", 4000), 0.0)
+        taken = [type(e) for e in bob.poll_keying(0.0)]
+        assert taken == ([KeysAgreed] if symmetric else [])
+        assert bob.counters.foreign_source == 1
+        assert bob.counters.foreign_dropped == (0 if symmetric else 1)
+        if not symmetric:
+            bob.receive(zrtp_like, ALICE, 0.1)
+            assert [type(e) for e in bob.poll_keying(0.1)] == [KeysAgreed]
+
+
 def test_keys_agreed_in_the_media_path_key_the_very_next_datagram() -> None:
     """linphone sends its first SRTP packet right behind its Conf2ACK: both arrive in one read,
     before the shell polls the keying. The agreed keys must already unprotect that packet."""

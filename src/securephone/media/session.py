@@ -293,11 +293,17 @@ class MediaStream:
         if kind in (PacketKind.ZRTP, PacketKind.DTLS):
             if self.keying is None:
                 self.keying_dropped += 1
-            else:
+            elif self._from_peer(source):
                 self.keying.receive(data, source, now)
-                if self._from_peer(source):  # a stranger's handshake packets keep no call alive
-                    self.last_heard = now
+                self.last_heard = now
                 self._take_keying_events(self.keying)
+            elif self.symmetric_rtp:  # the peer may be behind a NAT: its keying judges it
+                self.counters.foreign_source += 1
+                self.keying.receive(data, source, now)
+                self._take_keying_events(self.keying)
+            else:  # like plain RTP: only the negotiated address may take part in the handshake
+                self.counters.foreign_source += 1
+                self.counters.foreign_dropped += 1
             return []
         if kind is PacketKind.STUN:  # e.g. linphone's connectivity checks on the RTP port
             self.counters.not_media += 1

@@ -20,6 +20,7 @@ from securephone.media.zrtp.messages import (
     DHPart2,
     Error,
     GoClear,
+    HelloAck,
     Message,
     Ping,
     PingAck,
@@ -284,6 +285,27 @@ def test_a_flood_of_pings_from_anyone_cannot_use_up_the_sequence_numbers() -> No
         answers += len(b.datagrams_to_send())
     assert b.state is State.SECURE and not wire.b.of(ZrtpFailed)
     assert answers == MAX_PING_ACKS and b.pings_ignored == 70_000 - MAX_PING_ACKS
+
+
+def test_a_blind_strangers_packets_before_the_peers_hello_change_nothing() -> None:
+    """Before the peer's Hello nothing is bound: an Error (any SSRC) must not fail the agreement
+    and a packet numbered 0xFFFF must not make the peer's real packets look replayed; so must a
+    Hello that a=zrtp-hash refuses."""
+    a, b = endpoint("a"), endpoint("b")
+    wire = Wire(a, b)
+    wire.start()
+    b.session.set_peer_hello_hash(a.session.sdp_zrtp_hash)
+    stranger = ("203.0.113.9", 4000)
+    forged_hello = bytes(ZrtpPacket(0xFFFF, 777, bytes(endpoint("x").session._build_hello())))
+    for packet in (
+        bytes(ZrtpPacket(0xFFFE, 777, bytes(Error(0x40)))),
+        forged_hello,
+        bytes(ZrtpPacket(0xFFFF, 777, bytes(HelloAck()))),
+    ):
+        b.session.receive(packet, stranger, wire.now)
+    wire.run()
+    assert both_secure(wire) and a.secure.sas == b.secure.sas
+    assert not b.of(ZrtpFailed)
 
 
 def test_peer_error_message_fails_the_agreement_and_is_acknowledged() -> None:

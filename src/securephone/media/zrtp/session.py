@@ -292,11 +292,19 @@ class ZrtpSession:
         if self.state is State.IDLE:
             self._drop(DropReason.UNEXPECTED, "session not started")
             return
+        if self._peer.hello is None and not isinstance(message, Hello):
+            # only the peer's Hello (checked against a=zrtp-hash) binds us to a peer: before
+            # it, nobody's Error, Commit or sequence number may change anything
+            self._drop(DropReason.UNEXPECTED, f"{type(message).__name__} before the peer's Hello")
+            return
+        previous = self._peer.last_sequence
         self._peer.last_sequence = packet.sequence
         self._current_ssrc = packet.ssrc
         if "responder" in self._deadlines:
             self._deadlines["responder"] = now + self.config.responder_timeout
         self._dispatch(message, packet.message, source, now)
+        if self._peer.hello is None:  # a Hello we did not take moves no sequence number
+            self._peer.last_sequence = previous
 
     def datagrams_to_send(self) -> list[bytes]:
         """ZRTP packets to send to the peer's media address, in order."""
