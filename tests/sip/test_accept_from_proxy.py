@@ -70,3 +70,24 @@ def test_on_by_default_for_accounts_that_register() -> None:
     )
     flags = [account_spec(a).accept_only_from_proxy for a in config.accounts]
     assert flags == [True, False, False]
+
+
+def test_a_tls_accounts_proxy_address_over_udp_is_not_the_proxy() -> None:
+    """A forged UDP source is easy: an account that reaches its proxy over TLS takes out-of-dialog
+    requests from the proxy's address only over TLS."""
+    ua = UserAgent({"udp": ("127.0.0.1", 5070), "tls": ("127.0.0.1", 5071)})
+    ua.add_account(
+        AccountSpec(
+            name="a",
+            aor=SipUri("sip", "example.com", "alice"),
+            registrar=SipUri.parse("sip:127.0.0.5:5061;transport=tls"),
+            auth_user="alice",
+            password="x",
+            transport="tls",
+            accept_only_from_proxy=True,
+        )
+    )
+    assert ua.router.from_proxy(Peer("tls", "127.0.0.5", 40123)) is True  # its flow
+    assert ua.router.from_proxy(Peer("udp", "127.0.0.5", 5061)) is False
+    assert ua.router.from_proxy(Peer("tcp", "127.0.0.5", 5061)) is False
+    assert status_of(ua, "INVITE", Peer("udp", "127.0.0.5", 5060)) == [403]

@@ -92,8 +92,9 @@ class Router:
         """Whether ``peer`` is the registrar or outbound proxy of an account that accepts requests
         only from there; None when no account asks for that (direct listening is unchanged).
 
-        A hop given as an IP literal must match the source address; a hop given by name (which
-        the core cannot resolve) must match the transport and port the server sends from.
+        The transport must be the hop's; then a hop given as (or resolved to) an IP address must
+        match the source address, and a hop given by a name the core has no address for must
+        match the port the server sends from.
         """
         enforcing = [s for s in self.accounts.values() if s.accept_only_from_proxy]
         hops = [self.route_peer(s, s.registrar) for s in enforcing]
@@ -302,11 +303,15 @@ def _same_target(a: Peer, b: Peer) -> bool:
 
 
 def _same_server(hop: Peer, peer: Peer) -> bool:
+    """The request came from ``hop`` over its transport: an account that speaks TLS to its proxy
+    takes nothing from that proxy's address over UDP or TCP (anyone can forge a UDP source)."""
+    if peer.transport != hop.transport:
+        return False
     host = hop.host.strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return peer.transport == hop.transport and peer.port == hop.port
+        return peer.port == hop.port
     return peer.host.strip("[]") == host
 
 
