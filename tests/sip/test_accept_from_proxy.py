@@ -91,3 +91,30 @@ def test_a_tls_accounts_proxy_address_over_udp_is_not_the_proxy() -> None:
     assert ua.router.from_proxy(Peer("udp", "127.0.0.5", 5061)) is False
     assert ua.router.from_proxy(Peer("tcp", "127.0.0.5", 5061)) is False
     assert status_of(ua, "INVITE", Peer("udp", "127.0.0.5", 5060)) == [403]
+
+
+def test_a_refused_invite_is_answered_once_not_on_timer_g() -> None:
+    """The 403 to a request not from the proxy is not repeated unasked (its source may be forged,
+    and 11 answers for one INVITE would go to the victim); a retransmitted INVITE gets it again."""
+    ua = agent(enforce=True)
+    invite = bytes(build_request("INVITE", target="sip:alice@127.0.0.1:5070"))
+    statuses: list[int] = []
+
+    def run_until(end: float) -> None:
+        while (timer := ua.get_timer()) is not None and timer < end:
+            ua.handle_timer(timer)
+            statuses.extend(responses(ua))
+
+    ua.receive_datagram(invite, SCANNER, 0.0)
+    statuses.extend(responses(ua))
+    run_until(5.0)  # Timer G would have repeated it at 0.5, 1.5 and 3.5 s
+    assert statuses == [403]
+    ua.receive_datagram(invite, SCANNER, 5.0)  # the INVITE again: the 403 was lost
+    statuses.extend(responses(ua))
+    run_until(40.0)  # past Timer H
+    assert statuses == [403, 403]
+
+
+def responses(ua: UserAgent) -> list[int]:
+    out = [parse_message(o.data) for o in ua.outgoing()]
+    return [m.status for m in out if isinstance(m, Response)]

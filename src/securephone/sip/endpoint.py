@@ -230,13 +230,19 @@ class SipEndpoint:
         self._collect()
         return tx.key
 
-    def send_response(self, transaction_id: str, response: Response, now: float) -> None:
-        """Answer the request of server transaction ``transaction_id``."""
+    def send_response(
+        self, transaction_id: str, response: Response, now: float, *, retransmit: bool = True
+    ) -> None:
+        """Answer the request of server transaction ``transaction_id`` (``retransmit=False``: a
+        final answer to an INVITE is not repeated unasked, see ServerInviteTransaction)."""
         tx = self._server.get(transaction_id)
         if tx is None:
             raise KeyError(f"no server transaction {transaction_id}")
         self._dirty[transaction_id] = None
-        tx.send_response(response, now)
+        if isinstance(tx, ServerInviteTransaction):
+            tx.send_response(response, now, retransmit=retransmit)
+        else:
+            tx.send_response(response, now)
         self._collect()
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:

@@ -333,8 +333,12 @@ class ServerInviteTransaction(Transaction):
             self.timers["I"] = self._wait(self.settings.t4, now)
         return self.state is TxState.ACCEPTED
 
-    def send_response(self, response: Response, now: float) -> None:
-        """1xx stay in Proceeding; 2xx → Accepted (Timer L); 300–699 → Completed (Timers G, H)."""
+    def send_response(self, response: Response, now: float, *, retransmit: bool = True) -> None:
+        """1xx stay in Proceeding; 2xx → Accepted (Timer L); 300–699 → Completed (Timers G, H).
+
+        ``retransmit=False`` (a refusal to a source that is not trusted, whose address may be
+        forged): no Timer G; a retransmitted INVITE still gets the response again, one for one.
+        """
         wire = bytes(response)
         if self.state is TxState.ACCEPTED and 200 <= response.status < 300:
             self._send(wire)  # the TU's own 2xx retransmission (RFC 3261 §13.3.1.4)
@@ -352,7 +356,7 @@ class ServerInviteTransaction(Transaction):
             self.timers["L"] = now + 64 * self.settings.t1
             return
         self._set_state(TxState.COMPLETED)
-        if not self.peer.reliable:
+        if not self.peer.reliable and retransmit:
             self.timers["G"] = now + self.settings.t1
         self.timers["H"] = now + 64 * self.settings.t1
 

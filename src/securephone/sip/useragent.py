@@ -477,7 +477,10 @@ class UserAgent:
         )
         assert event.transaction_id is not None
         response = make_response(request, 403, "Only Accepted From The Proxy", to_tag=new_tag())
-        self.endpoint.send_response(event.transaction_id, self.router.stamp_response(response), now)
+        # once, not on Timer G: its source may be forged, and the repeats would go to the victim
+        self.endpoint.send_response(
+            event.transaction_id, self.router.stamp_response(response), now, retransmit=False
+        )
         return False
 
     def registration_state(self, name: str) -> RegState:
