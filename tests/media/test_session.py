@@ -540,6 +540,19 @@ def test_symmetric_rtp_latches_onto_the_new_source() -> None:
     assert np.array_equal(played[3], PCMU.decode(PCMU.encode(tone(3))))
 
 
+def test_symmetric_rtp_latches_back_when_the_peer_sends_from_its_address_again() -> None:
+    """With plain RTP and symmetric RTP on, a stranger's packet latches (documented); the peer's
+    next packet from the negotiated address takes the media back."""
+    alice, bob = pair()
+    bob.symmetric_rtp = True
+    stranger = pair()[0]
+    deliver(send(alice, 1), bob)
+    bob.receive(send(stranger, 1)[0], ("203.0.113.5", 40000), FRAME)
+    assert bob.latched == ("203.0.113.5", 40000)
+    bob.receive(send(alice, 1, start=1)[0], ALICE, 2 * FRAME)
+    assert bob.latched == ALICE
+
+
 def test_authenticated_srtp_from_another_address_is_accepted_and_latches_only_if_allowed() -> None:
     alice, bob = keyed_pair()
     packets = send(alice, 3)

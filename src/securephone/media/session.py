@@ -349,6 +349,10 @@ class MediaStream:
                 return False  # plain media only from the negotiated address
             if self.symmetric_rtp and not rtcp:
                 self.latched = (source[0], source[1])  # authenticated, or latching allowed
+        elif self.latched is not None and not rtcp:
+            # accepted media from the negotiated address again: back to it (a stranger's packet
+            # that latched plain RTP elsewhere must not keep the media there for the whole call)
+            self.latched = (source[0], source[1])
         self.last_source = (source[0], source[1])
         return True
 
