@@ -17,15 +17,18 @@ PROXY = Peer("udp", "127.0.0.5", 5060)
 SCANNER = Peer("udp", "127.0.0.9", 5060)
 
 
-def agent(enforce: bool) -> UserAgent:
-    ua = UserAgent({"udp": ("127.0.0.1", 5070)})
+def agent(enforce: bool, transport: str = "udp") -> UserAgent:
+    """alice's phone, its registrar at 127.0.0.5 (5060 over UDP, 5061 over TLS)."""
+    ua = UserAgent({"udp": ("127.0.0.1", 5070), "tls": ("127.0.0.1", 5071)})
+    registrar = "sip:127.0.0.5:5060" if transport == "udp" else "sip:127.0.0.5:5061;transport=tls"
     ua.add_account(
         AccountSpec(
             name="a",
             aor=SipUri("sip", "example.com", "alice"),
-            registrar=SipUri.parse("sip:127.0.0.5:5060"),
+            registrar=SipUri.parse(registrar),
             auth_user="alice",
             password="x",
+            transport=transport,
             accept_only_from_proxy=enforce,
         )
     )
@@ -75,18 +78,7 @@ def test_on_by_default_for_accounts_that_register() -> None:
 def test_a_tls_accounts_proxy_address_over_udp_is_not_the_proxy() -> None:
     """A forged UDP source is easy: an account that reaches its proxy over TLS takes out-of-dialog
     requests from the proxy's address only over TLS."""
-    ua = UserAgent({"udp": ("127.0.0.1", 5070), "tls": ("127.0.0.1", 5071)})
-    ua.add_account(
-        AccountSpec(
-            name="a",
-            aor=SipUri("sip", "example.com", "alice"),
-            registrar=SipUri.parse("sip:127.0.0.5:5061;transport=tls"),
-            auth_user="alice",
-            password="x",
-            transport="tls",
-            accept_only_from_proxy=True,
-        )
-    )
+    ua = agent(enforce=True, transport="tls")
     assert ua.router.from_proxy(Peer("tls", "127.0.0.5", 40123)) is True  # its flow
     assert ua.router.from_proxy(Peer("udp", "127.0.0.5", 5061)) is False
     assert ua.router.from_proxy(Peer("tcp", "127.0.0.5", 5061)) is False
