@@ -51,12 +51,20 @@ def check_call(call: Call, integrity: bool) -> None:
 
 @contextlib.asynccontextmanager
 async def dtls_phone(
-    tmp_path: Path, pki: Pki, kam_factory: KamailioFactory, speech: Path, heard: dict[int, Path]
+    tmp_path: Path,
+    pki: Pki,
+    kam_factory: KamailioFactory,
+    speech: Path,
+    heard: dict[int, Path],
+    direct: bool = False,
 ) -> AsyncIterator[Phone]:
+    """alice registered over TLS; ``direct``: she also takes calls that do not come through her
+    proxy (linphonec calls her UDP port: not the proxy's transport, so refused otherwise)."""
     kam = kam_factory(users=USERS, tls=kam_tls(pki))
     phone = securephone(tmp_path, pki, kam, speech, heard)
     phone.config.media.keying = ["dtls"]
     phone.config.accounts[0].keying = ["dtls"]
+    phone.config.accounts[0].accept_only_from_proxy = not direct
     phone.kam = kam  # type: ignore[attr-defined]
     await phone.start()
     try:
@@ -102,7 +110,9 @@ async def test_dtls_calls_with_linphonec_direct_both_ways(
         linphonec_factory, media_encryption="dtls", audio_source=linphone_speech[1]
     )
     heard: dict[int, Path] = {}
-    async with dtls_phone(tmp_path, pki, kamailio_factory, linphone_speech[0], heard) as phone:
+    async with dtls_phone(
+        tmp_path, pki, kamailio_factory, linphone_speech[0], heard, direct=True
+    ) as phone:
         port = phone.status()["listen"]["udp"].split(":")[1]
         call, back, heard_out, heard_back = await both_ways(
             phone, peer, peer.sip_uri, f"sip:alice@127.0.0.1:{port}", None
