@@ -145,7 +145,7 @@ class _StreamConnection(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             self.sent += len(data)
             transport.write(data)
-            if data != b"\r\n\r\n" and data != b"\r\n":  # keep-alive pings are no use
+            if data != b"\r\n\r\n":  # a keep-alive ping is no use of the flow
                 self.layer.flow_sent(self, data.startswith(b"REGISTER "))
             unread = transport.get_write_buffer_size()
             if unread > STREAM_WRITE_LIMIT:
@@ -360,7 +360,8 @@ class TransportLayer:
             )
             return False
         self._live[conn.conn_id] = conn
-        for command in self.flows.overflow():  # dialled ones beyond the limit
+        commands = self.flows.overflow() if conn.dialled is not None else []
+        for command in commands:  # connections we opened, beyond the limit
             spare = self._live.get(command.conn)
             if spare is not None:
                 log.info("closing the SIP connection with %s: %s", spare.peer, command.reason)

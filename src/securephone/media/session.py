@@ -326,23 +326,26 @@ class MediaStream:
             return []
         return self._receive_packet(packet, self.negotiated, now)
 
+    def _negotiated_source(self, source: Address, rtcp: bool = False) -> bool:
+        """From the address and port the SDP gave for RTP (or for RTCP when not muxed)."""
+        media = self.negotiated
+        if media is None:
+            return False
+        port = media.remote_rtcp_port if rtcp and not media.rtcp_mux else media.remote_port
+        return source[1] == port and _same_host(source[0], media.remote_address)
+
     def _from_peer(self, source: Address) -> bool:
         """From the negotiated RTP address, or from where accepted media last came (not counted
         as foreign either way: the path keying judges its own packets)."""
-        media = self.negotiated
-        negotiated = media is not None and source[1] == media.remote_port
-        if negotiated and media is not None and _same_host(source[0], media.remote_address):
+        if self._negotiated_source(source):
             return True
         return self.last_source is not None and (source[0], source[1]) == self.last_source
 
     def _accept_source(self, source: Address, rtcp: bool) -> bool:
         """May a packet from ``source`` be used? Records it; counts and drops a stranger's."""
-        media = self.negotiated
-        if media is None:
+        if self.negotiated is None:
             return False
-        port = media.remote_rtcp_port if rtcp and not media.rtcp_mux else media.remote_port
-        foreign = source[1] != port or not _same_host(source[0], media.remote_address)
-        if foreign:
+        if not self._negotiated_source(source, rtcp):
             self.counters.foreign_source += 1
             if self.srtp is None and not self.symmetric_rtp:
                 self.counters.foreign_dropped += 1
