@@ -153,8 +153,10 @@ async def test_a_peer_that_never_reads_cannot_grow_our_send_buffer() -> None:
                 if conn.transport is not None:
                     largest = max(largest, conn.transport.get_write_buffer_size())
         assert largest <= STREAM_WRITE_LIMIT + len(answer), largest
-        # the flood was held back: the client's sends blocked or the connection was closed
-        assert blocked or not transports._live
+        # the flood was held back: the phone stopped reading it (requests left unanswered in
+        # the kernel's buffers, however large they are on this machine) or closed it
+        await asyncio.sleep(0.2)
+        assert not transports._live or handled < sent, (handled, sent, blocked)
         assert handled * len(answer) > STREAM_WRITE_HIGH_WATER  # the answers did pile up
     finally:
         client.close()
